@@ -1,0 +1,55 @@
+# litlab: every target is the project's interface; `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+# torch is installed first, on its own: the CPU build lies on this machine's disk.
+# On a GPU machine PyPI's torch==2.13.0 is the CUDA build; for another CUDA version:
+#   make install TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+TORCH ?= torch==2.13.0
+ARGS ?=
+HOST ?= 127.0.0.1
+PORT ?= 6006
+RUNS ?= runs
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv and install the project (again only when pyproject.toml changes)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --no-warn-script-location $(TORCH)
+	$(BIN)/pip install --quiet --no-warn-script-location -e ".[dev]"
+	touch $@
+
+train: $(STAMP)  ## train the default job; pick another with ARGS="experiment=seed optimizer.lr=0.1"
+	$(BIN)/litlab train $(ARGS)
+
+tensorboard: $(STAMP)  ## serve the dashboards of every run in $(RUNS) on $(HOST):$(PORT)
+	@echo "TensorBoard: http://$(HOST):$(PORT)/"
+	$(BIN)/tensorboard --logdir $(RUNS) --host $(HOST) --port $(PORT)
+
+test: $(STAMP)  ## run the whole suite (the slow tests too)
+	$(BIN)/pytest
+
+bench: $(STAMP)  ## time the lesson's raw PyTorch loop against experiment=seed
+	$(BIN)/python scripts/bench.py
+
+lint: $(STAMP)  ## check style with ruff
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+format: $(STAMP)  ## rewrite the code in the house style
+	$(BIN)/ruff check --fix src tests scripts
+	$(BIN)/ruff format src tests scripts
+
+clean:  ## remove runs, caches and the virtual environment
+	rm -rf $(VENV) $(RUNS) .pytest_cache .ruff_cache bench.json src/*.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+.PHONY: help install train tensorboard test bench lint format clean

@@ -1,0 +1,1 @@
+"""litlab: the intro lesson's learning loop as a config-driven Lightning template."""

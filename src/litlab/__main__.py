@@ -1,0 +1,5 @@
+import sys
+
+from litlab.cli import main
+
+sys.exit(main())

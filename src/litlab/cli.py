@@ -1,0 +1,59 @@
+"""`litlab train [group=option ...] [key=value ...]`: the command line.
+
+Lightning is imported only once a run is certain, so help and config errors answer fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from omegaconf import OmegaConf
+
+from litlab.config import ConfigError, compose, groups, validate
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        composed = compose(args.words)
+        if args.print_config:
+            validate(composed)
+            print(OmegaConf.to_yaml(composed.cfg), end="")
+            return 0
+        from litlab.train import train  # heavy: torch and Lightning
+
+        run_dir, metrics = train(composed)
+    except ConfigError as exc:
+        print("litlab: bad config:", *(f"  {e}" for e in exc.errors), sep="\n", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an unwritable runs folder, a full disk
+        print(f"litlab: {exc}", file=sys.stderr)
+        return 1
+    _report(run_dir, metrics)
+    return 0
+
+
+def _report(run_dir: object, metrics: dict[str, object]) -> None:
+    width = max(len(key) for key in metrics)
+    print("\n".join(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}"
+                    for key, value in metrics.items()))
+    print(f"run folder: {run_dir}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="litlab", description="A PyTorch Lightning research template.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    options = "\n".join(f"  {group:<11} {', '.join(names)}" for group, names in groups().items())
+    train = commands.add_parser(
+        "train",
+        help="train and test a job in a new run folder",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train and test the job that configs/train.yaml and WORDS compose.",
+        epilog=f"config groups and their options (pick with group=option):\n{options}\n\n"
+        "examples:\n  litlab train experiment=seed\n"
+        "  litlab train optimizer=sgd optimizer.lr=0.5 scheduler=cosine trainer.max_epochs=300",
+    )
+    train.add_argument("words", nargs="*", metavar="WORDS", help="group=option or dotted.key=value")
+    train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    return parser

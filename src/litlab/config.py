@@ -1,0 +1,321 @@
+"""Config: compose YAML files and command-line words, check them, turn nodes into objects.
+
+`compose` reads `configs/train.yaml`, applies the `group=option` and `a.b=value` words
+(Hydra's syntax, without Hydra), and resolves interpolations. `validate` checks every
+node against the signature of the class it builds and reports all errors at once.
+`instantiate` is the one way a config node becomes an object.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import difflib
+import importlib
+import inspect
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+# Options of these groups are merged at the top level: they change several groups at once.
+GLOBAL_GROUPS = ("experiment", "debug")
+# Keys of the scheduler node that go to Lightning's lr_scheduler dict, not the scheduler.
+SCHEDULER_KEYS = ("interval", "frequency", "monitor")
+CLI = "the command line"
+
+
+class ConfigError(ValueError):
+    """A config a user can fix; the message lists every problem found."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("\n".join(errors))
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """The top-level keys that are not groups."""
+
+    name: str  # runs go to <runs_dir>/<name>/<timestamp>/
+    runs_dir: str
+    seed: int
+
+
+@dataclasses.dataclass
+class Composed:
+    cfg: DictConfig
+    sources: dict[str, str]  # dotted key -> the file or "the command line" that set it
+
+    def source(self, key: str) -> str:
+        """Where the value of `key` (or of its nearest parent) came from."""
+        while key and key not in self.sources:
+            key = key.rpartition(".")[0]
+        return self.sources.get(key, "the defaults")
+
+
+# --------------------------------------------------------------------------- compose
+
+
+def groups() -> dict[str, list[str]]:
+    """Every config group and its options, as found on disk."""
+    return {
+        d.name: sorted(p.stem for p in d.glob("*.yaml"))
+        for d in sorted(CONFIG_DIR.iterdir())
+        if d.is_dir()
+    }
+
+
+def compose(words: list[str]) -> Composed:
+    """Build the resolved config from `train.yaml` and the user's words."""
+    config_dir, options = CONFIG_DIR, groups()
+    picked, dotted = _parse_words(words, options)
+    primary = _load(config_dir / "train.yaml")
+    selection = _defaults(primary, config_dir / "train.yaml")
+    experiment = picked.get("experiment", selection.get("experiment"))
+    exp_body = _load(_option_path(config_dir, "experiment", experiment)) if experiment else None
+    if exp_body is not None:
+        selection.update(_defaults(exp_body, f"experiment/{experiment}.yaml"))
+    selection.update(picked)  # the command line wins over the experiment's choices
+
+    layers: list[tuple[DictConfig, str]] = []
+    for group, option in selection.items():
+        if option is None or group in GLOBAL_GROUPS:
+            continue
+        path = _option_path(config_dir, group, option)
+        layers.append((OmegaConf.create({group: _load(path) or None}), _rel(path, config_dir)))
+    layers.append((primary, "train.yaml"))
+    if exp_body is not None:
+        layers.append((exp_body, f"experiment/{experiment}.yaml"))
+    if selection.get("debug"):
+        path = _option_path(config_dir, "debug", selection["debug"])
+        layers.append((_load(path), _rel(path, config_dir)))
+    layers.append((_from_dotlist(dotted), CLI))
+    return _merge(layers)
+
+
+def _parse_words(words: list[str], options: dict[str, list[str]]) -> tuple[dict, list[str]]:
+    picked: dict[str, str | None] = {}
+    dotted: list[str] = []
+    for word in words:
+        key, eq, value = word.partition("=")
+        if not eq or not key:
+            raise ConfigError([f"'{word}': expected group=option or key=value"])
+        if key not in options:
+            dotted.append(word)
+            continue
+        if value in ("null", "none") and "none" not in options[key]:
+            picked[key] = None
+        elif value in options[key]:
+            picked[key] = value
+        else:
+            allowed = ", ".join(options[key])
+            raise ConfigError([f"{key}={value} ({CLI}): no such option; choose one of: {allowed}"])
+    return picked, dotted
+
+
+def _defaults(node: DictConfig, where: str | Path) -> dict[str, str | None]:
+    """Pop a Hydra-style defaults list (`- group: option`) off `node`."""
+    entries = node.pop("defaults", [])
+    selection: dict[str, str | None] = {}
+    for entry in entries:
+        if not isinstance(entry, DictConfig) or len(entry) != 1:
+            raise ConfigError([f"{where}: each defaults entry must be one 'group: option'"])
+        (group, option), = entry.items()
+        selection[str(group)] = option
+    return selection
+
+
+def _option_path(config_dir: Path, group: str, option: str) -> Path:
+    path = config_dir / group / f"{option}.yaml"
+    if not path.is_file():
+        allowed = ", ".join(groups().get(group, []))
+        raise ConfigError([f"{group}={option}: no such option; choose one of: {allowed}"])
+    return path
+
+
+def _load(path: Path) -> DictConfig:
+    try:
+        node = OmegaConf.load(path)
+    except (OmegaConfBaseException, OSError, ValueError) as exc:
+        raise ConfigError([f"{path}: cannot be read: {exc}"]) from None
+    return node if isinstance(node, DictConfig) else OmegaConf.create()
+
+
+def _from_dotlist(dotted: list[str]) -> DictConfig:
+    try:
+        return OmegaConf.from_dotlist(dotted)
+    except OmegaConfBaseException as exc:
+        raise ConfigError([f"{' '.join(dotted)} ({CLI}): {exc}"]) from None
+
+
+def _rel(path: Path, config_dir: Path) -> str:
+    return str(path.relative_to(config_dir.parent))
+
+
+def _merge(layers: list[tuple[DictConfig, str]]) -> Composed:
+    sources: dict[str, str] = {}
+    for node, source in layers:
+        for key in _leaf_keys(node):
+            sources[key] = source
+    try:
+        cfg = OmegaConf.merge(*(node for node, _ in layers))
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as exc:
+        raise ConfigError([f"config cannot be resolved: {exc}"]) from None
+    return Composed(cfg, sources)
+
+
+def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of every value in a plain nested dict."""
+    if OmegaConf.is_config(node):
+        node = OmegaConf.to_container(node, resolve=False)
+    if not isinstance(node, dict) or not node:
+        return [prefix] if prefix else []
+    return [leaf for k, v in node.items() for leaf in _leaf_keys(v, f"{prefix}.{k}".lstrip("."))]
+
+
+# --------------------------------------------------------------------------- validate
+
+
+def validate(composed: Composed) -> None:
+    """Check every key and type of the config; raise one ConfigError listing all problems."""
+    cfg, errors = composed.cfg, []
+    expected = {f.name for f in dataclasses.fields(RunConfig)} | set(groups()) - set(GLOBAL_GROUPS)
+    for key in cfg:
+        if key not in expected:
+            errors.append(_unknown(composed, str(key), expected))
+    for name, annotation in typing.get_type_hints(RunConfig).items():
+        if name in cfg:
+            errors += _check_value(composed, name, cfg[name], annotation)
+    for path, node in target_nodes(cfg).items():
+        errors += _check_node(composed, path, node)
+    if errors:
+        raise ConfigError(errors)
+
+
+def target_nodes(cfg: DictConfig) -> dict[str, DictConfig]:
+    """Every node that builds an object, by dotted path (callbacks are a mapping of them)."""
+    nodes = {key: cfg.get(key) for key in ("data", "model", "optimizer", "scheduler", "trainer")}
+    nodes["logger"] = cfg.get("logger")
+    for name, node in (cfg.get("callbacks") or {}).items():
+        nodes[f"callbacks.{name}"] = node
+    return {path: node for path, node in nodes.items() if node is not None}
+
+
+def _check_node(composed: Composed, path: str, node: Any) -> list[str]:
+    if not isinstance(node, DictConfig) or "_target_" not in node:
+        return [f"{path} ({composed.source(path)}): needs a _target_ naming the class to build"]
+    try:
+        target = locate(node._target_)
+    except ConfigError as exc:
+        return [f"{path}._target_ ({composed.source(path + '._target_')}): {exc}"]
+    params = _parameters(target)
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    errors = []
+    for key, value in node.items():
+        key = str(key)
+        if key == "_target_" or (path == "scheduler" and key in SCHEDULER_KEYS):
+            continue
+        if key not in params:
+            if not takes_any:
+                errors.append(_unknown(composed, f"{path}.{key}", params, node._target_))
+            continue
+        errors += _check_value(composed, f"{path}.{key}", value, _annotation(target, key))
+    return errors
+
+
+def _parameters(target: Any) -> dict[str, inspect.Parameter]:
+    signature = inspect.signature(target)
+    return {
+        name: p
+        for name, p in signature.parameters.items()
+        if p.kind not in (p.VAR_POSITIONAL,) and name != "self"
+    }
+
+
+def _annotation(target: Any, key: str) -> Any:
+    func = target.__init__ if inspect.isclass(target) else target
+    try:
+        return typing.get_type_hints(inspect.unwrap(func)).get(key, Any)
+    except Exception:  # unresolvable forward references in a library: check nothing
+        return Any
+
+
+def _check_value(composed: Composed, key: str, value: Any, annotation: Any) -> list[str]:
+    plain = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    if _accepts(plain, annotation):
+        return []
+    return [
+        f"{key}={plain!r} ({composed.source(key)}): expected {_type_name(annotation)}, "
+        f"got {type(plain).__name__}"
+    ]
+
+
+def _accepts(value: Any, annotation: Any) -> bool:
+    """Whether `value` (plain Python, from YAML) fits `annotation`; unknown types pass."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(value, arg) for arg in args)
+    if origin is typing.Literal:
+        return value in args
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, collections.abc.Sequence):
+        return isinstance(value, list | tuple)
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    if inspect.isclass(annotation) and annotation.__module__ != "builtins":
+        return not isinstance(value, bool | int | float | str | list)  # a library object
+    return True
+
+
+def _type_name(annotation: Any) -> str:
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if typing.get_origin(annotation) is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
+
+
+def _unknown(composed: Composed, key: str, allowed: Any, target: str | None = None) -> str:
+    parent, _, name = key.rpartition(".")
+    close = difflib.get_close_matches(name, [str(a) for a in allowed], n=1)
+    hint = f"; did you mean {(parent + '.' if parent else '') + close[0]}?" if close else ""
+    owner = f" of {target}" if target else ""
+    return f"{key} ({composed.source(key)}): unknown key{owner}{hint}"
+
+
+# --------------------------------------------------------------------------- instantiate
+
+
+def locate(dotted: str) -> Any:
+    """Import `package.module.Name` and return `Name`."""
+    module_name, _, attr = str(dotted).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError([f"cannot import {dotted!r}"]) from None
+
+
+def instantiate(node: DictConfig | dict[str, Any], /, **injected: Any) -> Any:
+    """Build `node._target_(**node, **injected)`: the config holds choices, the caller
+    injects what is known only at run time (parameters, sizes, paths)."""
+    kwargs = OmegaConf.to_container(node) if OmegaConf.is_config(node) else dict(node)
+    target = locate(kwargs.pop("_target_"))
+    return target(**kwargs, **injected)

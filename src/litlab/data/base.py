@@ -1,0 +1,45 @@
+"""What every in-memory data module shares: three splits of tensors and their loaders."""
+
+from __future__ import annotations
+
+import lightning as L
+from torch import Tensor
+
+from litlab.data.batches import TensorBatches
+
+
+class TensorDataModule(L.LightningDataModule):
+    """Holds `train`, `val`, `test` as tuples of tensors, filled by the subclass's `setup`.
+
+    `batch_size` is per device: `None` means full-batch gradient descent (each rank takes
+    its whole shard), 1 stochastic and anything between mini-batch gradient descent.
+    Evaluation always runs in one batch per rank: these sets are small.
+    """
+
+    def __init__(self, batch_size: int | None, seed: int):
+        super().__init__()
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}: must be >= 1, or null for full batch")
+        self.batch_size, self.seed = batch_size, seed
+        self.train: tuple[Tensor, ...] = ()
+        self.val: tuple[Tensor, ...] = ()
+        self.test: tuple[Tensor, ...] = ()
+
+    def _batches(self, tensors: tuple[Tensor, ...], train: bool) -> TensorBatches:
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        if not train:
+            return TensorBatches(tensors, None, rank=rank, world_size=world)
+        # Full-batch training needs no shuffling: every step sees every row.
+        seed = None if self.batch_size is None else self.seed
+        epoch = (lambda: trainer.current_epoch) if trainer else (lambda: 0)
+        return TensorBatches(tensors, self.batch_size, seed, epoch, rank, world)
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches(self.train, train=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches(self.val, train=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches(self.test, train=False)

@@ -1,0 +1,75 @@
+"""Batches sliced from tensors held in memory.
+
+A `DataLoader` over a `TensorDataset` fetches and collates one sample at a time, which
+costs more than the model itself on small tabular jobs (about 2 ms per step on the
+lesson's 500 points, 4 s per step at 500k rows). These sets fit in memory as a few
+tensors, so a batch is one index (or slice) per tensor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+
+class TensorBatches:
+    """Iterate over `tensors` (same first dimension) in batches of `batch_size` rows.
+
+    `batch_size=None` yields the whole set each time (full-batch gradient descent).
+    With `shuffle_seed`, rows come in a new order each epoch, a permutation seeded by
+    the seed and `epoch()` (the trainer's epoch, so a resumed run sees the same order).
+    Under DDP each of `world_size` ranks takes every `world_size`-th row: when shuffling
+    (training) the shards are cut to equal length so every rank takes the same number of
+    steps; otherwise (evaluation) nothing is dropped or repeated, so metrics gathered
+    over all ranks equal those of one process.
+    """
+
+    def __init__(
+        self,
+        tensors: tuple[Tensor, ...],
+        batch_size: int | None,
+        shuffle_seed: int | None = None,
+        epoch: Callable[[], int] = lambda: 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.tensors, self.batch_size = tensors, batch_size
+        self.shuffle_seed, self.epoch = shuffle_seed, epoch
+        self.rank, self.world_size = rank, world_size
+
+    def _rows(self) -> int:
+        n = len(self.tensors[0])
+        if self.world_size == 1:
+            return n
+        if self.shuffle_seed is not None:
+            return n // self.world_size
+        return len(range(self.rank, n, self.world_size))
+
+    def __len__(self) -> int:
+        rows = self._rows()
+        return 1 if self.batch_size is None else math.ceil(rows / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        index = self._index()
+        if index is None and self.batch_size is None:  # the common full-batch case: no copy
+            yield self.tensors
+            return
+        rows = self._rows()
+        step = rows if self.batch_size is None else self.batch_size
+        for start in range(0, rows, step):
+            if index is None:
+                yield tuple(t[start : start + step] for t in self.tensors)
+            else:
+                yield tuple(t[index[start : start + step]] for t in self.tensors)
+
+    def _index(self) -> Tensor | None:
+        """Row indices of this rank in this epoch's order; None means rows 0..n in order."""
+        n = len(self.tensors[0])
+        if self.shuffle_seed is None:
+            return None if self.world_size == 1 else torch.arange(self.rank, n, self.world_size)
+        generator = torch.Generator().manual_seed(self.shuffle_seed * 100_003 + self.epoch())
+        order = torch.randperm(n, generator=generator)
+        return order[self.rank :: self.world_size][: self._rows()]

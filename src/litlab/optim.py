@@ -1,0 +1,36 @@
+"""Optimisers and learning-rate schedules, built from their config nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
+
+from litlab.config import SCHEDULER_KEYS, instantiate
+
+
+def configure(
+    optimizer: dict[str, Any], scheduler: dict[str, Any] | None, params: Iterable[torch.Tensor]
+) -> dict[str, Any]:
+    """Lightning's `configure_optimizers` answer: the optimiser over `params` and, if a
+    schedule is chosen, its lr_scheduler dict (interval, frequency, monitor from config)."""
+    opt = instantiate(optimizer, params=params)
+    if scheduler is None:
+        return {"optimizer": opt}
+    kwargs = {k: v for k, v in scheduler.items() if k not in SCHEDULER_KEYS}
+    lightning_keys = {k: v for k, v in scheduler.items() if k in SCHEDULER_KEYS}
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": instantiate(kwargs, optimizer=opt), **lightning_keys}}
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total: int, warmup: int = 0, eta_min: float = 0.0) -> LRScheduler:
+    """Cosine decay from the optimiser's rate to `eta_min` over `total` intervals, after a
+    linear warm-up over the first `warmup` of them (rising from lr / (warmup + 1))."""
+    if not 0 <= warmup < total:
+        raise ValueError(f"warmup={warmup}, total={total}: need 0 <= warmup < total")
+    cosine = CosineAnnealingLR(optimizer, T_max=total - warmup, eta_min=eta_min)
+    if warmup == 0:
+        return cosine
+    ramp = LinearLR(optimizer, start_factor=1 / (warmup + 1), total_iters=warmup)
+    return SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])

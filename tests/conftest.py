@@ -1,0 +1,28 @@
+"""Shared fixtures: compose the real configs, with runs written under a temporary folder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from litlab.config import Composed, compose
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Composed]:
+    """compose(words) with runs under tmp_path: make_config("experiment=seed", "seed=3")."""
+
+    def make(*words: str) -> Composed:
+        return compose([f"runs_dir={tmp_path / 'runs'}", *words])
+
+    return make
+
+
+def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar tag in a run's TensorBoard events as (step, value) pairs."""
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
