@@ -43,7 +43,9 @@ def lesson_losses(seed: int, epochs: int = 1000) -> list[float]:
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 7])
 def test_seed_experiment_logs_the_lessons_losses(make_config, seed):
-    run_dir, _ = train(make_config("experiment=seed", f"seed={seed}"))
+    run_dir, _ = train(
+        make_config("experiment=seed", f"seed={seed}", "trainer.log_every_n_steps=1")
+    )
     logged = scalars(run_dir)["train/loss"]
     expected = lesson_losses(seed)
     assert [step for step, _ in logged] == list(range(1000))

@@ -36,13 +36,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(run_dir: object, metrics: dict[str, object]) -> None:
     width = max(len(key) for key in metrics)
-    print("\n".join(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}"
-                    for key, value in metrics.items()))
+    print(
+        "\n".join(
+            f"{key:<{width}}  {value:.4f}"
+            if isinstance(value, float)
+            else f"{key:<{width}}  {value}"
+            for key, value in metrics.items()
+        )
+    )
     print(f"run folder: {run_dir}")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="litlab", description="A PyTorch Lightning research template.")
+    parser = argparse.ArgumentParser(
+        prog="litlab", description="A PyTorch Lightning research template."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     options = "\n".join(f"  {group:<11} {', '.join(names)}" for group, names in groups().items())
     train = commands.add_parser(
@@ -55,5 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         "  litlab train optimizer=sgd optimizer.lr=0.5 scheduler=cosine trainer.max_epochs=300",
     )
     train.add_argument("words", nargs="*", metavar="WORDS", help="group=option or dotted.key=value")
-    train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    train.add_argument(
+        "--print-config", action="store_true", help="print the resolved config and exit"
+    )
     return parser

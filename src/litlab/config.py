@@ -1,7 +1,7 @@
 """Config: compose YAML files and command-line words, check them, turn nodes into objects.
 
-`compose` reads `configs/train.yaml`, applies the `group=option` and `a.b=value` words
-(Hydra's syntax, without Hydra), and resolves interpolations. `validate` checks every
+`compose` reads `configs/train.yaml`, applies the `group=option`, `a.b=value` and `~a.b`
+(delete) words (Hydra's syntax, without Hydra), and resolves interpolations. `validate` checks every
 node against the signature of the class it builds and reports all errors at once.
 `instantiate` is the one way a config node becomes an object.
 """
@@ -27,6 +27,7 @@ GLOBAL_GROUPS = ("experiment", "debug")
 # Keys of the scheduler node that go to Lightning's lr_scheduler dict, not the scheduler.
 SCHEDULER_KEYS = ("interval", "frequency", "monitor")
 CLI = "the command line"
+PRIMARY = "configs/train.yaml"
 
 
 class ConfigError(ValueError):
@@ -52,10 +53,13 @@ class Composed:
     sources: dict[str, str]  # dotted key -> the file or "the command line" that set it
 
     def source(self, key: str) -> str:
-        """Where the value of `key` (or of its nearest parent) came from."""
-        while key and key not in self.sources:
-            key = key.rpartition(".")[0]
-        return self.sources.get(key, "the defaults")
+        """Where the value of `key` came from: for a node, every file that set part of it;
+        for a key no file set, the source of its nearest parent."""
+        under = [s for k, s in self.sources.items() if k == key or k.startswith(key + ".")]
+        if under:
+            return " + ".join(dict.fromkeys(under))
+        parent = key.rpartition(".")[0]
+        return self.source(parent) if parent else CLI
 
 
 # --------------------------------------------------------------------------- compose
@@ -75,27 +79,30 @@ def compose(words: list[str]) -> Composed:
     config_dir, options = CONFIG_DIR, groups()
     picked, dotted = _parse_words(words, options)
     primary = _load(config_dir / "train.yaml")
-    selection = _defaults(primary, config_dir / "train.yaml")
+    selection = _defaults(primary, PRIMARY)
     experiment = picked.get("experiment", selection.get("experiment"))
     exp_body = _load(_option_path(config_dir, "experiment", experiment)) if experiment else None
     if exp_body is not None:
-        selection.update(_defaults(exp_body, f"experiment/{experiment}.yaml"))
+        selection.update(_defaults(exp_body, f"configs/experiment/{experiment}.yaml"))
     selection.update(picked)  # the command line wins over the experiment's choices
 
     layers: list[tuple[DictConfig, str]] = []
     for group, option in selection.items():
-        if option is None or group in GLOBAL_GROUPS:
+        if group in GLOBAL_GROUPS:
+            continue
+        if option is None:  # group=null switches the group off
+            layers.append((OmegaConf.create({group: None}), CLI if group in picked else PRIMARY))
             continue
         path = _option_path(config_dir, group, option)
         layers.append((OmegaConf.create({group: _load(path) or None}), _rel(path, config_dir)))
-    layers.append((primary, "train.yaml"))
+    layers.append((primary, PRIMARY))
     if exp_body is not None:
-        layers.append((exp_body, f"experiment/{experiment}.yaml"))
+        layers.append((exp_body, f"configs/experiment/{experiment}.yaml"))
     if selection.get("debug"):
         path = _option_path(config_dir, "debug", selection["debug"])
         layers.append((_load(path), _rel(path, config_dir)))
-    layers.append((_from_dotlist(dotted), CLI))
-    return _merge(layers)
+    layers.append((_from_dotlist([w for w in dotted if not w.startswith("~")]), CLI))
+    return _delete(_merge(layers), [w[1:] for w in dotted if w.startswith("~")])
 
 
 def _parse_words(words: list[str], options: dict[str, list[str]]) -> tuple[dict, list[str]]:
@@ -103,6 +110,9 @@ def _parse_words(words: list[str], options: dict[str, list[str]]) -> tuple[dict,
     dotted: list[str] = []
     for word in words:
         key, eq, value = word.partition("=")
+        if word.startswith("~") and not eq:  # Hydra's "~a.b": delete key a.b
+            dotted.append(word)
+            continue
         if not eq or not key:
             raise ConfigError([f"'{word}': expected group=option or key=value"])
         if key not in options:
@@ -118,14 +128,14 @@ def _parse_words(words: list[str], options: dict[str, list[str]]) -> tuple[dict,
     return picked, dotted
 
 
-def _defaults(node: DictConfig, where: str | Path) -> dict[str, str | None]:
+def _defaults(node: DictConfig, where: str) -> dict[str, str | None]:
     """Pop a Hydra-style defaults list (`- group: option`) off `node`."""
     entries = node.pop("defaults", [])
     selection: dict[str, str | None] = {}
     for entry in entries:
         if not isinstance(entry, DictConfig) or len(entry) != 1:
             raise ConfigError([f"{where}: each defaults entry must be one 'group: option'"])
-        (group, option), = entry.items()
+        ((group, option),) = entry.items()
         selection[str(group)] = option
     return selection
 
@@ -151,6 +161,16 @@ def _from_dotlist(dotted: list[str]) -> DictConfig:
         return OmegaConf.from_dotlist(dotted)
     except OmegaConfBaseException as exc:
         raise ConfigError([f"{' '.join(dotted)} ({CLI}): {exc}"]) from None
+
+
+def _delete(composed: Composed, keys: list[str]) -> Composed:
+    for key in keys:
+        parent_key, _, name = key.rpartition(".")
+        parent = OmegaConf.select(composed.cfg, parent_key) if parent_key else composed.cfg
+        if not isinstance(parent, DictConfig) or name not in parent:
+            raise ConfigError([f"~{key} ({CLI}): there is no key {key} to delete"])
+        del parent[name]
+    return composed
 
 
 def _rel(path: Path, config_dir: Path) -> str:

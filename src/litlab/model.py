@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from torch import nn
 
 # torch.nn's activations by lower-case name: sigmoid, tanh, relu, gelu, silu, elu, ...
@@ -19,14 +21,18 @@ class MLP(nn.Sequential):
     (regression). `hidden=[4], activation="sigmoid"` is the lesson's 2-4-1 network.
     """
 
-    def __init__(self, in_features: int, out_features: int, hidden: list[int], activation: str = "relu"):
+    def __init__(
+        self, in_features: int, out_features: int, hidden: list[int], activation: str = "relu"
+    ):
         if activation.lower() not in ACTIVATIONS:
-            raise ValueError(f"activation={activation!r}: choose one of {', '.join(sorted(ACTIVATIONS))}")
+            raise ValueError(
+                f"activation={activation!r}: choose one of {', '.join(sorted(ACTIVATIONS))}"
+            )
         if any(width < 1 for width in hidden):
             raise ValueError(f"hidden={list(hidden)}: every width must be >= 1")
         widths = [in_features, *hidden, out_features]
         layers: list[nn.Module] = []
-        for i, (n_in, n_out) in enumerate(zip(widths, widths[1:])):
+        for i, (n_in, n_out) in enumerate(itertools.pairwise(widths)):
             # Built in the lesson's order (Linear, Linear, ...) so a seed gives its weights.
             layers.append(nn.Linear(n_in, n_out))
             if i < len(hidden):

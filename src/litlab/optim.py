@@ -21,10 +21,15 @@ def configure(
         return {"optimizer": opt}
     kwargs = {k: v for k, v in scheduler.items() if k not in SCHEDULER_KEYS}
     lightning_keys = {k: v for k, v in scheduler.items() if k in SCHEDULER_KEYS}
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": instantiate(kwargs, optimizer=opt), **lightning_keys}}
+    return {
+        "optimizer": opt,
+        "lr_scheduler": {"scheduler": instantiate(kwargs, optimizer=opt), **lightning_keys},
+    }
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total: int, warmup: int = 0, eta_min: float = 0.0) -> LRScheduler:
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, total: int, warmup: int = 0, eta_min: float = 0.0
+) -> LRScheduler:
     """Cosine decay from the optimiser's rate to `eta_min` over `total` intervals, after a
     linear warm-up over the first `warmup` of them (rising from lr / (warmup + 1))."""
     if not 0 <= warmup < total:

@@ -30,8 +30,10 @@ class TensorDataModule(L.LightningDataModule):
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         if not train:
             return TensorBatches(tensors, None, rank=rank, world_size=world)
-        # Full-batch training needs no shuffling: every step sees every row.
-        seed = None if self.batch_size is None else self.seed
+        # Full-batch training needs no shuffling: every step sees every row. Overfitting
+        # a few batches (a debug check) needs the same batches every epoch.
+        fixed = self.batch_size is None or (trainer is not None and trainer.overfit_batches > 0)
+        seed = None if fixed else self.seed
         epoch = (lambda: trainer.current_epoch) if trainer else (lambda: 0)
         return TensorBatches(tensors, self.batch_size, seed, epoch, rank, world)
 

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from sklearn.datasets import make_circles
 from sklearn.model_selection import train_test_split
+from typing_extensions import override
 
 from litlab.data.base import TensorDataModule
 
@@ -43,24 +44,35 @@ class CirclesDataModule(TensorDataModule):
         self.random_state, self.holdout = random_state, holdout
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         if self.train:
             return
         data = self._sample(self.random_state)
         if self.holdout == "fresh":
-            train, val, test = data, self._sample(self.random_state + 1), self._sample(self.random_state + 2)
+            train, val, test = (
+                data,
+                self._sample(self.random_state + 1),
+                self._sample(self.random_state + 2),
+            )
         else:
-            train, val, test = stratified_split(data, self.val_fraction, self.test_fraction, self.random_state)
+            train, val, test = stratified_split(
+                data, self.val_fraction, self.test_fraction, self.random_state
+            )
         self.train, self.val, self.test = (_tensors(part) for part in (train, val, test))
 
     def _sample(self, random_state: int) -> Arrays:
         return make_circles(**self.draw, random_state=random_state)
 
 
-def stratified_split(data: Arrays, val_fraction: float, test_fraction: float, seed: int) -> tuple[Arrays, Arrays, Arrays]:
+def stratified_split(
+    data: Arrays, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[Arrays, Arrays, Arrays]:
     """Train/val/test split keeping class proportions; fractions are of the whole set."""
     x, y = data
-    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=test_fraction, stratify=y, random_state=seed)
+    x_rest, x_test, y_rest, y_test = train_test_split(
+        x, y, test_size=test_fraction, stratify=y, random_state=seed
+    )
     val_of_rest = val_fraction / (1 - test_fraction)
     x_train, x_val, y_train, y_val = train_test_split(
         x_rest, y_rest, test_size=val_of_rest, stratify=y_rest, random_state=seed

@@ -1,0 +1,93 @@
+"""The command line: help, printing the config, and clear errors with no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from litlab.cli import main
+
+
+def litlab(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "litlab", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_help_lists_groups_and_options(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert info.value.code == 0
+    assert "optimizer   adam, adamw, momentum, nesterov, rmsprop, sgd" in out
+    assert "scheduler   cosine, exponential, multistep, none, plateau, step" in out
+
+
+def test_print_config_shows_the_resolved_config_and_exits(capsys, tmp_path):
+    code = main(
+        [
+            "train",
+            "--print-config",
+            f"runs_dir={tmp_path}/runs",
+            "scheduler=cosine",
+            "trainer.max_epochs=7",
+        ]
+    )
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert code == 0 and cfg["scheduler"]["total"] == 7
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (
+            ["optimizer=adamm"],
+            "optimizer=adamm (the command line): no such option; choose one of: adam, adamw",
+        ),
+        (
+            ["optimizer.lrr=0.1"],
+            "optimizer.lrr (the command line): unknown key of torch.optim.Adam; did you mean",
+        ),
+        (
+            ["trainer.max_epochs=ten"],
+            "trainer.max_epochs='ten' (the command line): expected int | null, got str",
+        ),
+        (["optimizer.lr=-1"], "optimizer.lr=-1 (the command line): must be >= 0"),
+        (
+            ["data.val_fraction=0.6", "data.test_fraction=0.5"],
+            "val_fraction=0.6 + test_fraction=0.5 leaves fewer",
+        ),
+    ],
+)
+def test_bad_config_is_one_clear_message(capsys, tmp_path, words, message):
+    code = main(["train", f"runs_dir={tmp_path}/runs", *words])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("litlab: bad config:\n") and message in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_config_from_a_real_process_exits_non_zero_without_traceback(tmp_path):
+    result = litlab("train", "optimizer.lr=-1", "data.holdout=never", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "optimizer.lr=-1" in result.stderr or "holdout" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_train_from_a_real_process_names_the_run_folder_last(tmp_path):
+    result = litlab("train", "trainer.max_epochs=50", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1].startswith("run folder: runs/circles/")
+    assert any(line.startswith("test/acc") for line in lines[-8:])
+    assert (tmp_path / lines[-1].removeprefix("run folder: ") / "metrics.json").exists()

@@ -1,0 +1,121 @@
+"""Composing configs from files and words, and the errors a user gets for bad ones."""
+
+from __future__ import annotations
+
+import pytest
+
+from litlab.config import CONFIG_DIR, ConfigError, compose, groups, validate
+from litlab.train import check_optimization
+
+
+def errors_of(*words: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        composed = compose(list(words))
+        validate(composed)
+        check_optimization(composed)
+    return info.value.errors
+
+
+def test_defaults_compose_the_circles_job():
+    cfg = compose([]).cfg
+    assert cfg.data._target_ == "litlab.data.CirclesDataModule"
+    assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 0.01
+    assert cfg.scheduler is None
+    assert cfg.name == "circles" and cfg.trainer.max_epochs == 1000
+
+
+def test_group_choices_and_dotted_overrides():
+    words = ["optimizer=sgd", "optimizer.lr=0.5", "scheduler=cosine", "trainer.max_epochs=300"]
+    cfg = compose(words).cfg
+    assert cfg.optimizer == {"_target_": "torch.optim.SGD", "lr": 0.5}
+    assert cfg.scheduler.total == 300  # the interpolation follows the override
+
+
+def test_experiment_picks_groups_and_the_command_line_wins():
+    cfg = compose(["experiment=seed", "optimizer.lr=0.1"]).cfg
+    assert cfg.model.hidden == [4] and cfg.model.activation == "sigmoid"
+    assert cfg.data.holdout == "fresh" and cfg.name == "seed"
+    assert cfg.optimizer.lr == 0.1
+
+
+def test_sources_name_the_file_or_the_command_line():
+    composed = compose(["experiment=seed", "trainer.max_epochs=5"])
+    assert composed.source("optimizer._target_") == "configs/optimizer/adam.yaml"
+    assert composed.source("model.hidden") == "configs/experiment/seed.yaml"
+    assert composed.source("trainer.max_epochs") == "the command line"
+
+
+def test_group_set_to_null_switches_it_off():
+    cfg = compose(["callbacks=null", "logger=none"]).cfg
+    assert cfg.callbacks is None and cfg.logger is None
+
+
+@pytest.mark.parametrize(
+    ("group", "option"), [(g, o) for g, options in groups().items() for o in options]
+)
+def test_every_option_of_every_group_binds_to_its_targets(group, option):
+    """Each key of each config file is an argument of the class it builds: no dead keys."""
+    composed = compose([f"{group}={option}"])
+    validate(composed)
+    check_optimization(composed)
+
+
+def test_groups_mirror_the_config_folders():
+    assert set(groups()) == {p.name for p in CONFIG_DIR.iterdir() if p.is_dir()}
+    assert {"data", "model", "optimizer", "scheduler", "trainer", "experiment", "debug"} <= set(
+        groups()
+    )
+
+
+def test_unknown_group_option_lists_the_options():
+    (error,) = errors_of("optimizer=adamm")
+    assert "optimizer=adamm" in error and "adam, adamw, momentum, nesterov, rmsprop, sgd" in error
+
+
+def test_unknown_key_suggests_the_nearest_name():
+    (error,) = errors_of("optimizer.lrr=0.1")
+    assert "optimizer.lrr" in error and "did you mean optimizer.lr?" in error
+    assert "the command line" in error
+
+
+def test_unknown_top_level_key_suggests_the_nearest_name():
+    (error,) = errors_of("sed=3")
+    assert "did you mean seed?" in error
+
+
+def test_wrong_type_names_key_value_and_expected_type():
+    (error,) = errors_of("trainer.max_epochs=many")
+    assert "trainer.max_epochs='many'" in error and "expected int | null" in error
+
+
+def test_all_errors_are_reported_at_once():
+    errors = errors_of("data.batch_size=big", "model.widths=[3]", "seed=x")
+    assert len(errors) == 3
+    assert any("data.batch_size='big'" in e for e in errors)
+    assert any("model.widths" in e and "unknown key" in e for e in errors)
+    assert any("seed='x'" in e for e in errors)
+
+
+def test_negative_learning_rate_is_refused():
+    (error,) = errors_of("optimizer.lr=-0.1")
+    assert error.startswith("optimizer.lr=-0.1 (the command line): must be >= 0")
+
+
+def test_bad_scheduler_value_names_the_scheduler():
+    (error,) = errors_of("scheduler=cosine", "scheduler.warmup=2000")
+    assert error.startswith(
+        "scheduler (configs/scheduler/cosine.yaml + the command line, litlab.optim.warmup_cosine)"
+    )
+    assert "warmup=2000, total=1000: need 0 <= warmup < total" in error
+
+
+def test_a_word_without_equals_sign_is_refused():
+    (error,) = errors_of("optimizer")
+    assert "expected group=option or key=value" in error
+
+
+def test_tilde_deletes_a_key():
+    cfg = compose(["~optimizer.fused"]).cfg
+    assert "fused" not in cfg.optimizer
+    (error,) = errors_of("~optimizer.nothing")
+    assert "there is no key optimizer.nothing to delete" in error
