@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # torch is installed first, on its own: the CPU build lies on this machine's disk.
 # On a GPU machine PyPI's torch==2.13.0 is the CUDA build; for another CUDA version:
-#   make install TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
+#   make install TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu<version>"
 TORCH ?= torch==2.13.0
 ARGS ?=
 HOST ?= 127.0.0.1

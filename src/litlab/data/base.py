@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
+import torch
 from torch import Tensor
+from typing_extensions import override
 
 from litlab.data.batches import TensorBatches
 
@@ -28,6 +32,8 @@ class TensorDataModule(L.LightningDataModule):
     def _batches(self, tensors: tuple[Tensor, ...], train: bool) -> TensorBatches:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        if trainer is not None:  # once per fit, so no batch is copied to the device per step
+            tensors = tuple(t.to(trainer.strategy.root_device) for t in tensors)
         if not train:
             return TensorBatches(tensors, None, rank=rank, world_size=world)
         # Full-batch training needs no shuffling: every step sees every row. Overfitting
@@ -36,6 +42,14 @@ class TensorDataModule(L.LightningDataModule):
         seed = None if fixed else self.seed
         epoch = (lambda: trainer.current_epoch) if trainer else (lambda: 0)
         return TensorBatches(tensors, self.batch_size, seed, epoch, rank, world)
+
+    @override
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        if all(isinstance(t, Tensor) and t.device == device for t in batch):
+            return batch  # sliced from tensors already there
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def train_dataloader(self) -> TensorBatches:
         return self._batches(self.train, train=True)
