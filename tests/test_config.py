@@ -17,11 +17,13 @@ def errors_of(*words: str) -> list[str]:
 
 
 def test_defaults_compose_the_circles_job():
-    cfg = compose([]).cfg
+    composed = compose([])
+    cfg = composed.cfg
+    assert composed.choices["data"] == "circles" and composed.choices["module"] == "classifier"
     assert cfg.data._target_ == "litlab.data.CirclesDataModule"
     assert cfg.optimizer._target_ == "torch.optim.Adam" and cfg.optimizer.lr == 0.01
     assert cfg.scheduler is None
-    assert cfg.name == "circles" and cfg.trainer.max_epochs == 1000
+    assert cfg.name is None and cfg.trainer.max_epochs == 1000
 
 
 def test_group_choices_and_dotted_overrides():

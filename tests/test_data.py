@@ -51,13 +51,15 @@ def test_split_depends_on_random_state_only():
     [
         (
             {"val_fraction": 0.6, "test_fraction": 0.5},
-            "val_fraction=0.6 + test_fraction=0.5 leaves fewer than 2",
+            "val_fraction=0.6 + test_fraction=0.5 leaves fewer than 2 of the 500 rows",
         ),
         ({"test_fraction": 0.0}, "test_fraction=0.0: must be in (0, 1)"),
         (
             {"n_samples": 10, "val_fraction": 0.1},
             "val_fraction=0.1: must be in (0, 1) and hold at least 2",
         ),
+        ({"folds": 1}, "folds=1: must be between 2 and the number of rows (500)"),
+        ({"folds": 5, "holdout": "fresh"}, "folds=5: cross-validation needs holdout=split"),
         ({"holdout": "later"}, "holdout='later': must be 'split' or 'fresh'"),
         ({"batch_size": 0}, "batch_size=0: must be >= 1, or null for full batch"),
     ],
@@ -112,3 +114,14 @@ def test_ranks_evaluate_every_row_exactly_once():
         next(iter(TensorBatches(tensors(11), None, rank=r, world_size=3)))[0] for r in range(3)
     ]
     assert sorted(torch.cat(shards).flatten().tolist()) == list(range(11))
+
+
+def test_folds_partition_the_rows_into_test_sets():
+    tests = []
+    for fold in range(5):
+        dm = CirclesDataModule(folds=5, fold=fold)
+        dm.setup()
+        assert len(dm.test[0]) == 100 and len(dm.val[0]) == 75 and len(dm.train[0]) == 325
+        tests.append(dm.test[0])
+    points = torch.cat(tests)
+    assert len({tuple(p) for p in points.tolist()}) == 500  # each point is tested once

@@ -29,6 +29,7 @@ def test_default_job_is_within_two_points_of_an_rbf_svm(make_config):
     svc = SVC(kernel="rbf").fit(x_train.numpy(), y_train.numpy().ravel())
     svc_acc = svc.score(x_test.numpy(), y_test.numpy().ravel())
     assert metrics["test/acc"] >= svc_acc - 0.02, (metrics["test/acc"], svc_acc)
+    assert metrics["baseline/svc/acc"] == pytest.approx(svc_acc)  # the run's own baseline agrees
 
 
 def test_run_folder_holds_config_events_checkpoints_and_metrics(make_config, tmp_path):

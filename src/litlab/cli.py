@@ -21,9 +21,9 @@ def main(argv: list[str] | None = None) -> int:
             validate(composed)
             print(OmegaConf.to_yaml(composed.cfg), end="")
             return 0
-        from litlab.train import train  # heavy: torch and Lightning
+        from litlab.train import run  # heavy: torch and Lightning
 
-        run_dir, metrics = train(composed)
+        run_dir, metrics = run(composed)
     except ConfigError as exc:
         print("litlab: bad config:", *(f"  {e}" for e in exc.errors), sep="\n", file=sys.stderr)
         return 2
@@ -35,15 +35,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report(run_dir: object, metrics: dict[str, object]) -> None:
-    width = max(len(key) for key in metrics)
-    print(
-        "\n".join(
-            f"{key:<{width}}  {value:.4f}"
-            if isinstance(value, float)
-            else f"{key:<{width}}  {value}"
-            for key, value in metrics.items()
-        )
-    )
+    width = max(map(len, metrics))
+    for key, value in metrics.items():
+        if isinstance(value, dict):  # a cross-validation summary
+            text = f"{value['mean']:.4f} ± {value['std']:.4f}"
+        else:
+            text = f"{value:.4f}" if isinstance(value, float) else str(value)
+        print(f"{key:<{width}}  {text}")
     print(f"run folder: {run_dir}")
 
 

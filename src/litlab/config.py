@@ -42,7 +42,7 @@ class ConfigError(ValueError):
 class RunConfig:
     """The top-level keys that are not groups."""
 
-    name: str  # runs go to <runs_dir>/<name>/<timestamp>/
+    name: str | None  # runs go to <runs_dir>/<name>/<timestamp>/; None: the data option
     runs_dir: str
     seed: int
 
@@ -51,6 +51,7 @@ class RunConfig:
 class Composed:
     cfg: DictConfig
     sources: dict[str, str]  # dotted key -> the file or "the command line" that set it
+    choices: dict[str, str | None]  # group -> the option picked
 
     def source(self, key: str) -> str:
         """Where the value of `key` came from: for a node, every file that set part of it;
@@ -82,19 +83,32 @@ def compose(words: list[str]) -> Composed:
     selection = _defaults(primary, PRIMARY)
     experiment = picked.get("experiment", selection.get("experiment"))
     exp_body = _load(_option_path(config_dir, "experiment", experiment)) if experiment else None
-    if exp_body is not None:
-        selection.update(_defaults(exp_body, f"configs/experiment/{experiment}.yaml"))
+    exp_choice = _defaults(exp_body, f"configs/experiment/{experiment}.yaml") if exp_body else {}
+    selection.update(exp_choice)
     selection.update(picked)  # the command line wins over the experiment's choices
+    chosen = set(exp_choice) | set(picked)
 
     layers: list[tuple[DictConfig, str]] = []
-    for group, option in selection.items():
+    order = list(selection)
+    for index, group in enumerate(order):
+        option = selection[group]
         if group in GLOBAL_GROUPS:
             continue
         if option is None:  # group=null switches the group off
             layers.append((OmegaConf.create({group: None}), CLI if group in picked else PRIMARY))
             continue
         path = _option_path(config_dir, group, option)
-        layers.append((OmegaConf.create({group: _load(path) or None}), _rel(path, config_dir)))
+        node = _load(path)
+        # A group file may pick options of groups listed after it (data=csv picks
+        # module=regressor), unless the command line or the experiment picked them.
+        for later, choice in _defaults(node, _rel(path, config_dir)).items():
+            if later not in order[index + 1 :]:
+                raise ConfigError(
+                    [f"{_rel(path, config_dir)}: can only pick groups listed after {group}"]
+                )
+            if later not in chosen:
+                selection[later] = choice
+        layers.append((OmegaConf.create({group: node or None}), _rel(path, config_dir)))
     layers.append((primary, PRIMARY))
     if exp_body is not None:
         layers.append((exp_body, f"configs/experiment/{experiment}.yaml"))
@@ -102,7 +116,8 @@ def compose(words: list[str]) -> Composed:
         path = _option_path(config_dir, "debug", selection["debug"])
         layers.append((_load(path), _rel(path, config_dir)))
     layers.append((_from_dotlist([w for w in dotted if not w.startswith("~")]), CLI))
-    return _delete(_merge(layers), [w[1:] for w in dotted if w.startswith("~")])
+    composed = _merge(layers, selection)
+    return _delete(composed, [w[1:] for w in dotted if w.startswith("~")])
 
 
 def _parse_words(words: list[str], options: dict[str, list[str]]) -> tuple[dict, list[str]]:
@@ -177,7 +192,7 @@ def _rel(path: Path, config_dir: Path) -> str:
     return str(path.relative_to(config_dir.parent))
 
 
-def _merge(layers: list[tuple[DictConfig, str]]) -> Composed:
+def _merge(layers: list[tuple[DictConfig, str]], choices: dict[str, str | None]) -> Composed:
     sources: dict[str, str] = {}
     for node, source in layers:
         for key in _leaf_keys(node):
@@ -187,7 +202,7 @@ def _merge(layers: list[tuple[DictConfig, str]]) -> Composed:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as exc:
         raise ConfigError([f"config cannot be resolved: {exc}"]) from None
-    return Composed(cfg, sources)
+    return Composed(cfg, sources, choices)
 
 
 def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
@@ -220,7 +235,10 @@ def validate(composed: Composed) -> None:
 
 def target_nodes(cfg: DictConfig) -> dict[str, DictConfig]:
     """Every node that builds an object, by dotted path (callbacks are a mapping of them)."""
-    nodes = {key: cfg.get(key) for key in ("data", "model", "optimizer", "scheduler", "trainer")}
+    nodes = {
+        key: cfg.get(key)
+        for key in ("data", "model", "module", "optimizer", "scheduler", "trainer")
+    }
     nodes["logger"] = cfg.get("logger")
     for name, node in (cfg.get("callbacks") or {}).items():
         nodes[f"callbacks.{name}"] = node

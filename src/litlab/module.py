@@ -2,39 +2,86 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
+from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 from litlab import optim
 
+Batch = tuple[Tensor, Tensor]
 
-class ClassifierModule(L.LightningModule):
-    """Binary classification: the network outputs one logit per row, trained with BCE.
+
+class _Supervised(L.LightningModule):
+    """What both tasks share: the step, logging, evaluation and the optimiser.
 
     `optimizer` and `scheduler` are config nodes; the optimiser is built over this
     module's parameters in `configure_optimizers`.
     """
 
-    def __init__(self, net: nn.Module, optimizer: dict[str, Any], scheduler: dict[str, Any] | None):
+    task: str
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None,
+        criterion: nn.Module,
+        metrics: MetricCollection,
+    ):
         super().__init__()
-        self.net = net
+        self.net, self.criterion = net, criterion
         self.optimizer_cfg, self.scheduler_cfg = optimizer, scheduler
-        # BCE on logits: the lesson's sigmoid + BCELoss, computed stably in one step.
-        self.criterion = nn.BCEWithLogitsLoss()
-        metrics = MetricCollection({"acc": BinaryAccuracy(), "auroc": BinaryAUROC()})
-        self.metrics = nn.ModuleDict(
-            {"val": metrics.clone(prefix="val/"), "test": metrics.clone(prefix="test/")}
-        )
+        self.metrics = nn.ModuleDict({s: metrics.clone(prefix=f"{s}/") for s in ("val", "test")})
         # A row-weighted mean, so the loss over DDP shards of unequal size is exact.
         self.mean_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
 
-    def forward(self, x: Tensor) -> Tensor:  # x: (B, features) -> logits (B, 1)
+    def forward(self, x: Tensor) -> Tensor:  # x: (B, features) -> (B, 1)
         return self.net(x)
+
+    def training_step(self, batch: Batch) -> Tensor:
+        x, y = batch
+        loss = self.criterion(self(x), y)
+        # self.log costs about as much as a step of a small network, and Lightning
+        # writes only every log_every_n_steps-th value: log just those.
+        if (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss", loss)
+        return loss
+
+    def validation_step(self, batch: Batch) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: Batch) -> None:
+        self._evaluate(batch, "test")
+
+    def _evaluate(self, batch: Batch, stage: str) -> None:
+        x, y = batch
+        out = self(x)
+        self.mean_loss[stage].update(self.criterion(out, y), weight=len(y))
+        self.metrics[stage].update(*self._for_metrics(out, y))
+        self.log(f"{stage}/loss", self.mean_loss[stage])
+        self.log_dict(self.metrics[stage])
+
+    def _for_metrics(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return optim.configure(self.optimizer_cfg, self.scheduler_cfg, self.parameters())
+
+
+class ClassifierModule(_Supervised):
+    """Binary classification: one logit per row, binary cross-entropy, accuracy and AUROC."""
+
+    task = "binary"
+
+    def __init__(self, net: nn.Module, optimizer: dict[str, Any], scheduler: dict[str, Any] | None):
+        # BCE on logits: the lesson's sigmoid + BCELoss, computed stably in one step.
+        metrics = MetricCollection({"acc": BinaryAccuracy(), "auroc": BinaryAUROC()})
+        super().__init__(net, optimizer, scheduler, nn.BCEWithLogitsLoss(), metrics)
 
     def predict_proba(self, x: Tensor) -> Tensor:
         return torch.sigmoid(self(x))
@@ -43,28 +90,50 @@ class ClassifierModule(L.LightningModule):
         """The lesson's rule: class 1 where the probability is at least 0.5."""
         return (self.predict_proba(x) >= 0.5).long()
 
-    def training_step(self, batch: tuple[Tensor, Tensor]) -> Tensor:
-        x, y = batch
-        loss = self.criterion(self(x), y)
-        # self.log costs about as much as a step of this small network, and Lightning
-        # writes only every log_every_n_steps-th value: log just those.
-        if (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0:
-            self.log("train/loss", loss)
-        return loss
+    def _for_metrics(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.sigmoid(out), y.int()
 
-    def validation_step(self, batch: tuple[Tensor, Tensor]) -> None:
-        self._evaluate(batch, "val")
 
-    def test_step(self, batch: tuple[Tensor, Tensor]) -> None:
-        self._evaluate(batch, "test")
+LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
 
-    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
-        x, y = batch
-        logits = self(x)
-        self.mean_loss[stage].update(self.criterion(logits, y), weight=len(y))
-        self.metrics[stage].update(torch.sigmoid(logits), y.int())
-        self.log(f"{stage}/loss", self.mean_loss[stage])
-        self.log_dict(self.metrics[stage])
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        return optim.configure(self.optimizer_cfg, self.scheduler_cfg, self.parameters())
+class RegressorModule(_Supervised):
+    """Regression on a (standardised) target; metrics in the target's own units.
+
+    The network learns `(y - target_mean) / target_std`; both numbers are buffers, so
+    they are saved in every checkpoint and `predict` answers in the target's units.
+    """
+
+    task = "regression"
+
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None,
+        loss: Literal["mse", "l1", "huber"] = "mse",
+        target_mean: float = 0.0,
+        target_std: float = 1.0,
+    ):
+        if loss not in LOSSES:
+            raise ValueError(f"loss={loss!r}: choose one of {', '.join(LOSSES)}")
+        metrics = MetricCollection(
+            {
+                "mse": MeanSquaredError(),
+                "rmse": MeanSquaredError(squared=False),
+                "mae": MeanAbsoluteError(),
+                "r2": R2Score(),
+            }
+        )
+        super().__init__(net, optimizer, scheduler, LOSSES[loss](), metrics)
+        self.register_buffer("target_mean", torch.tensor(float(target_mean)))
+        self.register_buffer("target_std", torch.tensor(float(target_std)))
+
+    def predict(self, x: Tensor) -> Tensor:
+        return self._units(self(x))
+
+    def _units(self, y: Tensor) -> Tensor:
+        return y * self.target_std + self.target_mean
+
+    def _for_metrics(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return self._units(out).flatten(), self._units(y).flatten()

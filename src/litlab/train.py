@@ -1,4 +1,5 @@
-"""`train(composed)`: the recipe, top to bottom. Check, seed, data, model, trainer; fit; test."""
+"""`train(composed)`: the recipe, top to bottom. Check, data, seed, model, trainer; fit; test;
+baselines. `cross_validate` repeats it over k folds."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import OmegaConf
 
-from litlab.config import Composed, ConfigError, RunConfig, instantiate, validate
-from litlab.module import ClassifierModule
+from litlab.baselines import baselines
+from litlab.config import Composed, ConfigError, instantiate, validate
 from litlab.optim import configure
 
 # Lightning 2.6 on torch 2.13 warns about its own use of a deprecated torch API.
@@ -36,34 +38,72 @@ class Run:
     datamodule: L.LightningDataModule
 
 
-def train(composed: Composed) -> tuple[Path, dict[str, Any]]:
+def run(composed: Composed) -> tuple[Path, dict[str, Any]]:
+    """One training run, or k of them when `data.folds` is set."""
+    folds = composed.cfg.data.get("folds")
+    return cross_validate(composed, folds) if folds else train(composed)
+
+
+def train(
+    composed: Composed, fold: int | None = None, run_dir: Path | None = None
+) -> tuple[Path, dict[str, Any]]:
     """Train and test the configured job in a new run folder; return the folder and metrics."""
-    run = setup(composed)
+    run = setup(composed, fold, run_dir)
     run.trainer.fit(run.module, datamodule=run.datamodule)
     metrics = evaluate(run)
+    scores = baselines(run.datamodule)
+    if run.trainer.logger is not None:
+        run.trainer.logger.log_metrics(scores, step=run.trainer.global_step)
+    metrics.update(scores)
     (run.dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return run.dir, metrics
 
 
-def setup(composed: Composed) -> Run:
-    """Check the config, build everything and claim a run folder for it; a config error
-    leaves no folder behind."""
+def setup(composed: Composed, fold: int | None = None, run_dir: Path | None = None) -> Run:
+    """Check the config, build everything and claim a run folder for it (`run_dir`, or a
+    new timestamped one); a config error leaves no folder behind."""
     validate(composed)
     check_optimization(composed)
     cfg = composed.cfg
-    run = RunConfig(**{key: cfg[key] for key in ("name", "runs_dir", "seed")})
-    L.seed_everything(run.seed, verbose=False)  # before the network: the seed fixes its weights
-    datamodule = build(composed, "data")
+    datamodule = build(composed, "data", **({} if fold is None else {"fold": fold}))
+    _prepare(composed, datamodule)
+    L.seed_everything(cfg.seed, verbose=False)  # before the network: the seed fixes its weights
     net = build(composed, "model", in_features=datamodule.num_features, out_features=1)
-    module = ClassifierModule(net, _plain(cfg.optimizer), _plain(cfg.scheduler))
-    run_dir = claim_run_dir(Path(run.runs_dir).expanduser() / run.name)
+    module = build(
+        composed,
+        "module",
+        net=net,
+        optimizer=_plain(cfg.optimizer),
+        scheduler=_plain(cfg.scheduler),
+        **datamodule.module_kwargs(),
+    )
+    if module.task != datamodule.task:
+        raise ConfigError(
+            [
+                f"module ({composed.source('module')}): {type(module).__name__} is for "
+                f"{module.task} tasks, but {type(datamodule).__name__} is {datamodule.task}"
+            ]
+        )
+    if run_dir is None:
+        run_dir = claim_run_dir(run_root(composed))
+    else:
+        run_dir.mkdir(parents=True)
     try:
         trainer = build_trainer(composed, run_dir)
     except BaseException:
-        _remove_empty(run_dir)
+        _remove_empty(run_dir)  # nothing was written yet
         raise
     OmegaConf.save(cfg, run_dir / "config.yaml")
     return Run(run_dir, trainer, module, datamodule)
+
+
+def _prepare(composed: Composed, datamodule: L.LightningDataModule) -> None:
+    """Split and encode the data now, so a table that cannot be used stops the run
+    before any folder is made (Lightning's own `setup` call then finds it done)."""
+    try:
+        datamodule.setup("fit")
+    except ValueError as exc:
+        raise ConfigError([f"data ({composed.source('data')}): {exc}"]) from None
 
 
 def build(composed: Composed, path: str, **injected: Any) -> Any:
@@ -127,6 +167,44 @@ def evaluate(run: Run) -> dict[str, Any]:
         metrics[f"best_{checkpoint.monitor}"] = float(checkpoint.best_model_score)
     metrics["epochs"] = trainer.current_epoch
     return metrics
+
+
+def cross_validate(composed: Composed, folds: int) -> tuple[Path, dict[str, Any]]:
+    """Train on each of `folds` folds, each a run in `fold_<k>/` of one parent folder, and
+    summarise every metric as mean and standard deviation over the folds."""
+    validate(composed)
+    parent = claim_run_dir(run_root(composed))
+    results = []
+    for fold in range(folds):
+        try:
+            results.append(train(composed, fold, parent / f"fold_{fold}")[1])
+        except ConfigError:
+            if fold == 0:
+                _remove_empty(parent)
+            raise
+    summary = summarise(results)
+    (parent / "cv_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return parent, summary
+
+
+def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and (sample) standard deviation over folds of every numeric metric."""
+    keys = [k for k, v in results[0].items() if isinstance(v, float)]
+    summary: dict[str, Any] = {"folds": len(results)}
+    for key in keys:
+        values = np.array([r[key] for r in results])
+        summary[key] = {
+            "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)),
+            "values": values.tolist(),
+        }
+    return summary
+
+
+def run_root(composed: Composed) -> Path:
+    """<runs_dir>/<name>, the name defaulting to the data option (circles, diabetes, csv)."""
+    cfg = composed.cfg
+    return Path(cfg.runs_dir).expanduser() / (cfg.name or composed.choices["data"])
 
 
 def claim_run_dir(parent: Path) -> Path:

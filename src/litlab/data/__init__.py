@@ -1,5 +1,6 @@
 """Data modules: each keeps its whole set in memory as tensors."""
 
 from litlab.data.circles import CirclesDataModule
+from litlab.data.tabular import CsvDataModule, DiabetesDataModule
 
-__all__ = ["CirclesDataModule"]
+__all__ = ["CirclesDataModule", "CsvDataModule", "DiabetesDataModule"]

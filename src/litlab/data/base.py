@@ -43,6 +43,10 @@ class TensorDataModule(L.LightningDataModule):
         epoch = (lambda: trainer.current_epoch) if trainer else (lambda: 0)
         return TensorBatches(tensors, self.batch_size, seed, epoch, rank, world)
 
+    def module_kwargs(self) -> dict[str, float]:
+        """What the LightningModule needs to know of this data, beyond the batches."""
+        return {}
+
     @override
     def transfer_batch_to_device(
         self, batch: Any, device: torch.device, dataloader_idx: int

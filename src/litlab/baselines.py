@@ -1,0 +1,59 @@
+"""scikit-learn models fitted on the same split as the network, so every run says
+whether the network beat them."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import LinearRegression, LogisticRegression, RidgeCV
+from sklearn.metrics import (
+    accuracy_score,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+    roc_auc_score,
+)
+from sklearn.svm import SVC
+
+from litlab.data.base import TensorDataModule
+
+
+def baselines(datamodule: TensorDataModule) -> dict[str, float]:
+    """Test metrics of the task's baselines as `baseline/<model>/<metric>`."""
+    (x_train, y_train), (x_test, y_test) = (
+        (x.cpu().numpy(), y.cpu().numpy().ravel()) for x, y in (datamodule.train, datamodule.test)
+    )
+    if datamodule.task == "regression":
+        y_train, y_test = datamodule.unscale(y_train), datamodule.unscale(y_test)
+        models = {"ridge": RidgeCV(alphas=np.logspace(-3, 3, 13)), "linear": LinearRegression()}
+        score = _regression
+    else:
+        models = {"svc": SVC(kernel="rbf"), "logreg": LogisticRegression()}
+        score = _classification
+    metrics = {}
+    for name, model in models.items():
+        model.fit(x_train, y_train)
+        for metric, value in score(model, x_test, y_test).items():
+            metrics[f"baseline/{name}/{metric}"] = float(value)
+    return metrics
+
+
+def _regression(
+    model: RidgeCV | LinearRegression, x: np.ndarray, y: np.ndarray
+) -> dict[str, float]:
+    pred = model.predict(x)
+    mse = mean_squared_error(y, pred)
+    return {
+        "mse": mse,
+        "rmse": np.sqrt(mse),
+        "mae": mean_absolute_error(y, pred),
+        "r2": r2_score(y, pred),
+    }
+
+
+def _classification(
+    model: SVC | LogisticRegression, x: np.ndarray, y: np.ndarray
+) -> dict[str, float]:
+    return {
+        "acc": accuracy_score(y, model.predict(x)),
+        "auroc": roc_auc_score(y, model.decision_function(x)),
+    }
