@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -89,6 +90,16 @@ def test_train_from_a_real_process_names_the_run_folder_last(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[-1].startswith("run folder: runs/circles/")
-    assert any(line.startswith("test/acc") for line in lines)
-    assert any(line.startswith("baseline/svc/acc") for line in lines)
+    # the test metrics as a table: the network beside its baselines
+    assert lines.index("metric      network  svc     logreg") < lines.index(
+        next(l for l in lines if l.startswith("test/acc"))
+    )
+    (acc,) = [line.split() for line in lines if line.startswith("test/acc")]
+    metrics = json.loads(
+        (tmp_path / lines[-1].removeprefix("run folder: ") / "metrics.json").read_text()
+    )
+    assert acc == [
+        "test/acc",
+        *(f"{metrics[k]:.4f}" for k in ("test/acc", "baseline/svc/acc", "baseline/logreg/acc")),
+    ]
     assert (tmp_path / lines[-1].removeprefix("run folder: ") / "metrics.json").exists()

@@ -9,7 +9,7 @@ import torch
 from omegaconf import OmegaConf
 
 from litlab.config import compose, groups
-from litlab.optim import configure
+from litlab.optim import configure, planned_rates
 
 
 def built(*words: str, lr0: float | None = None) -> dict:
@@ -133,3 +133,18 @@ def test_lightning_gets_interval_and_frequency_from_config(name):
 def test_any_torch_optimizer_can_be_named_without_code():
     answer = built("optimizer._target_=torch.optim.Adagrad", "optimizer.lr=0.1", "~optimizer.fused")
     assert isinstance(answer["optimizer"], torch.optim.Adagrad)
+
+
+@pytest.mark.parametrize("name", groups()["scheduler"])
+def test_planned_rates_are_those_the_schedule_gives(name):
+    """What the dashboard draws before training equals stepping the real schedule."""
+    cfg = compose([f"scheduler={name}", "trainer.max_epochs=40", "optimizer=sgd"]).cfg
+    optimizer = OmegaConf.to_container(cfg.optimizer)
+    scheduler = OmegaConf.to_container(cfg.scheduler) if cfg.scheduler else None
+    planned = planned_rates(optimizer, scheduler, 40)
+    if scheduler is None or name == "plateau":
+        assert planned == [0.5] * 40
+    else:
+        assert planned == pytest.approx(
+            rates(configure(optimizer, scheduler, [torch.nn.Parameter(torch.ones(1))]), 40)
+        )

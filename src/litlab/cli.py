@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -21,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
             validate(composed)
             print(OmegaConf.to_yaml(composed.cfg), end="")
             return 0
-        from litlab.train import run  # heavy: torch and Lightning
+        from litlab.train import is_rank_zero, run  # heavy: torch and Lightning
 
         run_dir, metrics = run(composed)
     except ConfigError as exc:
@@ -30,19 +31,39 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # an unwritable runs folder, a full disk
         print(f"litlab: {exc}", file=sys.stderr)
         return 1
-    _report(run_dir, metrics)
+    if is_rank_zero():  # DDP runs this command once per process; one report is enough
+        _report(run_dir, metrics)
     return 0
 
 
-def _report(run_dir: object, metrics: dict[str, object]) -> None:
-    width = max(map(len, metrics))
+def _report(run_dir: object, metrics: dict[str, Any]) -> None:
+    """The test metrics as a table, the network beside its baselines, then the folder."""
+    models = list(dict.fromkeys(k.split("/")[1] for k in metrics if k.startswith("baseline/")))
+    rows = [["metric", "network", *models]]
+    for key in (k for k in metrics if k.startswith("test/")):
+        name = key.removeprefix("test/")
+        rows.append(
+            [
+                key,
+                _text(metrics[key]),
+                *(_text(metrics.get(f"baseline/{m}/{name}")) for m in models),
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
     for key, value in metrics.items():
-        if isinstance(value, dict):  # a cross-validation summary
-            text = f"{value['mean']:.4f} ± {value['std']:.4f}"
-        else:
-            text = f"{value:.4f}" if isinstance(value, float) else str(value)
-        print(f"{key:<{width}}  {text}")
+        if not key.startswith(("test/", "baseline/")):
+            print(f"{key}: {_text(value)}")
     print(f"run folder: {run_dir}")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, dict):  # a cross-validation summary
+        return f"{value['mean']:.4f} ± {value['std']:.4f}"
+    return f"{value:.4f}" if isinstance(value, float) else "" if value is None else str(value)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -97,18 +97,15 @@ def compose(words: list[str]) -> Composed:
         if option is None:  # group=null switches the group off
             layers.append((OmegaConf.create({group: None}), CLI if group in picked else PRIMARY))
             continue
-        path = _option_path(config_dir, group, option)
-        node = _load(path)
-        # A group file may pick options of groups listed after it (data=csv picks
-        # module=regressor), unless the command line or the experiment picked them.
-        for later, choice in _defaults(node, _rel(path, config_dir)).items():
-            if later not in order[index + 1 :]:
-                raise ConfigError(
-                    [f"{_rel(path, config_dir)}: can only pick groups listed after {group}"]
-                )
-            if later not in chosen:
-                selection[later] = choice
-        layers.append((OmegaConf.create({group: node or None}), _rel(path, config_dir)))
+        for node, source, picks in _option_layers(group, option):
+            # A group file may pick options of groups listed after it (data=csv picks
+            # module=regressor), unless the command line or the experiment picked them.
+            for later, choice in picks.items():
+                if later not in order[index + 1 :]:
+                    raise ConfigError([f"{source}: can only pick groups listed after {group}"])
+                if later not in chosen:
+                    selection[later] = choice
+            layers.append((OmegaConf.create({group: node or None}), source))
     layers.append((primary, PRIMARY))
     if exp_body is not None:
         layers.append((exp_body, f"configs/experiment/{experiment}.yaml"))
@@ -118,6 +115,20 @@ def compose(words: list[str]) -> Composed:
     layers.append((_from_dotlist([w for w in dotted if not w.startswith("~")]), CLI))
     composed = _merge(layers, selection)
     return _delete(composed, [w[1:] for w in dotted if w.startswith("~")])
+
+
+def _option_layers(group: str, option: str) -> list[tuple[DictConfig, str, dict]]:
+    """The file of `group=option` as (node, source, its picks of other groups), preceded
+    by the option it names in its own group, if any (trainer/gpu.yaml starts from
+    `- trainer: default` and changes only what differs)."""
+    path = _option_path(CONFIG_DIR, group, option)
+    source = _rel(path, CONFIG_DIR)
+    node = _load(path)
+    picks = _defaults(node, source)
+    base = picks.pop(group, None)
+    if base == option:
+        raise ConfigError([f"{source}: cannot start from itself"])
+    return [*(_option_layers(group, base) if base else []), (node, source, picks)]
 
 
 def _parse_words(words: list[str], options: dict[str, list[str]]) -> tuple[dict, list[str]]:

@@ -49,7 +49,7 @@ class _Supervised(L.LightningModule):
         # self.log costs about as much as a step of a small network, and Lightning
         # writes only every log_every_n_steps-th value: log just those.
         if (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0:
-            self.log("train/loss", loss)
+            self.log("train/loss", loss, sync_dist=True)  # the mean over DDP ranks
         return loss
 
     def validation_step(self, batch: Batch) -> None:

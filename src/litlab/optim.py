@@ -39,3 +39,22 @@ def warmup_cosine(
         return cosine
     ramp = LinearLR(optimizer, start_factor=1 / (warmup + 1), total_iters=warmup)
     return SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])
+
+
+def planned_rates(
+    optimizer: dict[str, Any], scheduler: dict[str, Any] | None, intervals: int
+) -> list[float]:
+    """The learning rate at each of `intervals` scheduler intervals, worked out from the
+    config alone, before training. A plateau schedule is drawn as if the metric always
+    improved (it never cuts the rate), since it reacts to results not known yet."""
+    answer = configure(optimizer, scheduler, [torch.zeros(1, requires_grad=True)])
+    opt, rates = answer["optimizer"], []
+    sched = answer.get("lr_scheduler", {}).get("scheduler")
+    for t in range(intervals):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step(-t)
+        elif sched is not None:
+            sched.step()
+    return rates

@@ -16,11 +16,15 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import OmegaConf
 
+from litlab import dashboard
 from litlab.baselines import baselines
 from litlab.config import Composed, ConfigError, instantiate, validate
 from litlab.optim import configure
+
+RUN_DIR_VARIABLE = "LITLAB_RUN_DIR"
 
 # Lightning 2.6 on torch 2.13 warns about its own use of a deprecated torch API.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
@@ -49,13 +53,15 @@ def train(
 ) -> tuple[Path, dict[str, Any]]:
     """Train and test the configured job in a new run folder; return the folder and metrics."""
     run = setup(composed, fold, run_dir)
+    dashboard.log_start(run.trainer, composed.cfg, run.datamodule)
     run.trainer.fit(run.module, datamodule=run.datamodule)
-    metrics = evaluate(run)
     scores = baselines(run.datamodule)
     if run.trainer.logger is not None:
         run.trainer.logger.log_metrics(scores, step=run.trainer.global_step)
-    metrics.update(scores)
-    (run.dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    metrics = evaluate(run) | scores
+    dashboard.log_hparams(run.trainer, composed.cfg, metrics)
+    if is_rank_zero():
+        (run.dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return run.dir, metrics
 
 
@@ -84,17 +90,38 @@ def setup(composed: Composed, fold: int | None = None, run_dir: Path | None = No
                 f"{module.task} tasks, but {type(datamodule).__name__} is {datamodule.task}"
             ]
         )
+    run_dir = _run_dir(composed, run_dir)
+    try:
+        trainer = build_trainer(composed, run_dir)
+    except BaseException:
+        if is_rank_zero():
+            _remove_empty(run_dir)  # nothing was written yet
+        raise
+    if is_rank_zero():
+        OmegaConf.save(cfg, run_dir / "config.yaml")
+    return Run(run_dir, trainer, module, datamodule)
+
+
+def is_rank_zero() -> bool:
+    """Whether this is the process that writes the run, by what the launcher put in the
+    environment: torchrun and SLURM give every process its global RANK / SLURM_PROCID,
+    Lightning's launcher starts the other processes of a machine with LOCAL_RANK, and
+    the other machines have NODE_RANK (or torchrun's GROUP_RANK) > 0."""
+    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0")))
+    return rank_zero_only.rank == 0 and node == 0
+
+
+def _run_dir(composed: Composed, run_dir: Path | None) -> Path:
+    """Rank 0 creates the run folder and tells the processes Lightning starts for DDP;
+    other ranks only name it (Lightning sends them rank 0's checkpoint folder)."""
+    if not is_rank_zero():
+        return Path(os.environ.get(RUN_DIR_VARIABLE) or run_root(composed) / "not-rank-zero")
     if run_dir is None:
         run_dir = claim_run_dir(run_root(composed))
     else:
         run_dir.mkdir(parents=True)
-    try:
-        trainer = build_trainer(composed, run_dir)
-    except BaseException:
-        _remove_empty(run_dir)  # nothing was written yet
-        raise
-    OmegaConf.save(cfg, run_dir / "config.yaml")
-    return Run(run_dir, trainer, module, datamodule)
+    os.environ[RUN_DIR_VARIABLE] = str(run_dir)  # inherited by the processes DDP starts
+    return run_dir
 
 
 def _prepare(composed: Composed, datamodule: L.LightningDataModule) -> None:
@@ -142,6 +169,7 @@ def check_optimization(composed: Composed) -> None:
 def build_trainer(composed: Composed, run_dir: Path) -> L.Trainer:
     """The Trainer with its logger and callbacks, all writing inside `run_dir`."""
     cfg = composed.cfg
+    check_placement(composed)
     # name="" and version="" put the events straight into the run folder, and with them
     # Lightning's checkpoint callback picks <run_dir>/checkpoints.
     logger = (
@@ -152,6 +180,30 @@ def build_trainer(composed: Composed, run_dir: Path) -> L.Trainer:
         build(composed, f"callbacks.{name}") for name, node in (cfg.callbacks or {}).items() if node
     ]
     return build(composed, "trainer", logger=logger, callbacks=callbacks, default_root_dir=run_dir)
+
+
+def check_placement(composed: Composed) -> None:
+    """Refuse, in one line, a GPU that is not there and a precision the CPU cannot run
+    (Lightning would stop deep inside, or quietly switch 16-mixed to bf16-mixed)."""
+    trainer = composed.cfg.trainer
+    accelerator, precision = str(trainer.get("accelerator", "auto")), str(trainer.get("precision"))
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        where = composed.source("trainer.accelerator")
+        raise ConfigError(
+            [
+                f"trainer.accelerator={accelerator} ({where}): this machine has no GPU "
+                "that torch can use; use trainer=default (the CPU)"
+            ]
+        )
+    if precision in ("16-mixed", "16") and not on_gpu:
+        where = composed.source("trainer.precision")
+        raise ConfigError(
+            [
+                f"trainer.precision={precision} ({where}): float16 mixed precision "
+                "needs a GPU; on the CPU use bf16-mixed or 32-true"
+            ]
+        )
 
 
 def evaluate(run: Run) -> dict[str, Any]:
@@ -173,17 +225,18 @@ def cross_validate(composed: Composed, folds: int) -> tuple[Path, dict[str, Any]
     """Train on each of `folds` folds, each a run in `fold_<k>/` of one parent folder, and
     summarise every metric as mean and standard deviation over the folds."""
     validate(composed)
-    parent = claim_run_dir(run_root(composed))
+    parent = claim_run_dir(run_root(composed)) if is_rank_zero() else run_root(composed)
     results = []
     for fold in range(folds):
         try:
             results.append(train(composed, fold, parent / f"fold_{fold}")[1])
         except ConfigError:
-            if fold == 0:
+            if fold == 0 and is_rank_zero():
                 _remove_empty(parent)
             raise
     summary = summarise(results)
-    (parent / "cv_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if is_rank_zero():
+        (parent / "cv_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return parent, summary
 
 

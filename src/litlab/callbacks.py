@@ -1,0 +1,52 @@
+"""Callbacks of our own, for what Lightning's do per batch and these jobs need per run."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.callbacks import ProgressBar
+from tqdm.auto import tqdm
+from typing_extensions import override
+
+
+class EpochProgressBar(ProgressBar):
+    """One bar over the whole run, counted in epochs and redrawn every `refresh_rate`.
+
+    Lightning's bars restart every epoch; on 1000 one-step epochs that is 1000 redraws,
+    which cost more than the steps (and fill a log file with lines).
+    """
+
+    def __init__(self, refresh_rate: int = 50):
+        super().__init__()
+        self.refresh_rate, self.enabled = refresh_rate, True
+        self.bar: tqdm | None = None
+
+    @override
+    def disable(self) -> None:
+        self.enabled = False
+
+    @override
+    def enable(self) -> None:
+        self.enabled = True
+
+    @override
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.enabled:
+            total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+            self.bar = tqdm(
+                total=total, initial=trainer.current_epoch, unit="epoch", dynamic_ncols=True
+            )
+
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        done = trainer.current_epoch + 1
+        if self.bar is not None and (done % self.refresh_rate == 0 or done == self.bar.total):
+            loss = trainer.callback_metrics.get("train/loss")
+            if loss is not None:
+                self.bar.set_postfix_str(f"train/loss={loss.item():.4f}", refresh=False)
+            self.bar.update(done - self.bar.n)
+
+    @override
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
