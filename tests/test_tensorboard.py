@@ -103,9 +103,13 @@ def test_dashboard_shows_scalars_images_hparams_and_config(make_config, tmp_path
     assert points("test/acc")[-1][2] == pytest.approx(metrics["test/acc"])
 
     images = tb.get("/data/plugin/images/tags")[run]
-    assert {"schedule/learning_rate", "data/train", "pictures/boundary", "pictures/loss"} <= set(
-        images
-    )
+    assert {
+        "schedule/learning_rate",
+        "data/train",
+        "pictures/boundary",
+        "final/boundary",
+        "final/loss",
+    } <= set(images)
     assert images["pictures/boundary"]["samples"] >= 1
     boundary = tb.get(f"/data/plugin/images/images?run={run}&tag=pictures/boundary&sample=0")
     assert [image["step"] for image in boundary][:4] == [25, 50, 75, 100]

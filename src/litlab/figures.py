@@ -1,7 +1,8 @@
 """Pictures for the dashboards: pure functions from arrays to matplotlib figures.
 
 Figures are built with `Figure(...)` (no pyplot): the Agg renderer, no GUI and no global
-state, so they are freed when dropped. Small and at dpi 80, they render quickly.
+state, so they are freed when dropped. Even small, one costs 50-100 ms to render here,
+as much as 100 steps of the lesson's network: callers render them outside training.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ CLASS_COLORS = ("red", "blue")  # class 0, class 1, as in the lesson's scatter p
 
 
 def _figure() -> tuple[Figure, object]:
-    figure = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
+    figure = Figure(figsize=SIZE, dpi=DPI)
     return figure, figure.add_subplot()
 
 
@@ -44,16 +45,22 @@ def data_scatter(x: np.ndarray, y: np.ndarray) -> Figure:
     return figure
 
 
-def decision_boundary(
-    proba: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, resolution: int = 60
-) -> Figure:
-    """P(class 1) over the plane around the points (10% margin), the 0.5 line, the points."""
+def plane(x: np.ndarray, resolution: int = 60) -> np.ndarray:
+    """A (resolution**2, 2) float32 grid over the points `x` and 10% around them."""
     low, high = x.min(axis=0), x.max(axis=0)
     margin = 0.1 * (high - low)
     axes = [np.linspace(low[i] - margin[i], high[i] + margin[i], resolution) for i in (0, 1)]
     grid_x, grid_y = np.meshgrid(*axes)
-    plane = np.column_stack([grid_x.ravel(), grid_y.ravel()]).astype(np.float32)
-    p = proba(plane).reshape(grid_x.shape)  # one call: (resolution**2, 2) -> probabilities
+    return np.column_stack([grid_x.ravel(), grid_y.ravel()]).astype(np.float32)
+
+
+def decision_boundary(
+    proba: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, resolution: int = 60
+) -> Figure:
+    """P(class 1) over `plane(x)` (one call of `proba`), the 0.5 line, and the points."""
+    points = plane(x, resolution)
+    grid_x, grid_y = (points[:, i].reshape(resolution, resolution) for i in (0, 1))
+    p = proba(points).reshape(resolution, resolution)
     figure, ax = _figure()
     filled = ax.contourf(grid_x, grid_y, p, levels=np.linspace(0, 1, 11), cmap="RdBu", alpha=0.8)
     ax.contour(grid_x, grid_y, p, levels=[0.5], colors="black", linewidths=1)
