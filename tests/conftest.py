@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from litlab.config import Composed, compose
@@ -19,6 +20,16 @@ def make_config(tmp_path: Path) -> Callable[..., Composed]:
         return compose([f"runs_dir={tmp_path / 'runs'}", *words])
 
     return make
+
+
+def load_net(net: torch.nn.Module, checkpoint: Path) -> dict[str, torch.Tensor]:
+    """Load the network's weights from a Lightning checkpoint, as plain torch would;
+    return the module's whole state dict (buffers too)."""
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]
+    net.load_state_dict(
+        {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
+    )
+    return state
 
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import load_net
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import mean_absolute_error, r2_score
 
@@ -24,12 +25,8 @@ SHORT = ("trainer.max_epochs=200",)
 def test_diabetes_metrics_are_in_the_targets_units(make_config):
     """Recompute test R2 and MAE from best.ckpt with plain torch and scikit-learn."""
     run_dir, metrics = train(make_config("experiment=diabetes", *SHORT))
-    checkpoint = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
-    state = checkpoint["state_dict"]
     net = MLP(10, 1, hidden=[16], activation="tanh")
-    net.load_state_dict(
-        {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    )
+    state = load_net(net, run_dir / "checkpoints" / "best.ckpt")
     dm = DiabetesDataModule()
     dm.setup()
     x, y = dm.test
@@ -40,7 +37,9 @@ def test_diabetes_metrics_are_in_the_targets_units(make_config):
     assert metrics["test/mae"] == pytest.approx(mean_absolute_error(truth, pred), rel=1e-5)
     assert metrics["test/rmse"] == pytest.approx(np.sqrt(metrics["test/mse"]), rel=1e-5)
     # what predictions on new rows need travels in the checkpoint, as plain data
-    stored = checkpoint["DiabetesDataModule"]
+    stored = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)[
+        "DiabetesDataModule"
+    ]
     assert stored["encoder"]["numeric"]["bmi"][1] == pytest.approx(dm.encoder.numeric["bmi"][1])
     assert stored["target_mean"] == pytest.approx(dm.target_mean)
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 import torch
-from conftest import scalars
+from conftest import load_net, scalars
 from omegaconf import OmegaConf
 from sklearn.svm import SVC
 
@@ -49,11 +49,8 @@ def test_run_folder_holds_config_events_checkpoints_and_metrics(make_config, tmp
 def test_test_metrics_are_those_of_the_best_checkpoint(make_config):
     """Recompute test accuracy and loss from best.ckpt with plain torch."""
     run_dir, metrics = train(make_config(*SHORT))
-    state = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
     net = MLP(2, 1, hidden=[16, 16], activation="tanh")
-    net.load_state_dict(
-        {k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")}
-    )
+    load_net(net, run_dir / "checkpoints" / "best.ckpt")
     dm = CirclesDataModule()
     dm.setup()
     x, y = dm.test

@@ -109,5 +109,6 @@ def loss_curves(curves: dict[str, list[tuple[int, float]]]) -> Figure:
     if all(v > 0 for points in curves.values() for _, v in points) and any(curves.values()):
         ax.set_yscale("log")
     ax.set(xlabel="step", ylabel="loss", title="loss")
-    ax.legend(fontsize="small")
+    if curves:
+        ax.legend(fontsize="small")
     return figure
