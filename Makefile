@@ -9,6 +9,9 @@ VENV ?= .venv
 #   make install TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu<version>"
 TORCH ?= torch==2.13.0
 ARGS ?=
+CKPT ?=
+INPUT ?=
+OUTPUT ?= predictions.csv
 HOST ?= 127.0.0.1
 PORT ?= 6006
 RUNS ?= runs
@@ -30,7 +33,13 @@ $(STAMP): pyproject.toml
 train: $(STAMP)  ## train the default job; pick another with ARGS="experiment=seed optimizer.lr=0.1"
 	$(BIN)/litlab train $(ARGS)
 
-tensorboard: $(STAMP)  ## serve the dashboards of every run in $(RUNS) on $(HOST):$(PORT)
+eval: $(STAMP)  ## test metrics of a checkpoint: make eval CKPT=runs/.../checkpoints/best.ckpt
+	$(BIN)/litlab eval $(CKPT)
+
+predict: $(STAMP)  ## predictions for new rows: make predict CKPT=... INPUT=rows.csv OUTPUT=pred.csv
+	$(BIN)/litlab predict $(CKPT) $(INPUT) $(OUTPUT)
+
+tensorboard: $(STAMP)  ## serve every run on 127.0.0.1:6006 (RUNS=, PORT=, HOST= to change)
 	@echo "TensorBoard: http://$(HOST):$(PORT)/"
 	$(BIN)/tensorboard --logdir $(RUNS) --host $(HOST) --port $(PORT)
 
@@ -52,4 +61,4 @@ clean:  ## remove runs, caches and the virtual environment
 	rm -rf $(VENV) $(RUNS) .pytest_cache .ruff_cache bench.json src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install train tensorboard test bench lint format clean
+.PHONY: help install train eval predict tensorboard test bench lint format clean

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar
 from tqdm.auto import tqdm
 from typing_extensions import override
+
+KEY = "litlab"  # where StoreConfig puts the config in a checkpoint
+
+
+class StoreConfig(L.Callback):
+    """Puts the run's resolved config (and its fold) into every checkpoint, as plain data,
+    so that eval and predict need nothing but the checkpoint."""
+
+    def __init__(self, config: dict[str, Any], choices: dict[str, Any], fold: int | None):
+        self.stored = {"config": config, "choices": choices, "fold": fold}
+
+    @override
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[KEY] = self.stored
 
 
 class EpochProgressBar(ProgressBar):

@@ -1,4 +1,5 @@
-"""`litlab train [group=option ...] [key=value ...]`: the command line.
+"""The command line: `litlab train [group=option ...] [key=value ...]`, `litlab eval CKPT`,
+`litlab predict CKPT INPUT OUTPUT`.
 
 Lightning is imported only once a run is certain, so help and config errors answer fast.
 """
@@ -6,7 +7,9 @@ Lightning is imported only once a run is certain, so help and config errors answ
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -17,6 +20,10 @@ from litlab.config import ConfigError, compose, groups, validate
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "eval":
+            return _eval(args.checkpoint)
+        if args.command == "predict":
+            return _predict(args.checkpoint, args.input, args.output)
         composed = compose(args.words)
         if args.print_config:
             validate(composed)
@@ -33,6 +40,31 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if is_rank_zero():  # DDP runs this command once per process; one report is enough
         _report(run_dir, metrics)
+    return 0
+
+
+def _eval(checkpoint: str) -> int:
+    from litlab.predict import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(checkpoint)
+    out = Path(checkpoint).with_suffix(".eval.json")
+    out.write_text(json.dumps(metrics, indent=2) + "\n")
+    _report(out, metrics)
+    return 0
+
+
+def _predict(checkpoint: str, input_csv: str, output_csv: str) -> int:
+    import pandas as pd
+
+    from litlab.predict import Predictor
+
+    predictor = Predictor.from_checkpoint(checkpoint)
+    try:
+        frame = pd.read_csv(input_csv)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ConfigError([f"{input_csv}: cannot be read as a CSV table ({exc})"]) from None
+    predictor.predict(frame).to_csv(output_csv, index=False)
+    print(f"{len(frame)} predictions written to {output_csv}")
     return 0
 
 
@@ -57,7 +89,7 @@ def _report(run_dir: object, metrics: dict[str, Any]) -> None:
     for key, value in metrics.items():
         if not key.startswith(("test/", "baseline/")):
             print(f"{key}: {_text(value)}")
-    print(f"run folder: {run_dir}")
+    print(f"run folder: {run_dir}" if Path(str(run_dir)).is_dir() else f"written to {run_dir}")
 
 
 def _text(value: Any) -> str:
@@ -85,4 +117,16 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--print-config", action="store_true", help="print the resolved config and exit"
     )
+    evaluate = commands.add_parser(
+        "eval", help="test metrics of a checkpoint, with its stored config"
+    )
+    evaluate.add_argument("checkpoint", help="a .ckpt file of a run")
+    predict = commands.add_parser(
+        "predict", help="predictions of a checkpoint for the rows of a CSV"
+    )
+    predict.add_argument("checkpoint", help="a .ckpt file of a run")
+    predict.add_argument(
+        "input", help="CSV: x1,x2 for circles; the training feature columns for tables"
+    )
+    predict.add_argument("output", help="CSV to write: the input plus prediction (and probability)")
     return parser

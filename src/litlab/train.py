@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 
 from litlab import dashboard
 from litlab.baselines import baselines
+from litlab.callbacks import StoreConfig
 from litlab.config import Composed, ConfigError, instantiate, validate
 from litlab.optim import configure
 
@@ -92,7 +93,7 @@ def setup(composed: Composed, fold: int | None = None, run_dir: Path | None = No
         )
     run_dir = _run_dir(composed, run_dir)
     try:
-        trainer = build_trainer(composed, run_dir)
+        trainer = build_trainer(composed, run_dir, fold)
     except BaseException:
         if is_rank_zero():
             _remove_empty(run_dir)  # nothing was written yet
@@ -166,8 +167,9 @@ def check_optimization(composed: Composed) -> None:
         ) from None
 
 
-def build_trainer(composed: Composed, run_dir: Path) -> L.Trainer:
-    """The Trainer with its logger and callbacks, all writing inside `run_dir`."""
+def build_trainer(composed: Composed, run_dir: Path, fold: int | None = None) -> L.Trainer:
+    """The Trainer with its logger and callbacks, all writing inside `run_dir`; every
+    checkpoint also carries the config (for eval and predict)."""
     cfg = composed.cfg
     check_placement(composed)
     # name="" and version="" put the events straight into the run folder, and with them
@@ -179,6 +181,7 @@ def build_trainer(composed: Composed, run_dir: Path) -> L.Trainer:
     callbacks = [
         build(composed, f"callbacks.{name}") for name, node in (cfg.callbacks or {}).items() if node
     ]
+    callbacks.append(StoreConfig(OmegaConf.to_container(cfg), composed.choices, fold))
     return build(composed, "trainer", logger=logger, callbacks=callbacks, default_root_dir=run_dir)
 
 
