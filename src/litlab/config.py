@@ -45,6 +45,7 @@ class RunConfig:
     name: str | None  # runs go to <runs_dir>/<name>/<timestamp>/; None: the data option
     runs_dir: str
     seed: int
+    resume: str | None  # a run folder to continue from its checkpoints/last.ckpt
 
 
 @dataclasses.dataclass
@@ -76,9 +77,13 @@ def groups() -> dict[str, list[str]]:
 
 
 def compose(words: list[str]) -> Composed:
-    """Build the resolved config from `train.yaml` and the user's words."""
+    """Build the resolved config from `train.yaml` and the user's words; with
+    `resume=FOLDER`, from that run's config.yaml and the user's `a.b=value` words."""
     config_dir, options = CONFIG_DIR, groups()
     picked, dotted = _parse_words(words, options)
+    resume = [w.partition("=")[2] for w in dotted if w.startswith("resume=")]
+    if resume and resume[-1] not in ("null", ""):
+        return _resumed(resume[-1], picked, dotted)
     primary = _load(config_dir / "train.yaml")
     selection = _defaults(primary, PRIMARY)
     experiment = picked.get("experiment", selection.get("experiment"))
@@ -129,6 +134,20 @@ def _option_layers(group: str, option: str) -> list[tuple[DictConfig, str, dict]
     if base == option:
         raise ConfigError([f"{source}: cannot start from itself"])
     return [*(_option_layers(group, base) if base else []), (node, source, picks)]
+
+
+def _resumed(folder: str, picked: dict[str, str | None], dotted: list[str]) -> Composed:
+    """The config a run ran with, changed by the command line's single keys."""
+    stored = Path(folder).expanduser() / "config.yaml"
+    if not stored.is_file():
+        raise ConfigError([f"resume={folder} ({CLI}): no run there (no config.yaml)"])
+    if picked:
+        words = " ".join(f"{group}={option}" for group, option in picked.items())
+        raise ConfigError(
+            [f"{words} ({CLI}): a resumed run keeps its groups; change keys (a.b=value)"]
+        )
+    layers = [(_load(stored), str(stored)), (_from_dotlist(dotted), CLI)]
+    return _merge(layers, {})
 
 
 def _parse_words(words: list[str], options: dict[str, list[str]]) -> tuple[dict, list[str]]:

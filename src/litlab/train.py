@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from litlab import dashboard
 from litlab.baselines import baselines
 from litlab.callbacks import StoreConfig
-from litlab.config import Composed, ConfigError, instantiate, validate
+from litlab.config import CLI, Composed, ConfigError, instantiate, validate
 from litlab.optim import configure
 
 RUN_DIR_VARIABLE = "LITLAB_RUN_DIR"
@@ -31,6 +31,8 @@ RUN_DIR_VARIABLE = "LITLAB_RUN_DIR"
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 # With full-batch GD an epoch is one step: logging every n steps spans epochs, as meant.
 warnings.filterwarnings("ignore", message=".*smaller than the logging interval")
+# Run folders are new, but for resume=, which continues in its own checkpoints/ on purpose.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 @dataclass
@@ -45,17 +47,45 @@ class Run:
 
 def run(composed: Composed) -> tuple[Path, dict[str, Any]]:
     """One training run, or k of them when `data.folds` is set."""
+    if composed.cfg.get("resume"):
+        return resume(composed)
     folds = composed.cfg.data.get("folds")
     return cross_validate(composed, folds) if folds else train(composed)
 
 
+def resume(composed: Composed) -> tuple[Path, dict[str, Any]]:
+    """Continue the run in folder `resume` from its last.ckpt, in the same folder and
+    TensorBoard run; a finished run goes on only if trainer.max_epochs was raised."""
+    cfg = composed.cfg
+    run_dir = Path(cfg.resume).expanduser()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise ConfigError(
+            [f"resume={cfg.resume} ({CLI}): no checkpoints/last.ckpt there to resume"]
+        )
+    done = torch.load(last, map_location="cpu", weights_only=True)["epoch"] + 1
+    if cfg.trainer.max_epochs is not None and done >= cfg.trainer.max_epochs:
+        raise ConfigError(
+            [
+                f"resume={cfg.resume} ({CLI}): that run finished its {done} epochs; to "
+                f"train it further raise trainer.max_epochs (e.g. trainer.max_epochs={2 * done})"
+            ]
+        )
+    return train(composed, run_dir=run_dir, checkpoint=last)
+
+
 def train(
-    composed: Composed, fold: int | None = None, run_dir: Path | None = None
+    composed: Composed,
+    fold: int | None = None,
+    run_dir: Path | None = None,
+    checkpoint: Path | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Train and test the configured job in a new run folder; return the folder and metrics."""
+    """Train (from `checkpoint`, when resuming) and test the configured job in its run
+    folder; return the folder and metrics."""
     run = setup(composed, fold, run_dir)
-    dashboard.log_start(run.trainer, composed.cfg, run.datamodule)
-    run.trainer.fit(run.module, datamodule=run.datamodule)
+    if checkpoint is None:
+        dashboard.log_start(run.trainer, composed.cfg, run.datamodule)
+    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=checkpoint)
     scores = baselines(run.datamodule)
     if run.trainer.logger is not None:
         run.trainer.logger.log_metrics(scores, step=run.trainer.global_step)
@@ -91,11 +121,12 @@ def setup(composed: Composed, fold: int | None = None, run_dir: Path | None = No
                 f"{module.task} tasks, but {type(datamodule).__name__} is {datamodule.task}"
             ]
         )
+    new = run_dir is None or not run_dir.exists()  # resuming continues an existing one
     run_dir = _run_dir(composed, run_dir)
     try:
         trainer = build_trainer(composed, run_dir, fold)
     except BaseException:
-        if is_rank_zero():
+        if new and is_rank_zero():
             _remove_empty(run_dir)  # nothing was written yet
         raise
     if is_rank_zero():
@@ -119,7 +150,7 @@ def _run_dir(composed: Composed, run_dir: Path | None) -> Path:
         return Path(os.environ.get(RUN_DIR_VARIABLE) or run_root(composed) / "not-rank-zero")
     if run_dir is None:
         run_dir = claim_run_dir(run_root(composed))
-    else:
+    elif not run_dir.exists():  # a fold of a cross-validation (an existing one: resuming)
         run_dir.mkdir(parents=True)
     os.environ[RUN_DIR_VARIABLE] = str(run_dir)  # inherited by the processes DDP starts
     return run_dir
