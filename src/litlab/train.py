@@ -121,13 +121,14 @@ def setup(composed: Composed, fold: int | None = None, run_dir: Path | None = No
                 f"{module.task} tasks, but {type(datamodule).__name__} is {datamodule.task}"
             ]
         )
+    check_placement(composed)
     new = run_dir is None or not run_dir.exists()  # resuming continues an existing one
     run_dir = _run_dir(composed, run_dir)
     try:
         trainer = build_trainer(composed, run_dir, fold)
     except BaseException:
         if new and is_rank_zero():
-            _remove_empty(run_dir)  # nothing was written yet
+            _remove_empty(run_dir, Path(cfg.runs_dir).expanduser())  # nothing was written yet
         raise
     if is_rank_zero():
         OmegaConf.save(cfg, run_dir / "config.yaml")
@@ -202,7 +203,6 @@ def build_trainer(composed: Composed, run_dir: Path, fold: int | None = None) ->
     """The Trainer with its logger and callbacks, all writing inside `run_dir`; every
     checkpoint also carries the config (for eval and predict)."""
     cfg = composed.cfg
-    check_placement(composed)
     # name="" and version="" put the events straight into the run folder, and with them
     # Lightning's checkpoint callback picks <run_dir>/checkpoints.
     logger = (
@@ -266,7 +266,7 @@ def cross_validate(composed: Composed, folds: int) -> tuple[Path, dict[str, Any]
             results.append(train(composed, fold, parent / f"fold_{fold}")[1])
         except ConfigError:
             if fold == 0 and is_rank_zero():
-                _remove_empty(parent)
+                _remove_empty(parent, Path(composed.cfg.runs_dir).expanduser())
             raise
     summary = summarise(results)
     if is_rank_zero():
@@ -311,13 +311,16 @@ def claim_run_dir(parent: Path) -> Path:
     raise RuntimeError(f"{parent}: 1000 runs started in the same second")
 
 
-def _remove_empty(run_dir: Path) -> None:
-    """Remove a run folder that nothing was written to, and its parents if now empty."""
+def _remove_empty(run_dir: Path, runs_dir: Path) -> None:
+    """Remove a run folder that nothing was written to, and its parents up to `runs_dir`
+    while they are empty (claiming the folder may have made them)."""
     shutil.rmtree(run_dir)
     for parent in run_dir.parents:
+        if not parent.is_relative_to(runs_dir):
+            return
         try:
             parent.rmdir()
-        except OSError:  # not empty, or not ours to remove
+        except OSError:  # not empty
             return
 
 
