@@ -12,6 +12,7 @@ ARGS ?=
 CKPT ?=
 INPUT ?=
 OUTPUT ?= predictions.csv
+J ?= 1
 HOST ?= 127.0.0.1
 PORT ?= 6006
 RUNS ?= runs
@@ -39,6 +40,9 @@ eval: $(STAMP)  ## test metrics of a checkpoint: make eval CKPT=runs/.../checkpo
 predict: $(STAMP)  ## predictions for new rows: make predict CKPT=... INPUT=rows.csv OUTPUT=pred.csv
 	$(BIN)/litlab predict $(CKPT) $(INPUT) $(OUTPUT)
 
+sweep: $(STAMP)  ## a grid of runs, J at a time: make sweep ARGS="optimizer=sgd,adam seed=1,2,3" J=2
+	$(BIN)/litlab sweep -j $(J) $(ARGS)
+
 tensorboard: $(STAMP)  ## serve every run on 127.0.0.1:6006 (RUNS=, PORT=, HOST= to change)
 	@echo "TensorBoard: http://$(HOST):$(PORT)/"
 	$(BIN)/tensorboard --logdir $(RUNS) --host $(HOST) --port $(PORT)
@@ -61,4 +65,4 @@ clean:  ## remove runs, caches and the virtual environment
 	rm -rf $(VENV) $(RUNS) .pytest_cache .ruff_cache bench.json src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install train eval predict tensorboard test bench lint format clean
+.PHONY: help install train eval predict sweep tensorboard test bench lint format clean

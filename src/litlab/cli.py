@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args.checkpoint)
         if args.command == "predict":
             return _predict(args.checkpoint, args.input, args.output)
+        if args.command == "sweep":
+            return _sweep(args.words, args.jobs)
         composed = compose(args.words)
         if args.print_config:
             validate(composed)
@@ -66,6 +68,24 @@ def _predict(checkpoint: str, input_csv: str, output_csv: str) -> int:
     predictor.predict(frame).to_csv(output_csv, index=False)
     print(f"{len(frame)} predictions written to {output_csv}")
     return 0
+
+
+def _sweep(words: list[str], jobs: int) -> int:
+    from litlab.sweep import sweep
+
+    folder, rows = sweep(words, jobs)
+    keys = [k for k in rows[0] if not k.endswith(" std")]
+    names = [k for k in keys if k.startswith("best_")] + [k for k in keys if k.startswith("test/")]
+    table = [["setting", "runs", *names]]
+    for row in rows:
+        cells = [f"{row[n]:.4f} ± {row[n + ' std']:.4f}" if n in row else "" for n in names]
+        runs = f"{row['runs']}" + (f" ({row['failed']} failed)" if row["failed"] else "")
+        table.append([row["setting"], runs, *cells])
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print(f"sweep folder: {folder} (sweep_summary.csv)")
+    return 1 if any(row["failed"] for row in rows) else 0
 
 
 def _report(run_dir: object, metrics: dict[str, Any]) -> None:
@@ -129,4 +149,7 @@ def _parser() -> argparse.ArgumentParser:
         "input", help="CSV: x1,x2 for circles; the training feature columns for tables"
     )
     predict.add_argument("output", help="CSV to write: the input plus prediction (and probability)")
+    sweep = commands.add_parser("sweep", help="a grid of runs: optimizer=sgd,adam seed=1,2,3")
+    sweep.add_argument("-j", "--jobs", type=int, default=1, help="runs at a time (processes)")
+    sweep.add_argument("words", nargs="+", metavar="WORDS", help="as for train; a,b,c sweeps a key")
     return parser
