@@ -43,6 +43,9 @@ predict: $(STAMP)  ## predictions for new rows: make predict CKPT=... INPUT=rows
 sweep: $(STAMP)  ## a grid of runs, J at a time: make sweep ARGS="optimizer=sgd,adam seed=1,2,3" J=2
 	$(BIN)/litlab sweep -j $(J) $(ARGS)
 
+compare: $(STAMP)  ## the lesson's comparison: GD, momentum, RMSProp, Adam; then decay schedules
+	$(BIN)/litlab compare -j $(J) $(ARGS)
+
 tensorboard: $(STAMP)  ## serve every run on 127.0.0.1:6006 (RUNS=, PORT=, HOST= to change)
 	@echo "TensorBoard: http://$(HOST):$(PORT)/"
 	$(BIN)/tensorboard --logdir $(RUNS) --host $(HOST) --port $(PORT)
@@ -65,4 +68,4 @@ clean:  ## remove runs, caches and the virtual environment
 	rm -rf $(VENV) $(RUNS) .pytest_cache .ruff_cache bench.json src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install train eval predict sweep tensorboard test bench lint format clean
+.PHONY: help install train eval predict sweep compare tensorboard test bench lint format clean

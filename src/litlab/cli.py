@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
             return _predict(args.checkpoint, args.input, args.output)
         if args.command == "sweep":
             return _sweep(args.words, args.jobs)
+        if args.command == "compare":
+            return _compare(args.words, args.seeds, args.jobs)
         composed = compose(args.words)
         if args.print_config:
             validate(composed)
@@ -86,6 +88,18 @@ def _sweep(words: list[str], jobs: int) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     print(f"sweep folder: {folder} (sweep_summary.csv)")
     return 1 if any(row["failed"] for row in rows) else 0
+
+
+def _compare(words: list[str], seeds: str, jobs: int) -> int:
+    from litlab.compare import compare
+
+    folder, rows = compare(words, seeds, jobs)
+    table = [list(rows[0])] + [[_text(v) for v in row.values()] for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print(f"comparison: {folder}/comparison.png, {folder}/comparison.csv")
+    return 0
 
 
 def _report(run_dir: object, metrics: dict[str, Any]) -> None:
@@ -152,4 +166,10 @@ def _parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="a grid of runs: optimizer=sgd,adam seed=1,2,3")
     sweep.add_argument("-j", "--jobs", type=int, default=1, help="runs at a time (processes)")
     sweep.add_argument("words", nargs="+", metavar="WORDS", help="as for train; a,b,c sweeps a key")
+    compare = commands.add_parser("compare", help="the lesson's optimiser and decay comparison")
+    compare.add_argument("-j", "--jobs", type=int, default=1, help="runs at a time (processes)")
+    compare.add_argument("--seeds", default="1,2,3", help="seeds of each setting (default 1,2,3)")
+    compare.add_argument(
+        "words", nargs="*", metavar="WORDS", help="changes to the job, as for train"
+    )
     return parser

@@ -112,3 +112,18 @@ def loss_curves(curves: dict[str, list[tuple[int, float]]]) -> Figure:
     if curves:
         ax.legend(fontsize="small")
     return figure
+
+
+def comparison(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]]) -> Figure:
+    """One panel per comparison: per setting the mean training loss over seeds (steps,
+    mean, std) as a line, with a band of one standard deviation."""
+    figure = Figure(figsize=(4.5 * len(panels), 3.5), dpi=DPI, layout="constrained")  # drawn once
+    for ax, (title, curves) in zip(
+        figure.subplots(1, len(panels), squeeze=False)[0], panels.items(), strict=True
+    ):
+        for name, (steps, mean, std) in curves.items():
+            (line,) = ax.plot(steps, mean, label=name)
+            ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        ax.set(xlabel="step", ylabel="train/loss", title=title, yscale="log")
+        ax.legend(fontsize="small")
+    return figure

@@ -45,12 +45,19 @@ class _Supervised(L.LightningModule):
 
     def training_step(self, batch: Batch) -> Tensor:
         x, y = batch
-        loss = self.criterion(self(x), y)
+        out = self(x)
+        loss = self.criterion(out, y)
         # self.log costs about as much as a step of a small network, and Lightning
         # writes only every log_every_n_steps-th value: log just those.
         if (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0:
             self.log("train/loss", loss, sync_dist=True)  # the mean over DDP ranks
+            for name, value in self._train_metrics(out.detach(), y).items():
+                self.log(f"train/{name}", value, sync_dist=True)
         return loss
+
+    def _train_metrics(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """Cheap metrics of the training batch, logged with the loss."""
+        raise NotImplementedError
 
     def validation_step(self, batch: Batch) -> None:
         self._evaluate(batch, "val")
@@ -92,6 +99,9 @@ class ClassifierModule(_Supervised):
 
     def _for_metrics(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return torch.sigmoid(out), y.int()
+
+    def _train_metrics(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
+        return {"acc": ((out >= 0) == (y >= 0.5)).float().mean()}  # logit >= 0: p >= 0.5
 
 
 LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
@@ -137,3 +147,6 @@ class RegressorModule(_Supervised):
 
     def _for_metrics(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return self._units(out).flatten(), self._units(y).flatten()
+
+    def _train_metrics(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
+        return {"mae": (self._units(out) - self._units(y)).abs().mean()}
