@@ -6,6 +6,7 @@ import pytest
 import torch
 from conftest import scalars
 
+from litlab.callbacks import RandomState
 from litlab.config import ConfigError, compose
 from litlab.train import run
 
@@ -54,3 +55,14 @@ def test_resume_keeps_the_groups(make_config):
     run_dir, _ = run(make_config("trainer.max_epochs=5", "trainer.check_val_every_n_epoch=5"))
     with pytest.raises(ConfigError, match=r"optimizer=sgd .*a resumed run keeps its groups"):
         compose([f"resume={run_dir}", "optimizer=sgd"])
+
+
+def test_random_state_travels_in_the_checkpoint(make_config):
+    run_dir, _ = run(make_config("trainer.max_epochs=5", "trainer.check_val_every_n_epoch=5"))
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    (state,) = [v for k, v in checkpoint["callbacks"].items() if k.startswith("RandomState")]
+    torch.set_rng_state(state["cpu"])
+    expected = torch.rand(3)
+    torch.manual_seed(123)  # elsewhere
+    RandomState().load_state_dict(state)
+    assert torch.equal(torch.rand(3), expected)

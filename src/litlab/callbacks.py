@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ProgressBar
 from tqdm.auto import tqdm
 from typing_extensions import override
@@ -24,6 +25,23 @@ class StoreConfig(L.Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         checkpoint[KEY] = self.stored
+
+
+class RandomState(L.Callback):
+    """Saves torch's random number generators in checkpoints and restores them on resume,
+    so a resumed run draws what the uninterrupted one would have (dropout, augmentation).
+    The data order needs no state: it is a function of the seed and the epoch."""
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        return {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["cpu"])
+        if state_dict["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
 class EpochProgressBar(ProgressBar):

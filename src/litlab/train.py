@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from litlab import dashboard
 from litlab.baselines import baselines
-from litlab.callbacks import StoreConfig
+from litlab.callbacks import RandomState, StoreConfig
 from litlab.config import CLI, Composed, ConfigError, instantiate, validate
 from litlab.optim import configure
 
@@ -201,7 +201,8 @@ def check_optimization(composed: Composed) -> None:
 
 def build_trainer(composed: Composed, run_dir: Path, fold: int | None = None) -> L.Trainer:
     """The Trainer with its logger and callbacks, all writing inside `run_dir`; every
-    checkpoint also carries the config (for eval and predict)."""
+    checkpoint also carries the config (for eval and predict) and the random state (for
+    an exact resume)."""
     cfg = composed.cfg
     # name="" and version="" put the events straight into the run folder, and with them
     # Lightning's checkpoint callback picks <run_dir>/checkpoints.
@@ -212,7 +213,7 @@ def build_trainer(composed: Composed, run_dir: Path, fold: int | None = None) ->
     callbacks = [
         build(composed, f"callbacks.{name}") for name, node in (cfg.callbacks or {}).items() if node
     ]
-    callbacks.append(StoreConfig(OmegaConf.to_container(cfg), composed.choices, fold))
+    callbacks += [StoreConfig(OmegaConf.to_container(cfg), composed.choices, fold), RandomState()]
     return build(composed, "trainer", logger=logger, callbacks=callbacks, default_root_dir=run_dir)
 
 
