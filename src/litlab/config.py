@@ -79,20 +79,36 @@ def groups() -> dict[str, list[str]]:
 def compose(words: list[str]) -> Composed:
     """Build the resolved config from `train.yaml` and the user's words; with
     `resume=FOLDER`, from that run's config.yaml and the user's `a.b=value` words."""
-    config_dir, options = CONFIG_DIR, groups()
-    picked, dotted = _parse_words(words, options)
+    picked, dotted = _parse_words(words, groups())
     resume = [w.partition("=")[2] for w in dotted if w.startswith("resume=")]
     if resume and resume[-1] not in ("null", ""):
         return _resumed(resume[-1], picked, dotted)
-    primary = _load(config_dir / "train.yaml")
+    primary = _load(CONFIG_DIR / "train.yaml")
     selection = _defaults(primary, PRIMARY)
     experiment = picked.get("experiment", selection.get("experiment"))
-    exp_body = _load(_option_path(config_dir, "experiment", experiment)) if experiment else None
-    exp_choice = _defaults(exp_body, f"configs/experiment/{experiment}.yaml") if exp_body else {}
+    exp_source = f"configs/experiment/{experiment}.yaml"
+    exp_body = _load(_option_path(CONFIG_DIR, "experiment", experiment)) if experiment else None
+    exp_choice = _defaults(exp_body, exp_source) if exp_body else {}
     selection.update(exp_choice)
     selection.update(picked)  # the command line wins over the experiment's choices
-    chosen = set(exp_choice) | set(picked)
+    layers = _group_layers(selection, chosen=set(exp_choice) | set(picked), picked=set(picked))
+    layers.append((primary, PRIMARY))
+    if exp_body is not None:
+        layers.append((exp_body, exp_source))
+    if selection.get("debug"):
+        path = _option_path(CONFIG_DIR, "debug", selection["debug"])
+        layers.append((_load(path), _rel(path, CONFIG_DIR)))
+    layers.append((_from_dotlist([w for w in dotted if not w.startswith("~")]), CLI))
+    composed = _merge(layers, selection)
+    return _delete(composed, [w[1:] for w in dotted if w.startswith("~")])
 
+
+def _group_layers(
+    selection: dict[str, str | None], chosen: set[str], picked: set[str]
+) -> list[tuple[DictConfig, str]]:
+    """One layer per selected group option, in the order of the defaults list. A group
+    file may pick options of groups listed after it (data=csv picks module=regressor),
+    unless the command line or the experiment (`chosen`) picked them."""
     layers: list[tuple[DictConfig, str]] = []
     order = list(selection)
     for index, group in enumerate(order):
@@ -103,23 +119,13 @@ def compose(words: list[str]) -> Composed:
             layers.append((OmegaConf.create({group: None}), CLI if group in picked else PRIMARY))
             continue
         for node, source, picks in _option_layers(group, option):
-            # A group file may pick options of groups listed after it (data=csv picks
-            # module=regressor), unless the command line or the experiment picked them.
             for later, choice in picks.items():
                 if later not in order[index + 1 :]:
                     raise ConfigError([f"{source}: can only pick groups listed after {group}"])
                 if later not in chosen:
                     selection[later] = choice
             layers.append((OmegaConf.create({group: node or None}), source))
-    layers.append((primary, PRIMARY))
-    if exp_body is not None:
-        layers.append((exp_body, f"configs/experiment/{experiment}.yaml"))
-    if selection.get("debug"):
-        path = _option_path(config_dir, "debug", selection["debug"])
-        layers.append((_load(path), _rel(path, config_dir)))
-    layers.append((_from_dotlist([w for w in dotted if not w.startswith("~")]), CLI))
-    composed = _merge(layers, selection)
-    return _delete(composed, [w[1:] for w in dotted if w.startswith("~")])
+    return layers
 
 
 def _option_layers(group: str, option: str) -> list[tuple[DictConfig, str, dict]]:
