@@ -50,7 +50,7 @@ def test_predict_points_gives_the_test_accuracy(circles_run):
     x, y = dm.test
     frame = pd.DataFrame(x.numpy(), columns=["x1", "x2"])
     out = Predictor.from_checkpoint(run_dir / "checkpoints" / "best.ckpt").predict(frame)
-    assert list(out.columns) == ["x1", "x2", "probability", "prediction"]
+    assert list(out.columns) == ["x1", "x2", "prediction", "probability"]
     assert ((out["probability"] >= 0.5).astype(int) == out["prediction"]).all()
     assert (out["prediction"].to_numpy() == y.numpy().ravel()).mean() == pytest.approx(
         metrics["test/acc"]

@@ -7,6 +7,7 @@ import numpy as np
 from sklearn.linear_model import LinearRegression, LogisticRegression, RidgeCV
 from sklearn.metrics import (
     accuracy_score,
+    f1_score,
     mean_absolute_error,
     mean_squared_error,
     r2_score,
@@ -19,16 +20,17 @@ from litlab.data.base import TensorDataModule
 
 def baselines(datamodule: TensorDataModule) -> dict[str, float]:
     """Test metrics of the task's baselines as `baseline/<model>/<metric>`."""
-    (x_train, y_train), (x_test, y_test) = (
-        (x.cpu().numpy(), y.cpu().numpy().ravel()) for x, y in (datamodule.train, datamodule.test)
+    (x_train, y_train), (x_test, y_test) = (  # images as rows of pixels
+        (x.cpu().flatten(1).numpy(), y.cpu().numpy().ravel())
+        for x, y in (datamodule.train, datamodule.test)
     )
     if datamodule.task == "regression":
         y_train, y_test = datamodule.unscale(y_train), datamodule.unscale(y_test)
         models = {"ridge": RidgeCV(alphas=np.logspace(-3, 3, 13)), "linear": LinearRegression()}
         score = _regression
     else:
-        models = {"svc": SVC(kernel="rbf"), "logreg": LogisticRegression()}
-        score = _classification
+        models = {"svc": SVC(kernel="rbf"), "logreg": LogisticRegression(max_iter=1000)}
+        score = _classification if datamodule.task == "binary" else _multiclass
     metrics = {}
     for name, model in models.items():
         model.fit(x_train, y_train)
@@ -48,6 +50,11 @@ def _regression(
         "mae": mean_absolute_error(y, pred),
         "r2": r2_score(y, pred),
     }
+
+
+def _multiclass(model: SVC | LogisticRegression, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    pred = model.predict(x)
+    return {"acc": accuracy_score(y, pred), "f1": f1_score(y, pred, average="macro")}
 
 
 def _classification(

@@ -60,11 +60,12 @@ def _eval(checkpoint: str) -> int:
 def _predict(checkpoint: str, input_csv: str, output_csv: str) -> int:
     import pandas as pd
 
-    from litlab.predict import Predictor
+    from litlab.predict import PIXELS, Predictor, read_images
 
     predictor = Predictor.from_checkpoint(checkpoint)
     try:
-        frame = pd.read_csv(input_csv)
+        images = predictor.columns == PIXELS  # a PNG, or CSV rows of 64 values
+        frame = read_images(input_csv) if images else pd.read_csv(input_csv)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise ConfigError([f"{input_csv}: cannot be read as a CSV table ({exc})"]) from None
     predictor.predict(frame).to_csv(output_csv, index=False)
@@ -160,7 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("checkpoint", help="a .ckpt file of a run")
     predict.add_argument(
-        "input", help="CSV: x1,x2 for circles; the training feature columns for tables"
+        "input",
+        help="CSV: x1,x2 (circles), feature columns (tables), 64 values a row or a PNG (digits)",
     )
     predict.add_argument("output", help="CSV to write: the input plus prediction (and probability)")
     sweep = commands.add_parser("sweep", help="a grid of runs: optimizer=sgd,adam seed=1,2,3")

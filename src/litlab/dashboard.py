@@ -12,7 +12,9 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
+from sklearn.metrics import confusion_matrix
 from torch.utils.tensorboard.summary import hparams
 from typing_extensions import override
 
@@ -125,6 +127,8 @@ class Dashboard(L.Callback):
                 figure = figures.decision_boundary(lambda _, p=p: p, x, y.ravel())
                 tb.add_figure("pictures/boundary", figure, step)
             final = {"boundary": figures.decision_boundary(_proba(pl_module), x, y.ravel())}
+        elif trainer.datamodule.task == "multiclass":
+            final = _image_pictures(trainer, pl_module)
         elif trainer.datamodule.task == "regression":
             actual, predicted = _test_predictions(trainer, pl_module)
             final = {
@@ -157,6 +161,29 @@ def _proba(pl_module: L.LightningModule) -> Callable[[np.ndarray], np.ndarray]:
             return pl_module.predict_proba(inputs).cpu().numpy().ravel()
 
     return proba
+
+
+def _image_pictures(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Figure]:
+    """Test images with predicted and true labels, the confusion matrix and, for a
+    convolutional network, its first-layer filters."""
+    x, y = trainer.datamodule.test
+    with torch.no_grad():
+        predicted = pl_module.predict(x.to(pl_module.device)).cpu().numpy()
+    actual = y.cpu().numpy()
+    classes = trainer.datamodule.num_outputs
+    shown = np.argsort(predicted == actual, kind="stable")[:32]  # the mistakes first
+    pictures = {
+        "test_images": figures.image_grid(
+            x[shown, 0].cpu().numpy(), predicted[shown], actual[shown]
+        ),
+        "confusion_matrix": figures.confusion(
+            confusion_matrix(actual, predicted, labels=range(classes))
+        ),
+    }
+    convolutions = [m for m in pl_module.modules() if isinstance(m, torch.nn.Conv2d)]
+    if convolutions:
+        pictures["filters"] = figures.filters(convolutions[0].weight.detach().cpu().numpy())
+    return pictures
 
 
 def _test_predictions(

@@ -10,27 +10,29 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 SIZE, DPI = (4.0, 3.5), 80
 CLASS_COLORS = ("red", "blue")  # class 0, class 1, as in the lesson's scatter plot
 
 
-def _figure() -> tuple[Figure, object]:
+def _figure() -> tuple[Figure, Axes]:
     figure = Figure(figsize=SIZE, dpi=DPI)
     return figure, figure.add_subplot()
 
 
-def _points(ax: object, x: np.ndarray, y: np.ndarray) -> None:
+def _points(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
     for label, color in enumerate(CLASS_COLORS):
         mine = y == label
         ax.scatter(
             x[mine, 0],
             x[mine, 1],
             s=8,
-            color=color,
-            edgecolors="white",
+            facecolors=color,
+            edgecolors="white",  # separates the points from each other and from the contours
             linewidths=0.3,
+            zorder=3,  # above contour lines, which matplotlib draws at zorder 2
             label=f"class {label}",
         )
 
@@ -60,7 +62,7 @@ def decision_boundary(
     """P(class 1) over `plane(x)` (one call of `proba`), the 0.5 line, and the points."""
     points = plane(x, resolution)
     grid_x, grid_y = (points[:, i].reshape(resolution, resolution) for i in (0, 1))
-    p = proba(points).reshape(resolution, resolution)
+    p = np.asarray(proba(points)).reshape(resolution, resolution)
     figure, ax = _figure()
     filled = ax.contourf(grid_x, grid_y, p, levels=np.linspace(0, 1, 11), cmap="RdBu", alpha=0.8)
     ax.contour(grid_x, grid_y, p, levels=[0.5], colors="black", linewidths=1)
@@ -73,11 +75,13 @@ def decision_boundary(
 
 def predicted_vs_actual(actual: np.ndarray, predicted: np.ndarray) -> Figure:
     """Each test row at (actual, predicted), with the line of perfect predictions."""
-    r2 = 1 - np.sum((actual - predicted) ** 2) / np.sum((actual - actual.mean()) ** 2)
-    both = np.concatenate([actual, predicted])
+    ss_res = np.sum((actual - predicted) ** 2)
+    ss_tot = np.sum((actual - actual.mean()) ** 2)
+    r2 = 1 - ss_res / ss_tot if ss_tot > 0 else float("nan")  # undefined for constant targets
+    low, high = min(actual.min(), predicted.min()), max(actual.max(), predicted.max())
     figure, ax = _figure()
     ax.scatter(actual, predicted, s=8)
-    ax.plot([both.min(), both.max()], [both.min(), both.max()], "k--", linewidth=1, label="y = x")
+    ax.plot([low, high], [low, high], "k--", linewidth=1, label="y = x")
     ax.set(xlabel="actual", ylabel="predicted", title=f"predicted vs actual (R² = {r2:.3f})")
     ax.legend(loc="upper left", fontsize="small")
     return figure
@@ -105,8 +109,10 @@ def loss_curves(curves: dict[str, list[tuple[int, float]]]) -> Figure:
     figure, ax = _figure()
     for name, points in curves.items():
         steps, values = zip(*points, strict=True) if points else ((), ())
-        ax.plot(steps, values, label=name)
-    if all(v > 0 for points in curves.values() for _, v in points) and any(curves.values()):
+        # a line through a single point draws nothing (e.g. one validation): mark it
+        ax.plot(steps, values, marker="o" if len(points) == 1 else "", label=name)
+    losses = [v for points in curves.values() for _, v in points]
+    if losses and min(losses) > 0:
         ax.set_yscale("log")
     ax.set(xlabel="step", ylabel="loss", title="loss")
     if curves:
@@ -126,4 +132,46 @@ def comparison(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndar
             ax.fill_between(steps, mean - std, mean + std, color=line.get_color(), alpha=0.2)
         ax.set(xlabel="step", ylabel="train/loss", title=title, yscale="log")
         ax.legend(fontsize="small")
+    return figure
+
+
+def image_grid(
+    images: np.ndarray, predicted: np.ndarray, actual: np.ndarray, columns: int = 8
+) -> Figure:
+    """Images (N, H, W) with 'predicted (actual)' above each; mistakes titled in red."""
+    rows = -(-len(images) // columns)
+    figure = Figure(figsize=(columns * 0.8, rows * 0.95), dpi=DPI)
+    for i, ax in enumerate(figure.subplots(rows, columns, squeeze=False).ravel()):
+        ax.set_axis_off()
+        if i < len(images):
+            ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=1)
+            wrong = predicted[i] != actual[i]
+            ax.set_title(
+                f"{predicted[i]} ({actual[i]})", fontsize=8, color="red" if wrong else "black"
+            )
+    return figure
+
+
+def confusion(matrix: np.ndarray) -> Figure:
+    """Counts of test rows by actual class (rows) and predicted class (columns)."""
+    figure, ax = _figure()
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        if count:
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=6)
+    ax.set(xlabel="predicted", ylabel="actual", title="confusion matrix")
+    ax.set_xticks(range(len(matrix)))
+    ax.set_yticks(range(len(matrix)))
+    return figure
+
+
+def filters(weights: np.ndarray) -> Figure:
+    """First-layer convolution kernels (C, 1, k, k), one small image each."""
+    columns = min(len(weights), 8)
+    rows = -(-len(weights) // columns)
+    figure = Figure(figsize=(columns * 0.6, rows * 0.6), dpi=DPI)
+    for i, ax in enumerate(figure.subplots(rows, columns, squeeze=False).ravel()):
+        ax.set_axis_off()
+        if i < len(weights):
+            ax.imshow(weights[i, 0], cmap="RdBu")
     return figure

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import math
 
-from torch import nn
+from torch import Tensor, nn
 
 # torch.nn's activations by lower-case name: sigmoid, tanh, relu, gelu, silu, elu, ...
 ACTIVATIONS = {
@@ -37,4 +38,47 @@ class MLP(nn.Sequential):
             layers.append(nn.Linear(n_in, n_out))
             if i < len(hidden):
                 layers.append(ACTIVATIONS[activation.lower()]())
-        super().__init__(*layers)  # forward: (B, in_features) -> (B, out_features)
+        super().__init__(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, in_features) or images (B, C, H, W)
+        return super().forward(x.flatten(1))  # -> (B, out_features)
+
+
+class CNN(nn.Module):
+    """A small convolutional network for square images: per entry of `channels` a
+    convolution (same padding), ReLU and, with `pooling`, 2x2 max-pooling; then dropout
+    and one linear layer to `out_features` logits."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        channels: list[int],
+        kernel_size: int = 3,
+        pooling: bool = True,
+        dropout: float = 0.0,
+        in_channels: int = 1,
+    ):
+        super().__init__()
+        side = math.isqrt(in_features // in_channels)
+        if side * side * in_channels != in_features:
+            raise ValueError(
+                f"in_features={in_features}: a CNN needs square images of {in_channels} channel(s)"
+            )
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size={kernel_size}: must be odd (same padding)")
+        layers: list[nn.Module] = []
+        for n_in, n_out in itertools.pairwise([in_channels, *channels]):
+            layers += [nn.Conv2d(n_in, n_out, kernel_size, padding=kernel_size // 2), nn.ReLU()]
+            if pooling:
+                layers.append(nn.MaxPool2d(2))
+                side //= 2
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels[-1] * side * side, out_features)
+        )
+        self.in_shape = (in_channels, math.isqrt(in_features // in_channels))
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W), or (B, C*H*W) -> (B, out_features)
+        side = self.in_shape[1]
+        return self.head(self.features(x.reshape(len(x), self.in_shape[0], side, side)))

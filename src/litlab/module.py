@@ -8,7 +8,12 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
+from torchmetrics.classification import (
+    BinaryAccuracy,
+    BinaryAUROC,
+    MulticlassAccuracy,
+    MulticlassF1Score,
+)
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 from litlab import optim
@@ -81,27 +86,54 @@ class _Supervised(L.LightningModule):
 
 
 class ClassifierModule(_Supervised):
-    """Binary classification: one logit per row, binary cross-entropy, accuracy and AUROC."""
+    """Classification into `num_classes` classes, one module for both kinds.
 
-    task = "binary"
+    Two classes: one logit per row, binary cross-entropy (the lesson's sigmoid + BCELoss,
+    computed stably in one step), accuracy and AUROC. More: a logit per class,
+    cross-entropy, accuracy and macro F1.
+    """
 
-    def __init__(self, net: nn.Module, optimizer: dict[str, Any], scheduler: dict[str, Any] | None):
-        # BCE on logits: the lesson's sigmoid + BCELoss, computed stably in one step.
-        metrics = MetricCollection({"acc": BinaryAccuracy(), "auroc": BinaryAUROC()})
-        super().__init__(net, optimizer, scheduler, nn.BCEWithLogitsLoss(), metrics)
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None,
+        num_classes: int = 2,
+    ):
+        self.binary = num_classes == 2
+        if self.binary:
+            metrics = MetricCollection({"acc": BinaryAccuracy(), "auroc": BinaryAUROC()})
+            criterion: nn.Module = nn.BCEWithLogitsLoss()
+        else:
+            metrics = MetricCollection(
+                {
+                    "acc": MulticlassAccuracy(num_classes, average="micro"),
+                    "f1": MulticlassF1Score(num_classes, average="macro"),
+                }
+            )
+            criterion = nn.CrossEntropyLoss()
+        super().__init__(net, optimizer, scheduler, criterion, metrics)
+        self.task = "binary" if self.binary else "multiclass"
 
     def predict_proba(self, x: Tensor) -> Tensor:
-        return torch.sigmoid(self(x))
+        """P(class 1) (B, 1) for two classes; else the probability of each class (B, K)."""
+        out = self(x)
+        return torch.sigmoid(out) if self.binary else torch.softmax(out, dim=1)
 
     def predict(self, x: Tensor) -> Tensor:
-        """The lesson's rule: class 1 where the probability is at least 0.5."""
-        return (self.predict_proba(x) >= 0.5).long()
+        """The lesson's rule for two classes: class 1 where its probability is at least
+        0.5; else the most probable class."""
+        proba = self.predict_proba(x)
+        return (proba >= 0.5).long() if self.binary else proba.argmax(dim=1)
 
     def _for_metrics(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        return torch.sigmoid(out), y.int()
+        return (torch.sigmoid(out), y.int()) if self.binary else (out.argmax(dim=1), y)
 
     def _train_metrics(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
-        return {"acc": ((out >= 0) == (y >= 0.5)).float().mean()}  # logit >= 0: p >= 0.5
+        right = (
+            (out >= 0) == (y >= 0.5) if self.binary else out.argmax(dim=1) == y
+        )  # logit >= 0: p >= 0.5
+        return {"acc": right.float().mean()}
 
 
 LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}

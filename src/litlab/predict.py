@@ -6,18 +6,49 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import torch
 from omegaconf import OmegaConf
+from PIL import Image
 
 from litlab.callbacks import KEY
 from litlab.config import Composed, ConfigError, locate
 from litlab.data.tabular import TableEncoder
 from litlab.train import build
+
+PIXELS = [f"p{i}" for i in range(64)]  # an 8x8 image as a row, row by row
+
+
+def _pixels(frame: pd.DataFrame) -> torch.Tensor:
+    values = frame[PIXELS].to_numpy(dtype=np.float32) / 16.0  # as the training images
+    return torch.from_numpy(values).reshape(-1, 1, 8, 8)
+
+
+def read_images(path: str | Path) -> pd.DataFrame:
+    """8x8 images as rows of PIXELS in load_digits' 0..16: a PNG of any size (one image,
+    grey, resized, ink made high as in load_digits), or a CSV of 64 values a row."""
+    file = Path(path)
+    if file.suffix.lower() == ".png":
+        grey = np.asarray(Image.open(file).convert("L"), dtype=np.float32) / 255
+        ink = 1 - grey if grey.mean() > 0.5 else grey  # dark strokes on a light page
+        small = Image.fromarray((ink * 255).astype(np.uint8)).resize((8, 8), Image.Resampling.BOX)
+        return pd.DataFrame(
+            [np.asarray(small, dtype=np.float32).ravel() / 255 * 16], columns=PIXELS
+        )
+    rows = pd.read_csv(file, header=None)
+    if rows.shape[1] != 64:
+        raise ConfigError([f"{file}: {rows.shape[1]} values a row; an 8x8 image is 64"])
+    rows = rows[pd.to_numeric(rows[0], errors="coerce").notna()].astype(float)  # drop a header
+    if len(rows) == 0 or not rows.to_numpy().min() >= 0 or not rows.to_numpy().max() <= 16:
+        raise ConfigError([f"{file}: pixel values must be 0 to 16, as in load_digits"])
+    rows.columns = PIXELS
+    return rows.reset_index(drop=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -73,7 +104,8 @@ def _module(
     composed: Composed, in_features: int, data_kwargs: dict[str, float]
 ) -> L.LightningModule:
     cfg = composed.cfg
-    net = build(composed, "model", in_features=in_features, out_features=1)
+    outputs = locate(cfg.data._target_).num_outputs
+    net = build(composed, "model", in_features=in_features, out_features=outputs)
     plain = OmegaConf.to_container
     scheduler = plain(cfg.scheduler) if cfg.scheduler else None
     return build(
@@ -96,15 +128,10 @@ class Predictor:
         self,
         module: L.LightningModule,
         columns: list[str],
-        encoder: TableEncoder | None,
-        target: str | None,
+        inputs: Callable[[pd.DataFrame], torch.Tensor],
+        target: str | None = None,
     ):
-        self.module, self.columns, self.encoder, self.target = (
-            module.eval(),
-            columns,
-            encoder,
-            target,
-        )
+        self.module, self.columns, self.inputs, self.target = module.eval(), columns, inputs, target
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> Predictor:
@@ -112,38 +139,33 @@ class Predictor:
         composed = _composed(checkpoint)
         data_class = locate(composed.cfg.data._target_)
         state = checkpoint.get(data_class.__qualname__) or {}
-        if state.get("encoder"):
+        target, kwargs = None, {}
+        if state.get("encoder"):  # a table: its stored encoding
             encoder = TableEncoder(**state["encoder"])
-            columns, in_features, target = (
-                [*encoder.numeric, *encoder.categorical],
-                len(encoder.columns),
-                state["target"],
-            )
+            columns, in_features = [*encoder.numeric, *encoder.categorical], len(encoder.columns)
+            inputs, target = (lambda f: torch.from_numpy(encoder.transform(f))), state["target"]
+        elif data_class.task == "multiclass":  # images: pixel columns in load_digits' 0..16
+            columns, in_features = PIXELS, data_class.num_features
+            inputs, kwargs = _pixels, {"num_classes": data_class.num_outputs}
         else:  # points: the two coordinates
-            encoder, columns, in_features, target = (
-                None,
-                ["x1", "x2"],
-                data_class.num_features,
-                None,
-            )
-        module = _module(composed, in_features, {})
+            columns, in_features = ["x1", "x2"], data_class.num_features
+            inputs = lambda f: torch.tensor(f[["x1", "x2"]].to_numpy(float), dtype=torch.float32)  # noqa: E731
+        module = _module(composed, in_features, kwargs)
         module.load_state_dict(checkpoint["state_dict"])
-        return cls(module, columns, encoder, target)
+        return cls(module, columns, inputs, target)
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """`frame` with a `prediction` column (and `probability` of class 1 for classifiers)."""
+        """`frame` with a `prediction` column, and the `probability` of class 1 (two
+        classes) or of the predicted class (more)."""
         self._check_columns(frame)
-        if self.encoder is not None:
-            x = torch.from_numpy(self.encoder.transform(frame))
-        else:
-            x = torch.tensor(frame[self.columns].to_numpy(dtype=float), dtype=torch.float32)
+        x = self.inputs(frame)
         out = frame.copy()
         with torch.no_grad():
+            out["prediction"] = self.module.predict(x).numpy().ravel()
             if self.module.task == "binary":
                 out["probability"] = self.module.predict_proba(x).numpy().ravel()
-                out["prediction"] = self.module.predict(x).numpy().ravel()
-            else:
-                out["prediction"] = self.module.predict(x).numpy().ravel()
+            elif self.module.task == "multiclass":
+                out["probability"] = self.module.predict_proba(x).max(dim=1).values.numpy()
         return out
 
     def _check_columns(self, frame: pd.DataFrame) -> None:

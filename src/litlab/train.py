@@ -105,7 +105,9 @@ def setup(composed: Composed, fold: int | None = None, run_dir: Path | None = No
     datamodule = build(composed, "data", **({} if fold is None else {"fold": fold}))
     _prepare(composed, datamodule)
     L.seed_everything(cfg.seed, verbose=False)  # before the network: the seed fixes its weights
-    net = build(composed, "model", in_features=datamodule.num_features, out_features=1)
+    net = build(
+        composed, "model", in_features=datamodule.num_features, out_features=datamodule.num_outputs
+    )
     module = build(
         composed,
         "module",

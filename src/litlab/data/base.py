@@ -43,6 +43,8 @@ class TensorDataModule(L.LightningDataModule):
         epoch = (lambda: trainer.current_epoch) if trainer else (lambda: 0)
         return TensorBatches(tensors, self.batch_size, seed, epoch, rank, world)
 
+    num_outputs = 1  # the network's outputs: one logit or value; a logit per class
+
     def module_kwargs(self) -> dict[str, float]:
         """What the LightningModule needs to know of this data, beyond the batches."""
         return {}

@@ -1,0 +1,73 @@
+"""scikit-learn's digits: 1,797 grey 8x8 images of handwritten digits, ten classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from sklearn.datasets import load_digits
+from torch import Tensor
+from typing_extensions import override
+
+from litlab.data.base import TensorDataModule
+from litlab.data.split import check_split, split_rows
+
+
+class DigitsDataModule(TensorDataModule):
+    """Images as float32 `x` (N, 1, 8, 8) in [0, 1] (load_digits' 0..16 ink, divided by
+    16) and labels `y` (N,) int64; a seeded stratified split (or folds). `shift` > 0 moves
+    each training batch by up to that many pixels (a light augmentation)."""
+
+    task = "multiclass"
+    num_features = 64
+    num_outputs = 10
+
+    def __init__(
+        self,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        random_state: int = 0,
+        batch_size: int | None = 64,
+        shift: int = 0,
+        folds: int | None = None,
+        fold: int = 0,
+    ):
+        super().__init__(batch_size, seed=random_state)
+        if not 0 <= shift < 4:
+            raise ValueError(f"shift={shift}: must be 0 (off) to 3 pixels")
+        check_split(1797, val_fraction, test_fraction, folds, classes=10)
+        self.split = dict(val_fraction=val_fraction, test_fraction=test_fraction, seed=random_state)
+        self.shift, self.folds, self.fold = shift, folds, fold
+
+    @override
+    def setup(self, stage: str | None = None) -> None:
+        if self.train:
+            return
+        digits = load_digits()
+        x = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)
+        y = torch.tensor(digits.target, dtype=torch.long)
+        parts = split_rows(
+            len(x), **self.split, labels=digits.target, folds=self.folds, fold=self.fold
+        )
+        self.train, self.val, self.test = ((x[rows], y[rows]) for rows in parts)
+
+    def module_kwargs(self) -> dict[str, Any]:
+        return {"num_classes": self.num_outputs}
+
+    @override
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.shift == 0 or self.trainer is None or not self.trainer.training:
+            return batch
+        x, y = batch
+        dx, dy = (int(v) for v in torch.randint(-self.shift, self.shift + 1, (2,)))
+        return shifted(x, dx, dy), y
+
+
+def shifted(x: Tensor, dx: int, dy: int) -> Tensor:
+    """Images (B, C, H, W) moved dx pixels right and dy down, blank where they left."""
+    out = torch.zeros_like(x)
+    h, w = x.shape[-2:]
+    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = x[
+        ..., max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)
+    ]
+    return out
