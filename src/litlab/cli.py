@@ -33,9 +33,13 @@ def main(argv: list[str] | None = None) -> int:
             validate(composed)
             print(OmegaConf.to_yaml(composed.cfg), end="")
             return 0
-        from litlab.train import is_rank_zero, run  # heavy: torch and Lightning
+        from litlab.module import Diverged  # heavy: torch and Lightning
+        from litlab.train import is_rank_zero, run
 
         run_dir, metrics = run(composed)
+    except Diverged as exc:
+        print(f"litlab: {exc}", file=sys.stderr)
+        return 3
     except ConfigError as exc:
         print("litlab: bad config:", *(f"  {e}" for e in exc.errors), sep="\n", file=sys.stderr)
         return 2

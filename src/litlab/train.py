@@ -23,6 +23,7 @@ from litlab import dashboard
 from litlab.baselines import baselines
 from litlab.callbacks import RandomState, StoreConfig
 from litlab.config import CLI, Composed, ConfigError, instantiate, validate
+from litlab.module import Diverged
 from litlab.optim import configure
 
 RUN_DIR_VARIABLE = "LITLAB_RUN_DIR"
@@ -85,15 +86,29 @@ def train(
     run = setup(composed, fold, run_dir)
     if checkpoint is None:
         dashboard.log_start(run.trainer, composed.cfg, run.datamodule)
-    run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=checkpoint)
+    try:
+        run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=checkpoint)
+    except Diverged as exc:
+        _write_metrics(run.dir, {"status": "diverged", "error": str(exc), **_last_good(run.dir)})
+        raise
     scores = baselines(run.datamodule)
     if run.trainer.logger is not None:
         run.trainer.logger.log_metrics(scores, step=run.trainer.global_step)
     metrics = evaluate(run) | scores
     dashboard.log_hparams(run.trainer, composed.cfg, metrics)
-    if is_rank_zero():
-        (run.dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _write_metrics(run.dir, {"status": "finished", **metrics})
     return run.dir, metrics
+
+
+def _write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
+    if is_rank_zero():
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+
+def _last_good(run_dir: Path) -> dict[str, str]:
+    """The newest checkpoint, saved at a validation before the loss stopped being finite."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return {"last_good_checkpoint": str(last.relative_to(run_dir))} if last.exists() else {}
 
 
 def setup(composed: Composed, fold: int | None = None, run_dir: Path | None = None) -> Run:

@@ -1,0 +1,58 @@
+"""Bad numbers and bad places: a clear stop, an honest metrics.json, nothing corrupted."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from litlab.cli import main
+from litlab.module import Diverged
+from litlab.train import train
+
+EXPLODE = (
+    "optimizer=sgd",
+    "optimizer.lr=1e38",
+    "trainer.max_epochs=20",
+    "trainer.check_val_every_n_epoch=1",
+)
+
+
+def test_a_loss_that_stops_being_finite_stops_training(make_config, tmp_path):
+    with pytest.raises(Diverged) as info:
+        train(make_config(*EXPLODE))
+    message = str(info.value)
+    assert "training diverged at step 2: the loss is nan" in message
+    assert "optimizer.lr" in message and "trainer.gradient_clip_val" in message
+    (run_dir,) = list((tmp_path / "runs" / "circles").iterdir())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["error"] == message
+    # the last good checkpoint (saved at the validation before) is kept, with finite weights
+    assert metrics["last_good_checkpoint"] == "checkpoints/last.ckpt"
+    for path in (run_dir / "checkpoints").iterdir():
+        state = torch.load(path, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_divergence_from_the_command_line_is_one_line_and_exit_3(tmp_path, capsys):
+    code = main(["train", f"runs_dir={tmp_path}", *EXPLODE])
+    err = capsys.readouterr().err
+    assert code == 3 and "litlab: training diverged at step 2" in err and "Traceback" not in err
+
+
+def test_a_runs_folder_that_cannot_be_made_is_an_error_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code = main(["train", f"runs_dir={blocker}/runs"])
+    err = capsys.readouterr().err
+    assert code == 1 and str(blocker) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("words", [(), ("experiment=diabetes",)])
+def test_deterministic_runs_repeat_exactly(make_config, words):
+    short = ("trainer.max_epochs=60", "trainer.deterministic=true", "data.batch_size=32")
+    first = train(make_config(*words, *short))[1]
+    second = train(make_config(*words, *short))[1]
+    assert first == second and not math.isnan(first["test/loss"])
