@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from litlab.cli import main
-from litlab.module import Diverged
+from litlab.errors import Diverged
 from litlab.train import train
 
 EXPLODE = (

@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from litlab.config import ConfigError, compose, groups, validate
+from litlab.errors import Diverged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             validate(composed)
             print(OmegaConf.to_yaml(composed.cfg), end="")
             return 0
-        from litlab.module import Diverged  # heavy: torch and Lightning
-        from litlab.train import is_rank_zero, run
+        from litlab.train import is_rank_zero, run  # heavy: torch and Lightning
 
         run_dir, metrics = run(composed)
     except Diverged as exc:

@@ -17,19 +17,9 @@ from torchmetrics.classification import (
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 from litlab import optim
+from litlab.errors import Diverged
 
 Batch = tuple[Tensor, Tensor]
-
-
-class Diverged(RuntimeError):
-    """The training loss stopped being a finite number."""
-
-    def __init__(self, step: int, value: float, optimizer: torch.optim.Optimizer):
-        lr = optimizer.param_groups[0]["lr"]
-        super().__init__(
-            f"training diverged at step {step}: the loss is {value}. Lower the learning rate "
-            f"(optimizer.lr, {lr:g} at that step) or clip gradients (trainer.gradient_clip_val=1.0)"
-        )
 
 
 class _Supervised(L.LightningModule):
@@ -64,7 +54,8 @@ class _Supervised(L.LightningModule):
         out = self(x)
         loss = self.criterion(out, y)
         if not torch.isfinite(loss):  # stop here: every later step would only spread it
-            raise Diverged(self.trainer.global_step, loss.item(), self.trainer.optimizers[0])
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+            raise Diverged(self.trainer.global_step, loss.item(), lr)
         # self.log costs about as much as a step of a small network, and Lightning
         # writes only every log_every_n_steps-th value: log just those.
         if (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0:

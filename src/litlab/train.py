@@ -23,7 +23,7 @@ from litlab import dashboard
 from litlab.baselines import baselines
 from litlab.callbacks import RandomState, StoreConfig
 from litlab.config import CLI, Composed, ConfigError, instantiate, validate
-from litlab.module import Diverged
+from litlab.errors import Diverged
 from litlab.optim import configure
 
 RUN_DIR_VARIABLE = "LITLAB_RUN_DIR"
@@ -96,7 +96,8 @@ def train(
         run.trainer.logger.log_metrics(scores, step=run.trainer.global_step)
     metrics = evaluate(run) | scores
     dashboard.log_hparams(run.trainer, composed.cfg, metrics)
-    _write_metrics(run.dir, {"status": "finished", **metrics})
+    metrics = {"status": "finished", **metrics}
+    _write_metrics(run.dir, metrics)
     return run.dir, metrics
 
 
