@@ -41,8 +41,10 @@ def log_start(trainer: L.Trainer, cfg: DictConfig, datamodule: L.LightningDataMo
     steps_per_epoch = 1 if interval == "epoch" else len(datamodule.train_dataloader())
     optimizer = OmegaConf.to_container(cfg.optimizer)
     scheduler = OmegaConf.to_container(cfg.scheduler) if cfg.scheduler else None
-    rates = planned_rates(optimizer, scheduler, cfg.trainer.max_epochs * steps_per_epoch)
-    tb.add_figure("schedule/learning_rate", figures.learning_rate(rates, interval), 0)
+    epochs = cfg.trainer.get("max_epochs") or 0  # None or -1: no planned end to draw
+    if epochs > 0:
+        rates = planned_rates(optimizer, scheduler, epochs * steps_per_epoch)
+        tb.add_figure("schedule/learning_rate", figures.learning_rate(rates, interval), 0)
     if datamodule.task == "binary" and datamodule.num_features == 2:
         x, y = (t.cpu().numpy() for t in datamodule.train)
         tb.add_figure("data/train", figures.data_scatter(x, y.ravel()), 0)
