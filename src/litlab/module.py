@@ -23,7 +23,7 @@ Batch = tuple[Tensor, Tensor]
 
 
 class _Supervised(L.LightningModule):
-    """What both tasks share: the step, logging, evaluation and the optimiser.
+    """What every task shares: the step, logging, evaluation and the optimiser.
 
     `optimizer` and `scheduler` are config nodes; the optimiser is built over this
     module's parameters in `configure_optimizers`.
@@ -46,7 +46,7 @@ class _Supervised(L.LightningModule):
         # A row-weighted mean, so the loss over DDP shards of unequal size is exact.
         self.mean_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
 
-    def forward(self, x: Tensor) -> Tensor:  # x: (B, features) -> (B, 1)
+    def forward(self, x: Tensor) -> Tensor:  # x: (B, ...) -> (B, outputs): logits or values
         return self.net(x)
 
     def training_step(self, batch: Batch) -> Tensor:
