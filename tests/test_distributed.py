@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 
 from litlab.config import ConfigError
 from litlab.data import CirclesDataModule, DiabetesDataModule
@@ -98,12 +98,6 @@ def test_two_cpu_processes_write_one_run_with_exact_metrics(tmp_path, words, tas
         assert metrics["test/mse"] == pytest.approx(reference["test/mse"], rel=1e-5)
         assert metrics["test/r2"] == pytest.approx(reference["test/r2"], abs=1e-5)
     assert metrics["test/loss"] == pytest.approx(reference["test/loss"], rel=1e-5)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -11,16 +10,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from litlab.train import train
 
 TENSORBOARD = Path(sys.executable).with_name("tensorboard")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:

@@ -88,9 +88,7 @@ def _sweep(words: list[str], jobs: int) -> int:
         cells = [f"{row[n]:.4f} ± {row[n + ' std']:.4f}" if n in row else "" for n in names]
         runs = f"{row['runs']}" + (f" ({row['failed']} failed)" if row["failed"] else "")
         table.append([row["setting"], runs, *cells])
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for r in table:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    _print_table(table)
     print(f"sweep folder: {folder} (sweep_summary.csv)")
     return 1 if any(row["failed"] for row in rows) else 0
 
@@ -99,10 +97,7 @@ def _compare(words: list[str], seeds: str, jobs: int) -> int:
     from litlab.compare import compare
 
     folder, rows = compare(words, seeds, jobs)
-    table = [list(rows[0])] + [[_text(v) for v in row.values()] for row in rows]
-    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
-    for r in table:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    _print_table([list(rows[0])] + [[_text(v) for v in row.values()] for row in rows])
     print(f"comparison: {folder}/comparison.png, {folder}/comparison.csv")
     return 0
 
@@ -120,15 +115,18 @@ def _report(run_dir: object, metrics: dict[str, Any]) -> None:
                 *(_text(metrics.get(f"baseline/{m}/{name}")) for m in models),
             ]
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    _print_table(rows)
     for key, value in metrics.items():
         if not key.startswith(("test/", "baseline/")):
             print(f"{key}: {_text(value)}")
     print(f"run folder: {run_dir}" if Path(str(run_dir)).is_dir() else f"written to {run_dir}")
+
+
+def _print_table(rows: list[list[str]]) -> None:
+    """Rows of cells in left-aligned columns, the first row the header."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _text(value: Any) -> str:

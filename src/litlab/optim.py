@@ -17,14 +17,16 @@ def configure(
     """Lightning's `configure_optimizers` answer: the optimiser over `params` and, if a
     schedule is chosen, its lr_scheduler dict (interval, frequency, monitor from config)."""
     opt = instantiate(optimizer, params=params)
+    return {"optimizer": opt, **schedule(opt, scheduler)}
+
+
+def schedule(opt: torch.optim.Optimizer, scheduler: dict[str, Any] | None) -> dict[str, Any]:
+    """`{"lr_scheduler": ...}` for the scheduler node on `opt`, or {} without one."""
     if scheduler is None:
-        return {"optimizer": opt}
+        return {}
     kwargs = {k: v for k, v in scheduler.items() if k not in SCHEDULER_KEYS}
     lightning_keys = {k: v for k, v in scheduler.items() if k in SCHEDULER_KEYS}
-    return {
-        "optimizer": opt,
-        "lr_scheduler": {"scheduler": instantiate(kwargs, optimizer=opt), **lightning_keys},
-    }
+    return {"lr_scheduler": {"scheduler": instantiate(kwargs, optimizer=opt), **lightning_keys}}
 
 
 def warmup_cosine(

@@ -20,7 +20,7 @@ from PIL import Image
 from litlab.callbacks import KEY
 from litlab.config import Composed, ConfigError, locate
 from litlab.data.tabular import TableEncoder
-from litlab.train import build
+from litlab.train import build, build_module
 
 PIXELS = [f"p{i}" for i in range(64)]  # an 8x8 image as a row, row by row
 
@@ -87,7 +87,9 @@ def evaluate_checkpoint(path: str | Path) -> dict[str, float]:
     fold = checkpoint[KEY]["fold"]
     datamodule = build(composed, "data", **({} if fold is None else {"fold": fold}))
     datamodule.setup("test")
-    module = _module(composed, datamodule.num_features, datamodule.module_kwargs())
+    module = build_module(
+        composed, datamodule.num_features, datamodule.num_outputs, datamodule.module_kwargs()
+    )
     module.load_state_dict(checkpoint["state_dict"])
     trainer = L.Trainer(
         accelerator=composed.cfg.trainer.get("accelerator", "auto"),
@@ -98,24 +100,6 @@ def evaluate_checkpoint(path: str | Path) -> dict[str, float]:
     )
     (results,) = trainer.test(module, datamodule=datamodule, verbose=False)
     return {key: float(value) for key, value in sorted(results.items())}
-
-
-def _module(
-    composed: Composed, in_features: int, data_kwargs: dict[str, float]
-) -> L.LightningModule:
-    cfg = composed.cfg
-    outputs = locate(cfg.data._target_).num_outputs
-    net = build(composed, "model", in_features=in_features, out_features=outputs)
-    plain = OmegaConf.to_container
-    scheduler = plain(cfg.scheduler) if cfg.scheduler else None
-    return build(
-        composed,
-        "module",
-        net=net,
-        optimizer=plain(cfg.optimizer),
-        scheduler=scheduler,
-        **data_kwargs,
-    )
 
 
 class Predictor:
@@ -150,7 +134,7 @@ class Predictor:
         else:  # points: the two coordinates
             columns, in_features = ["x1", "x2"], data_class.num_features
             inputs = lambda f: torch.tensor(f[["x1", "x2"]].to_numpy(float), dtype=torch.float32)  # noqa: E731
-        module = _module(composed, in_features, kwargs)
+        module = build_module(composed, in_features, data_class.num_outputs, kwargs)
         module.load_state_dict(checkpoint["state_dict"])
         return cls(module, columns, inputs, target)
 

@@ -24,7 +24,7 @@ from litlab.baselines import baselines
 from litlab.callbacks import RandomState, StoreConfig
 from litlab.config import CLI, Composed, ConfigError, instantiate, validate
 from litlab.errors import Diverged
-from litlab.optim import configure
+from litlab.optim import schedule
 
 RUN_DIR_VARIABLE = "LITLAB_RUN_DIR"
 
@@ -121,16 +121,8 @@ def setup(composed: Composed, fold: int | None = None, run_dir: Path | None = No
     datamodule = build(composed, "data", **({} if fold is None else {"fold": fold}))
     _prepare(composed, datamodule)
     L.seed_everything(cfg.seed, verbose=False)  # before the network: the seed fixes its weights
-    net = build(
-        composed, "model", in_features=datamodule.num_features, out_features=datamodule.num_outputs
-    )
-    module = build(
-        composed,
-        "module",
-        net=net,
-        optimizer=_plain(cfg.optimizer),
-        scheduler=_plain(cfg.scheduler),
-        **datamodule.module_kwargs(),
+    module = build_module(
+        composed, datamodule.num_features, datamodule.num_outputs, datamodule.module_kwargs()
     )
     if module.task != datamodule.task:
         raise ConfigError(
@@ -193,6 +185,18 @@ def build(composed: Composed, path: str, **injected: Any) -> Any:
         raise ConfigError([f"{path} ({composed.source(path)}, {node._target_}): {exc}"]) from None
 
 
+def build_module(
+    composed: Composed, in_features: int, outputs: int, data_kwargs: dict[str, Any]
+) -> L.LightningModule:
+    """The network, inside the LightningModule that trains it."""
+    cfg = composed.cfg
+    net = build(composed, "model", in_features=in_features, out_features=outputs)
+    optimizer, scheduler = _plain(cfg.optimizer), _plain(cfg.scheduler)
+    return build(
+        composed, "module", net=net, optimizer=optimizer, scheduler=scheduler, **data_kwargs
+    )
+
+
 def check_optimization(composed: Composed) -> None:
     """Build the optimiser and schedule on a stand-in parameter, so that a bad value
     (a negative learning rate, a milestone list that is not sorted) stops the run before
@@ -202,19 +206,16 @@ def check_optimization(composed: Composed) -> None:
     if isinstance(lr, int | float) and lr < 0:
         where = composed.source("optimizer.lr")
         raise ConfigError([f"optimizer.lr={lr} ({where}): must be >= 0 (the size of each step)"])
-    params = [torch.zeros(1, requires_grad=True)]
     try:
-        configure(_plain(cfg.optimizer), None, params)
+        opt = instantiate(_plain(cfg.optimizer), params=[torch.zeros(1, requires_grad=True)])
     except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            [f"optimizer ({composed.source('optimizer')}, {cfg.optimizer._target_}): {exc}"]
-        ) from None
+        where = composed.source("optimizer")
+        raise ConfigError([f"optimizer ({where}, {cfg.optimizer._target_}): {exc}"]) from None
     try:
-        configure(_plain(cfg.optimizer), _plain(cfg.scheduler), params)
+        schedule(opt, _plain(cfg.scheduler))
     except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            [f"scheduler ({composed.source('scheduler')}, {cfg.scheduler._target_}): {exc}"]
-        ) from None
+        where = composed.source("scheduler")
+        raise ConfigError([f"scheduler ({where}, {cfg.scheduler._target_}): {exc}"]) from None
 
 
 def build_trainer(composed: Composed, run_dir: Path, fold: int | None = None) -> L.Trainer:
