@@ -10,11 +10,12 @@ import pytest
 import torch
 from sklearn.metrics import r2_score
 
+from litlab.checkpoints import load_checkpoint
 from litlab.cli import main
 from litlab.config import ConfigError
 from litlab.data import CirclesDataModule, DiabetesDataModule
 from litlab.data.split import split_rows
-from litlab.predict import Predictor, evaluate_checkpoint, load_checkpoint
+from litlab.predict import Predictor, evaluate_checkpoint
 from litlab.train import train
 
 SHORT = ("trainer.max_epochs=100", "trainer.check_val_every_n_epoch=20")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import lightning as L
@@ -10,7 +14,8 @@ from lightning.pytorch.callbacks import ProgressBar
 from tqdm.auto import tqdm
 from typing_extensions import override
 
-KEY = "litlab"  # where StoreConfig puts the config in a checkpoint
+from litlab.checkpoints import KEY
+from litlab.errors import Interrupted
 
 
 class StoreConfig(L.Callback):
@@ -42,6 +47,86 @@ class RandomState(L.Callback):
         torch.set_rng_state(state_dict["cpu"])
         if state_dict["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class GracefulStop(L.Callback):
+    """On SIGINT (Ctrl-C) or SIGTERM (a scheduler's notice) during training: finish the
+    step, save it to `checkpoint` and stop with `Interrupted`, which the run reports.
+    A second signal is not caught: it stops at once, as without this callback.
+
+    Lightning's own SIGTERM handling stops only at the end of an epoch, saves nothing
+    and exits with status 0.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, checkpoint: Path):
+        self.checkpoint = checkpoint
+        self.received: signal.Signals | None = None
+        self.stopping = False
+        self.previous: dict[signal.Signals, Any] = {}
+
+    @override
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.received, self.stopping = None, False
+        if threading.current_thread() is threading.main_thread():  # where Python allows it
+            self.previous = {s: signal.signal(s, self._receive) for s in self.SIGNALS}
+
+    def _receive(self, signum: int, _frame: FrameType | None) -> None:
+        self.received = signal.Signals(signum)
+        self._restore()
+
+    def _restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
+
+    @override
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        stop = self.received is not None or trainer.received_sigterm
+        if trainer.world_size > 1:  # a signal to any rank stops all, after the same step
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        self.stopping = stop
+        # The epoch's last step stops at the epoch's end, after the validation due there.
+        if stop and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self._stop(trainer)
+
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.stopping:
+            self._stop(trainer)
+
+    def _stop(self, trainer: L.Trainer) -> None:
+        received = self.received or signal.SIGTERM  # Lightning's flag, or another rank's
+        self._claim_last(trainer)
+        trainer.save_checkpoint(self.checkpoint, weights_only=False)  # all, to resume
+        raise Interrupted(received.name, 128 + received, trainer.global_step, str(self.checkpoint))
+
+    def _claim_last(self, trainer: L.Trainer) -> None:
+        """Tell the checkpoint callback that writes last.ckpt that this one is its own (it
+        is saved with the callback's state), so the resumed run overwrites it, rather than
+        keeping it and starting last-v1.ckpt."""
+        for callback in trainer.checkpoint_callbacks:
+            name = callback.format_checkpoint_name({}, callback.CHECKPOINT_NAME_LAST)
+            if callback.save_last and Path(name) == self.checkpoint:
+                callback.last_model_path = name
+
+    @override
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    @override
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._restore()
 
 
 class EpochProgressBar(ProgressBar):

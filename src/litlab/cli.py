@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from litlab.config import ConfigError, compose, groups, validate
-from litlab.errors import Diverged
+from litlab.errors import Diverged, Interrupted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,6 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     except Diverged as exc:
         print(f"litlab: {exc}", file=sys.stderr)
         return 3
+    except Interrupted as exc:
+        print(f"litlab: {exc}", file=sys.stderr)
+        return exc.exit_code
     except ConfigError as exc:
         print("litlab: bad config:", *(f"  {e}" for e in exc.errors), sep="\n", file=sys.stderr)
         return 2

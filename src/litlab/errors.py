@@ -10,3 +10,15 @@ class Diverged(RuntimeError):
             f"training diverged at step {step}: the loss is {value}. Lower the learning rate "
             f"(optimizer.lr, {lr:g} at that step) or clip gradients (trainer.gradient_clip_val=1.0)"
         )
+
+
+class Interrupted(RuntimeError):
+    """A signal (Ctrl-C, SIGTERM) stopped training after a step that was saved."""
+
+    def __init__(self, signal_name: str, exit_code: int, step: int, checkpoint: str):
+        self.exit_code = exit_code  # 128 + the signal's number, as shells report it
+        run_dir = checkpoint.removesuffix("/checkpoints/last.ckpt")
+        super().__init__(
+            f"{signal_name}: training stopped after step {step}, saved in {checkpoint}. "
+            f'Continue it with: make train ARGS="resume={run_dir}"'
+        )

@@ -4,8 +4,6 @@ resolved config, the weights and the data encoding, all loadable with weights_on
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
-from litlab.callbacks import KEY
+from litlab.checkpoints import KEY, load_checkpoint
 from litlab.config import Composed, ConfigError, locate
 from litlab.data.tabular import TableEncoder
 from litlab.train import build, build_module
@@ -49,30 +47,6 @@ def read_images(path: str | Path) -> pd.DataFrame:
         raise ConfigError([f"{file}: pixel values must be 0 to 16, as in load_digits"])
     rows.columns = PIXELS
     return rows.reset_index(drop=True)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint at `path`, refused with one clear error when it is not one of ours.
-
-    `weights_only=True`: loading a file must not run code from it."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise ConfigError([f"{file}: no such checkpoint file"])
-    try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
-    except (
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-        RuntimeError,
-        EOFError,
-        ValueError,
-        OSError,
-    ) as exc:
-        reason = str(exc).splitlines()[0]
-        raise ConfigError([f"{file}: not a readable checkpoint ({reason})"]) from None
-    if not isinstance(checkpoint, dict) or KEY not in checkpoint:
-        raise ConfigError([f"{file}: not a litlab checkpoint (no stored config)"])
-    return checkpoint
 
 
 def _composed(checkpoint: dict[str, Any]) -> Composed:

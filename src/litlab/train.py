@@ -21,9 +21,10 @@ from omegaconf import OmegaConf
 
 from litlab import dashboard
 from litlab.baselines import baselines
-from litlab.callbacks import RandomState, StoreConfig
+from litlab.callbacks import GracefulStop, RandomState, StoreConfig
+from litlab.checkpoints import AtomicCheckpointIO, load_checkpoint, write_atomically
 from litlab.config import CLI, Composed, ConfigError, instantiate, validate
-from litlab.errors import Diverged
+from litlab.errors import Diverged, Interrupted
 from litlab.optim import schedule
 
 RUN_DIR_VARIABLE = "LITLAB_RUN_DIR"
@@ -64,8 +65,9 @@ def resume(composed: Composed) -> tuple[Path, dict[str, Any]]:
         raise ConfigError(
             [f"resume={cfg.resume} ({CLI}): no checkpoints/last.ckpt there to resume"]
         )
-    done = torch.load(last, map_location="cpu", weights_only=True)["epoch"] + 1
-    if cfg.trainer.max_epochs is not None and done >= cfg.trainer.max_epochs:
+    done = load_checkpoint(last)["epoch"] + 1
+    finished = _status(run_dir) == "finished"  # not stopped by a signal, a crash or a kill
+    if finished and cfg.trainer.max_epochs is not None and done >= cfg.trainer.max_epochs:
         raise ConfigError(
             [
                 f"resume={cfg.resume} ({CLI}): that run finished its {done} epochs; to "
@@ -91,6 +93,12 @@ def train(
     except Diverged as exc:
         _write_metrics(run.dir, {"status": "diverged", "error": str(exc), **_last_good(run.dir)})
         raise
+    except Interrupted as exc:
+        _write_metrics(run.dir, {"status": "interrupted", "error": str(exc), **_last_good(run.dir)})
+        raise
+    except OSError as exc:  # a checkpoint or event file that could not be written
+        _write_metrics(run.dir, {"status": "failed", "error": str(exc), **_last_good(run.dir)})
+        raise
     scores = baselines(run.datamodule)
     if run.trainer.logger is not None:
         run.trainer.logger.log_metrics(scores, step=run.trainer.global_step)
@@ -103,11 +111,25 @@ def train(
 
 def _write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
     if is_rank_zero():
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        _write_json(run_dir / "metrics.json", metrics)
+
+
+def _write_json(path: Path, values: dict[str, Any]) -> None:
+    text = json.dumps(values, indent=2) + "\n"
+    write_atomically(path, lambda file: file.write(text.encode()))
+
+
+def _status(run_dir: Path) -> str | None:
+    """How the run in `run_dir` ended, by its metrics.json; None if it never said."""
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError):
+        return None
 
 
 def _last_good(run_dir: Path) -> dict[str, str]:
-    """The newest checkpoint, saved at a validation before the loss stopped being finite."""
+    """The newest whole checkpoint: from the last validation (a loss that stopped being
+    finite, a failed write) or the last step (a signal)."""
     last = run_dir / "checkpoints" / "last.ckpt"
     return {"last_good_checkpoint": str(last.relative_to(run_dir))} if last.exists() else {}
 
@@ -221,7 +243,7 @@ def check_optimization(composed: Composed) -> None:
 def build_trainer(composed: Composed, run_dir: Path, fold: int | None = None) -> L.Trainer:
     """The Trainer with its logger and callbacks, all writing inside `run_dir`; every
     checkpoint also carries the config (for eval and predict) and the random state (for
-    an exact resume)."""
+    an exact resume), and is written atomically. A signal stops it after a saved step."""
     cfg = composed.cfg
     # name="" and version="" put the events straight into the run folder, and with them
     # Lightning's checkpoint callback picks <run_dir>/checkpoints.
@@ -232,8 +254,19 @@ def build_trainer(composed: Composed, run_dir: Path, fold: int | None = None) ->
     callbacks = [
         build(composed, f"callbacks.{name}") for name, node in (cfg.callbacks or {}).items() if node
     ]
-    callbacks += [StoreConfig(OmegaConf.to_container(cfg), composed.choices, fold), RandomState()]
-    return build(composed, "trainer", logger=logger, callbacks=callbacks, default_root_dir=run_dir)
+    callbacks += [
+        StoreConfig(OmegaConf.to_container(cfg), composed.choices, fold),
+        RandomState(),
+        GracefulStop(run_dir / "checkpoints" / "last.ckpt"),
+    ]
+    return build(
+        composed,
+        "trainer",
+        logger=logger,
+        callbacks=callbacks,
+        default_root_dir=run_dir,
+        plugins=[AtomicCheckpointIO()],
+    )
 
 
 def check_placement(composed: Composed) -> None:
@@ -290,7 +323,7 @@ def cross_validate(composed: Composed, folds: int) -> tuple[Path, dict[str, Any]
             raise
     summary = summarise(results)
     if is_rank_zero():
-        (parent / "cv_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        _write_json(parent / "cv_summary.json", summary)
     return parent, summary
 
 

@@ -40,8 +40,17 @@ class TensorDataModule(L.LightningDataModule):
         # a few batches (a debug check) needs the same batches every epoch.
         fixed = self.batch_size is None or (trainer is not None and trainer.overfit_batches > 0)
         seed = None if fixed else self.seed
-        epoch = (lambda: trainer.current_epoch) if trainer else (lambda: 0)
-        return TensorBatches(tensors, self.batch_size, seed, epoch, rank, world)
+        if trainer is None:
+            return TensorBatches(tensors, self.batch_size, seed, rank=rank, world_size=world)
+        return TensorBatches(
+            tensors,
+            self.batch_size,
+            seed,
+            lambda: trainer.current_epoch,
+            rank,
+            world,
+            lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed,
+        )
 
     num_outputs = 1  # the network's outputs: one logit or value; a logit per class
 

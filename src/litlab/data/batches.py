@@ -25,6 +25,10 @@ class TensorBatches:
     (training) the shards are cut to equal length so every rank takes the same number of
     steps; otherwise (evaluation) nothing is dropped or repeated, so metrics gathered
     over all ranks equal those of one process.
+
+    `trained()` tells how many batches of this epoch have been trained on: a checkpoint
+    saved in the middle of an epoch stores it (Lightning saves `state_dict` with its
+    loops), and a run resumed from it starts the epoch at the next batch.
     """
 
     def __init__(
@@ -35,10 +39,21 @@ class TensorBatches:
         epoch: Callable[[], int] = lambda: 0,
         rank: int = 0,
         world_size: int = 1,
+        trained: Callable[[], int] = lambda: 0,
     ):
         self.tensors, self.batch_size = tensors, batch_size
         self.shuffle_seed, self.epoch = shuffle_seed, epoch
         self.rank, self.world_size = rank, world_size
+        self.trained, self.resume_at = trained, 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch(), "trained": self.trained()}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        # Only a save in the middle of the epoch resumes inside it; after the last batch
+        # Lightning starts the next epoch.
+        within = state["epoch"] == self.epoch() and state["trained"] < len(self)
+        self.resume_at = state["trained"] if within else 0
 
     def _rows(self) -> int:
         n = len(self.tensors[0])
@@ -59,7 +74,8 @@ class TensorBatches:
             return
         rows = self._rows()
         step = rows if self.batch_size is None else self.batch_size
-        for start in range(0, rows, step):
+        first, self.resume_at = self.resume_at * step, 0
+        for start in range(first, rows, step):
             if index is None:
                 yield tuple(t[start : start + step] for t in self.tensors)
             else:

@@ -1,0 +1,89 @@
+"""Checkpoint files: written atomically, read without running code.
+
+Lightning's own save stages the file in the system's temporary folder and moves it into
+place without an fsync: when that folder is on another file system the move is a copy,
+and a kill or power cut in the middle leaves a torn `last.ckpt`. Here the file is
+written beside its target, flushed to disk and renamed over it, so at every moment the
+target is either the previous checkpoint or the new one, whole.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+from typing_extensions import override
+
+from litlab.config import ConfigError
+
+KEY = "litlab"  # where StoreConfig puts the run's config in a checkpoint
+
+
+def write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Call `write` on a temporary file beside `path`, flush it to disk, rename it to
+    `path`. On any failure the temporary file is removed and `path` is left as it was."""
+    partial = path.with_name(f".{path.name}.partial")  # the next save reuses a stale one
+    try:
+        with open(partial, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself reaches the disk
+    finally:
+        os.close(folder)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, with `write_atomically`. A write that fails (a full
+    disk, a folder made read-only) is an error naming the checkpoint, never skipped."""
+
+    @override
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            write_atomically(target, lambda file: torch.save(checkpoint, file))
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"checkpoint {target} not saved ({exc.strerror or exc})"
+            ) from exc
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint at `path`, refused with one clear error when it is not one of ours.
+
+    `weights_only=True`: loading a file must not run code from it."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError([f"{file}: no such checkpoint file"])
+    try:
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+    except (
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        OSError,
+    ) as exc:
+        reason = str(exc).splitlines()[0]
+        raise ConfigError([f"{file}: not a readable checkpoint ({reason})"]) from None
+    if not isinstance(checkpoint, dict) or KEY not in checkpoint:
+        raise ConfigError([f"{file}: not a litlab checkpoint (no stored config)"])
+    return checkpoint

@@ -1,0 +1,133 @@
+"""Ctrl-C or SIGTERM during training: the step is finished and saved, the run says it was
+interrupted, and resume= ends with the weights of a run that was never interrupted."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from conftest import scalars
+
+import litlab.train
+from litlab.config import compose
+from litlab.errors import Interrupted
+from litlab.train import run
+
+MINI_BATCH = (  # 6 shuffled batches an epoch: the order within the epoch must be resumed
+    "data.batch_size=64",
+    "trainer.max_epochs=10",  # validated (and saved) at the end
+    "trainer.check_val_every_n_epoch=5",
+    "trainer.log_every_n_steps=5",
+    "seed=1",
+)
+FULL_BATCH = (
+    "experiment=seed",
+    "trainer.max_epochs=40",
+    "trainer.check_val_every_n_epoch=10",
+    "trainer.log_every_n_steps=5",
+)
+
+
+class SendSignal(L.Callback):
+    """Sends `signum` to this process as step `step` starts, as a user or scheduler would."""
+
+    def __init__(self, step: int, signum: signal.Signals):
+        self.step, self.signum = step, signum
+
+    def on_train_batch_start(self, trainer: L.Trainer, *_: object) -> None:
+        if trainer.global_step == self.step:
+            signal.raise_signal(self.signum)
+
+
+@pytest.fixture
+def signal_at(monkeypatch):
+    """signal_at(step, signum): the next run built gets `signum` as that step starts."""
+    build_trainer = litlab.train.build_trainer
+
+    def arm(step: int, signum: signal.Signals) -> None:
+        def build(*args, **kwargs):
+            trainer = build_trainer(*args, **kwargs)
+            trainer.callbacks.append(SendSignal(step, signum))
+            return trainer
+
+        monkeypatch.setattr(litlab.train, "build_trainer", build)
+
+    yield arm
+    monkeypatch.undo()
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+@pytest.mark.parametrize(
+    ("words", "step", "signum"),
+    [
+        (FULL_BATCH, 13, signal.SIGTERM),
+        (MINI_BATCH, 15, signal.SIGINT),  # in the middle of the third epoch
+        (MINI_BATCH, 17, signal.SIGTERM),  # its last batch
+        ((*MINI_BATCH, "scheduler=exponential"), 29, signal.SIGTERM),  # a validation is due
+        (MINI_BATCH, 59, signal.SIGTERM),  # the run's last step
+    ],
+)
+def test_resume_after_a_signal_ends_where_an_uninterrupted_run_does(
+    make_config, signal_at, monkeypatch, words, step, signum
+):
+    straight_dir, straight = run(make_config(*words))
+    signal_at(step, signum)
+    with pytest.raises(Interrupted) as info:
+        run(make_config(*words))
+    assert info.value.exit_code == 128 + signum
+    assert f"training stopped after step {step + 1}" in str(info.value)
+    (stopped_dir,) = (d for d in straight_dir.parent.iterdir() if d != straight_dir)
+    metrics = json.loads((stopped_dir / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted"
+    assert metrics["last_good_checkpoint"] == "checkpoints/last.ckpt"
+    assert torch.load(stopped_dir / "checkpoints" / "last.ckpt")["global_step"] == step + 1
+    assert signal.getsignal(signum) is not None  # handlers handed back
+    monkeypatch.undo()
+
+    resumed_dir, resumed = run(compose([f"resume={stopped_dir}"]))
+    assert resumed_dir == stopped_dir and resumed["status"] == "finished"
+    for key, value in weights(straight_dir).items():
+        assert torch.equal(weights(resumed_dir)[key], value), key
+    assert resumed["test/loss"] == straight["test/loss"]
+    steps = [s for s, _ in scalars(resumed_dir)["train/loss"]]
+    assert steps == sorted(set(steps)) == [s for s, _ in scalars(straight_dir)["train/loss"]]
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_training_process(make_config, tmp_path):
+    """The real thing: a `litlab train` process gets SIGTERM mid-run and stops within
+    seconds with exit status 143; its TensorBoard files read back; resume= finishes it."""
+    words = ["data.batch_size=8", "trainer.max_epochs=100", "trainer.check_val_every_n_epoch=50"]
+    runs = tmp_path / "runs"
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        train = subprocess.Popen(
+            [sys.executable, "-m", "litlab", "train", f"runs_dir={runs}", *words], stderr=stderr
+        )
+        deadline = time.monotonic() + 120
+        while "epoch/s" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the progress bar: training has started
+        time.sleep(1.0)
+        sent = time.monotonic()
+        train.send_signal(signal.SIGTERM)
+        code = train.wait(timeout=60)
+    assert code == 128 + signal.SIGTERM and time.monotonic() - sent < 10
+    (stopped_dir,) = (runs / "circles").iterdir()
+    assert f'make train ARGS="resume={stopped_dir}"' in log.read_text()
+    assert json.loads((stopped_dir / "metrics.json").read_text())["status"] == "interrupted"
+    assert scalars(stopped_dir)["train/loss"]  # the events were flushed and read back
+    _, resumed = run(compose([f"resume={stopped_dir}"]))
+    straight_dir, straight = run(make_config(*words))
+    for key, value in weights(straight_dir).items():
+        assert torch.equal(weights(stopped_dir)[key], value), key
+    assert resumed["test/loss"] == straight["test/loss"]
