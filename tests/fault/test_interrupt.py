@@ -16,6 +16,7 @@ import torch
 from conftest import scalars
 
 import litlab.train
+from litlab.checkpoints import load_checkpoint
 from litlab.config import compose
 from litlab.errors import Interrupted
 from litlab.train import run
@@ -103,13 +104,9 @@ def test_resume_after_a_signal_ends_where_an_uninterrupted_run_does(
     assert steps == sorted(set(steps)) == [s for s, _ in scalars(straight_dir)["train/loss"]]
 
 
-@pytest.mark.slow
-def test_sigterm_to_a_training_process(make_config, tmp_path):
-    """The real thing: a `litlab train` process gets SIGTERM mid-run and stops within
-    seconds with exit status 143; its TensorBoard files read back; resume= finishes it."""
-    words = ["data.batch_size=8", "trainer.max_epochs=100", "trainer.check_val_every_n_epoch=50"]
-    runs = tmp_path / "runs"
-    log = tmp_path / "stderr.txt"
+def train_and_signal(words: list[str], runs: Path, log: Path) -> tuple[int, float]:
+    """Start `litlab train`, send SIGTERM a second into training; its exit status and
+    the seconds it took to stop."""
     with log.open("w") as stderr:
         train = subprocess.Popen(
             [sys.executable, "-m", "litlab", "train", f"runs_dir={runs}", *words], stderr=stderr
@@ -121,7 +118,17 @@ def test_sigterm_to_a_training_process(make_config, tmp_path):
         sent = time.monotonic()
         train.send_signal(signal.SIGTERM)
         code = train.wait(timeout=60)
-    assert code == 128 + signal.SIGTERM and time.monotonic() - sent < 10
+    return code, time.monotonic() - sent
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_training_process(make_config, tmp_path):
+    """The real thing: a `litlab train` process gets SIGTERM mid-run and stops within
+    seconds with exit status 143; its TensorBoard files read back; resume= finishes it."""
+    words = ["data.batch_size=8", "trainer.max_epochs=100", "trainer.check_val_every_n_epoch=50"]
+    runs, log = tmp_path / "runs", tmp_path / "stderr.txt"
+    code, seconds = train_and_signal(words, runs, log)
+    assert code == 128 + signal.SIGTERM and seconds < 10
     (stopped_dir,) = (runs / "circles").iterdir()
     assert f'make train ARGS="resume={stopped_dir}"' in log.read_text()
     assert json.loads((stopped_dir / "metrics.json").read_text())["status"] == "interrupted"
@@ -131,3 +138,18 @@ def test_sigterm_to_a_training_process(make_config, tmp_path):
     for key, value in weights(straight_dir).items():
         assert torch.equal(weights(stopped_dir)[key], value), key
     assert resumed["test/loss"] == straight["test/loss"]
+
+
+@pytest.mark.slow
+def test_sigterm_to_rank_zero_of_ddp_stops_every_rank_after_the_same_step(tmp_path):
+    """Lightning starts rank 1 as a child of rank 0; a signal to rank 0 alone stops both
+    after the same step (they agree every step), and rank 0 saves."""
+    words = ["trainer=ddp_cpu", "data.batch_size=8", "trainer.max_epochs=300"]
+    runs, log = tmp_path / "runs", tmp_path / "stderr.txt"
+    code, seconds = train_and_signal(words, runs, log)
+    assert code == 128 + signal.SIGTERM and seconds < 15
+    (stopped_dir,) = (runs / "circles").iterdir()
+    step = load_checkpoint(stopped_dir / "checkpoints" / "last.ckpt")["global_step"]
+    messages = [line for line in log.read_text().splitlines() if "training stopped" in line]
+    assert len(messages) == 2 and all(f"after step {step}," in m for m in messages)  # both ranks
+    assert json.loads((stopped_dir / "metrics.json").read_text())["status"] == "interrupted"
