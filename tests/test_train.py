@@ -133,3 +133,9 @@ def test_debug_overfit_memorises_a_few_batches(make_config):
 def test_debug_profiler_reports_hooks(make_config, caplog):
     train(make_config("debug=profiler", "trainer.max_epochs=5"))
     assert "run_training_batch" in caplog.text
+
+
+def test_without_a_logger_a_run_writes_no_events(make_config):
+    run_dir, metrics = train(make_config("logger=none", "trainer.max_epochs=50"))
+    assert metrics["status"] == "finished" and (run_dir / "checkpoints" / "best.ckpt").exists()
+    assert not list(run_dir.rglob("events.out.tfevents.*"))

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import OmegaConf
 
 from litlab import dashboard
@@ -250,10 +251,13 @@ def build_trainer(composed: Composed, run_dir: Path, fold: int | None = None) ->
     logger = (
         build(composed, "logger", save_dir=run_dir, name="", version="") if cfg.logger else False
     )
-    # A callback set to null (callbacks.lr_monitor=null) is switched off.
+    # A callback set to null (callbacks.lr_monitor=null) is switched off; with no logger
+    # the learning rate has nowhere to go (Lightning would refuse to start).
     callbacks = [
         build(composed, f"callbacks.{name}") for name, node in (cfg.callbacks or {}).items() if node
     ]
+    if not logger:
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     callbacks += [
         StoreConfig(OmegaConf.to_container(cfg), composed.choices, fold),
         RandomState(),
