@@ -1,5 +1,3 @@
-import sys
+from litlab.cli import command
 
-from litlab.cli import main
-
-sys.exit(main())
+command()

@@ -7,6 +7,7 @@ Lightning is imported only once a run is certain, so help and config errors answ
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from pathlib import Path
@@ -16,6 +17,16 @@ from omegaconf import OmegaConf
 
 from litlab.config import ConfigError, compose, groups, validate
 from litlab.errors import Diverged, Interrupted
+
+
+def command() -> None:
+    """The `litlab` program: `main`, then exit with its status."""
+    status = main()
+    # Python's last act before exiting is a full garbage collection over every object
+    # alive, torch's and Lightning's modules included: 0.7 s here, to free memory the
+    # OS takes back anyway. Frozen objects are left out of it; files are already closed.
+    gc.freeze()
+    sys.exit(status)
 
 
 def main(argv: list[str] | None = None) -> int:
