@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import make_circles
+from sklearn.svm import SVC
 
+import litlab.baselines
 from litlab.data import CirclesDataModule
 from litlab.data.batches import TensorBatches
 
@@ -125,3 +127,35 @@ def test_folds_partition_the_rows_into_test_sets():
         tests.append(dm.test[0])
     points = torch.cat(tests)
     assert len({tuple(p) for p in points.tolist()}) == 500  # each point is tested once
+
+
+def test_baselines_of_a_large_set_fit_on_a_sample_and_score_every_test_row(monkeypatch):
+    fitted, scored = [], []
+    fit, decision = SVC.fit, SVC.decision_function
+    monkeypatch.setattr(SVC, "fit", lambda self, x, y: fitted.append(len(x)) or fit(self, x, y))
+    monkeypatch.setattr(
+        SVC, "decision_function", lambda self, x: scored.append(len(x)) or decision(self, x)
+    )
+    monkeypatch.setattr(litlab.baselines, "MAX_FIT_ROWS", 300)
+    datamodule = CirclesDataModule(n_samples=3000)
+    datamodule.setup()
+    scores = litlab.baselines.baselines(datamodule)
+    assert fitted == [300] and scored == [len(datamodule.test[0])] == [450]
+    assert scores["baseline/svc/acc"] > 0.9
+
+
+def test_batches_resume_inside_an_epoch_where_the_checkpoint_left_it():
+    data = (torch.arange(10.0),)
+    trained = {"count": 3}
+    batches = TensorBatches(
+        data, 2, shuffle_seed=5, epoch=lambda: 4, trained=lambda: trained["count"]
+    )
+    whole_epoch = [b[0].tolist() for b in batches]
+    state = batches.state_dict()
+    assert state == {"epoch": 4, "trained": 3}
+    again = TensorBatches(data, 2, shuffle_seed=5, epoch=lambda: 4)
+    again.load_state_dict(state)
+    assert [b[0].tolist() for b in again] == whole_epoch[3:]
+    assert [b[0].tolist() for b in again] == whole_epoch  # only the resumed epoch is cut
+    again.load_state_dict({"epoch": 4, "trained": 5})  # saved after the epoch's last batch
+    assert [b[0].tolist() for b in again] == whole_epoch

@@ -149,3 +149,10 @@ def test_loss_curves_of_nothing_is_an_empty_linear_plot():
 def test_figures_are_small(draw):
     figure = draw()
     assert figure.get_dpi() == 80 and tuple(figure.get_size_inches()) == (4.0, 3.5)
+
+
+def test_a_large_set_is_drawn_as_a_sample_of_points():
+    x = np.random.default_rng(1).normal(size=(50_000, 2))
+    figure = figures.data_scatter(x, (x[:, 0] > 0).astype(int))
+    drawn = np.concatenate([c.get_offsets() for c in figure.axes[0].collections])
+    assert len(drawn) == figures.MAX_POINTS and len(np.unique(drawn, axis=0)) == len(drawn)

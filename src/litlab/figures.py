@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 SIZE, DPI = (4.0, 3.5), 80
+MAX_POINTS = 2_000  # more only hide each other, and take seconds to draw
 CLASS_COLORS = ("red", "blue")  # class 0, class 1, as in the lesson's scatter plot
 
 
@@ -23,6 +24,10 @@ def _figure() -> tuple[Figure, Axes]:
 
 
 def _points(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
+    """The points coloured by label; a seeded sample of MAX_POINTS of them if more."""
+    if len(x) > MAX_POINTS:
+        shown = np.random.default_rng(0).choice(len(x), MAX_POINTS, replace=False)
+        x, y = x[shown], y[shown]
     for label, color in enumerate(CLASS_COLORS):
         mine = y == label
         ax.scatter(
