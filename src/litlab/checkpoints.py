@@ -20,7 +20,7 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from typing_extensions import override
 
-from litlab.config import ConfigError
+from litlab.errors import ConfigError
 
 KEY = "litlab"  # where StoreConfig puts the run's config in a checkpoint
 

@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             return _compare(args.words, args.seeds, args.jobs)
         composed = compose(args.words)
+        validate(composed)  # from cached signatures: a typo is reported before the imports
         if args.print_config:
-            validate(composed)
             print(OmegaConf.to_yaml(composed.cfg), end="")
             return 0
         from litlab.train import is_rank_zero, run  # heavy: torch and Lightning

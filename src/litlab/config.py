@@ -8,18 +8,17 @@ node against the signature of the class it builds and reports all errors at once
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
 import difflib
-import importlib
-import inspect
-import types
 import typing
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from litlab.errors import ConfigError
+from litlab.signatures import Spec, accepts, locate, signature, spec, type_name
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # Options of these groups are merged at the top level: they change several groups at once.
@@ -28,14 +27,6 @@ GLOBAL_GROUPS = ("experiment", "debug")
 SCHEDULER_KEYS = ("interval", "frequency", "monitor")
 CLI = "the command line"
 PRIMARY = "configs/train.yaml"
-
-
-class ConfigError(ValueError):
-    """A config a user can fix; the message lists every problem found."""
-
-    def __init__(self, errors: list[str]):
-        self.errors = errors
-        super().__init__("\n".join(errors))
 
 
 @dataclasses.dataclass
@@ -262,7 +253,7 @@ def validate(composed: Composed) -> None:
             errors.append(_unknown(composed, str(key), expected))
     for name, annotation in typing.get_type_hints(RunConfig).items():
         if name in cfg:
-            errors += _check_value(composed, name, cfg[name], annotation)
+            errors += _check_value(composed, name, cfg[name], spec(annotation))
     for path, node in target_nodes(cfg).items():
         errors += _check_node(composed, path, node)
     if errors:
@@ -285,86 +276,30 @@ def _check_node(composed: Composed, path: str, node: Any) -> list[str]:
     if not isinstance(node, DictConfig) or "_target_" not in node:
         return [f"{path} ({composed.source(path)}): needs a _target_ naming the class to build"]
     try:
-        target = locate(node._target_)
+        found = signature(node._target_)
     except ConfigError as exc:
         return [f"{path}._target_ ({composed.source(path + '._target_')}): {exc}"]
-    params = _parameters(target)
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     errors = []
     for key, value in node.items():
         key = str(key)
         if key == "_target_" or (path == "scheduler" and key in SCHEDULER_KEYS):
             continue
-        if key not in params:
-            if not takes_any:
-                errors.append(_unknown(composed, f"{path}.{key}", params, node._target_))
+        if key not in found.params:
+            if not found.takes_any:
+                errors.append(_unknown(composed, f"{path}.{key}", found.params, node._target_))
             continue
-        errors += _check_value(composed, f"{path}.{key}", value, _annotation(target, key))
+        errors += _check_value(composed, f"{path}.{key}", value, found.params[key])
     return errors
 
 
-def _parameters(target: Any) -> dict[str, inspect.Parameter]:
-    signature = inspect.signature(target)
-    return {
-        name: p
-        for name, p in signature.parameters.items()
-        if p.kind not in (p.VAR_POSITIONAL,) and name != "self"
-    }
-
-
-def _annotation(target: Any, key: str) -> Any:
-    func = target.__init__ if inspect.isclass(target) else target
-    try:
-        return typing.get_type_hints(inspect.unwrap(func)).get(key, Any)
-    except Exception:  # unresolvable forward references in a library: check nothing
-        return Any
-
-
-def _check_value(composed: Composed, key: str, value: Any, annotation: Any) -> list[str]:
+def _check_value(composed: Composed, key: str, value: Any, expected: Spec) -> list[str]:
     plain = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
-    if _accepts(plain, annotation):
+    if accepts(plain, expected):
         return []
     return [
-        f"{key}={plain!r} ({composed.source(key)}): expected {_type_name(annotation)}, "
+        f"{key}={plain!r} ({composed.source(key)}): expected {type_name(expected)}, "
         f"got {type(plain).__name__}"
     ]
-
-
-def _accepts(value: Any, annotation: Any) -> bool:
-    """Whether `value` (plain Python, from YAML) fits `annotation`; unknown types pass."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation is Any or annotation is inspect.Parameter.empty:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_accepts(value, arg) for arg in args)
-    if origin is typing.Literal:
-        return value in args
-    if annotation is type(None):
-        return value is None
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if annotation is str:
-        return isinstance(value, str)
-    if origin in (list, tuple, collections.abc.Sequence):
-        return isinstance(value, list | tuple)
-    if origin is dict or annotation is dict:
-        return isinstance(value, dict)
-    if inspect.isclass(annotation) and annotation.__module__ != "builtins":
-        return not isinstance(value, bool | int | float | str | list)  # a library object
-    return True
-
-
-def _type_name(annotation: Any) -> str:
-    args = typing.get_args(annotation)
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in args)
-    if typing.get_origin(annotation) is typing.Literal:
-        return " | ".join(repr(a) for a in args)
-    return "null" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
 
 
 def _unknown(composed: Composed, key: str, allowed: Any, target: str | None = None) -> str:
@@ -376,15 +311,6 @@ def _unknown(composed: Composed, key: str, allowed: Any, target: str | None = No
 
 
 # --------------------------------------------------------------------------- instantiate
-
-
-def locate(dotted: str) -> Any:
-    """Import `package.module.Name` and return `Name`."""
-    module_name, _, attr = str(dotted).rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError):
-        raise ConfigError([f"cannot import {dotted!r}"]) from None
 
 
 def instantiate(node: DictConfig | dict[str, Any], /, **injected: Any) -> Any:

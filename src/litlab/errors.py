@@ -2,6 +2,14 @@
 command line can catch them before it has imported torch)."""
 
 
+class ConfigError(ValueError):
+    """A config a user can fix; the message lists every problem found."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("\n".join(errors))
+
+
 class Diverged(RuntimeError):
     """The training loss stopped being a finite number."""
 

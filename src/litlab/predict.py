@@ -16,8 +16,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from litlab.checkpoints import KEY, load_checkpoint
-from litlab.config import Composed, ConfigError, locate
+from litlab.config import Composed, ConfigError
 from litlab.data.tabular import TableEncoder
+from litlab.signatures import locate
 from litlab.train import build, build_module
 
 PIXELS = [f"p{i}" for i in range(64)]  # an 8x8 image as a row, row by row
