@@ -139,3 +139,15 @@ def test_without_a_logger_a_run_writes_no_events(make_config):
     run_dir, metrics = train(make_config("logger=none", "trainer.max_epochs=50"))
     assert metrics["status"] == "finished" and (run_dir / "checkpoints" / "best.ckpt").exists()
     assert not list(run_dir.rglob("events.out.tfevents.*"))
+
+
+def test_a_callback_set_to_null_is_not_replaced_by_lightnings_own(make_config, capsys):
+    words = ("callbacks.checkpoint=null", "callbacks.progress_bar=null", "trainer.max_epochs=50")
+    run_dir, metrics = train(make_config(*words))
+    assert metrics["status"] == "finished" and not (run_dir / "checkpoints").exists()
+    assert "best_checkpoint" not in metrics and "it/s" not in capsys.readouterr().err
+
+
+def test_the_progress_bar_counts_to_max_steps(make_config, capsys):
+    train(make_config("data.batch_size=64", "trainer.max_steps=30"))  # 6 batches an epoch
+    assert "5/5 [" in capsys.readouterr().err

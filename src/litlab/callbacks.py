@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 from pathlib import Path
@@ -152,7 +153,7 @@ class EpochProgressBar(ProgressBar):
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.enabled:
-            total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+            total = _planned_epochs(trainer)
             self.bar = tqdm(
                 total=total, initial=trainer.current_epoch, unit="epoch", dynamic_ncols=True
             )
@@ -177,3 +178,13 @@ class EpochProgressBar(ProgressBar):
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         self.on_train_end(trainer, pl_module)
+
+
+def _planned_epochs(trainer: L.Trainer) -> int | None:
+    """The epochs the run will take: max_epochs, or fewer when max_steps comes first;
+    None when neither bounds it."""
+    epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+    if trainer.max_steps > 0 and trainer.num_training_batches not in (0, float("inf")):
+        by_steps = math.ceil(trainer.max_steps / trainer.num_training_batches)
+        epochs = min(epochs, by_steps) if epochs else by_steps
+    return epochs

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from omegaconf import OmegaConf
 
 from litlab import dashboard
@@ -258,6 +258,13 @@ def build_trainer(composed: Composed, run_dir: Path, fold: int | None = None) ->
     ]
     if not logger:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    # Without one of these callbacks, Lightning would add its own default one.
+    defaults = {"enable_checkpointing": ModelCheckpoint, "enable_progress_bar": ProgressBar}
+    injected = {
+        flag: any(isinstance(c, kind) for c in callbacks)
+        for flag, kind in defaults.items()
+        if flag not in cfg.trainer
+    }
     callbacks += [
         StoreConfig(OmegaConf.to_container(cfg), composed.choices, fold),
         RandomState(),
@@ -270,6 +277,7 @@ def build_trainer(composed: Composed, run_dir: Path, fold: int | None = None) ->
         callbacks=callbacks,
         default_root_dir=run_dir,
         plugins=[AtomicCheckpointIO()],
+        **injected,
     )
 
 
