@@ -16,6 +16,7 @@ J ?= 1
 HOST ?= 127.0.0.1
 PORT ?= 6006
 RUNS ?= runs
+QUICK ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -53,8 +54,8 @@ tensorboard: $(STAMP)  ## serve every run on 127.0.0.1:6006 (RUNS=, PORT=, HOST=
 test: $(STAMP)  ## run the whole suite (the slow tests too)
 	$(BIN)/pytest
 
-bench: $(STAMP)  ## time the lesson's raw PyTorch loop against experiment=seed
-	$(BIN)/python scripts/bench.py
+bench: $(STAMP)  ## the template against raw PyTorch loops, side by side (QUICK=1: a short check)
+	$(BIN)/python scripts/bench.py $(if $(QUICK),--quick)
 
 lint: $(STAMP)  ## check style with ruff
 	$(BIN)/ruff check src tests scripts
