@@ -12,8 +12,10 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 from sklearn.metrics import confusion_matrix
 from torch.utils.tensorboard.summary import hparams
 from typing_extensions import override
@@ -30,6 +32,17 @@ def writer(trainer: L.Trainer) -> Any | None:
     return logger.experiment
 
 
+def add_figure(tb: Any, tag: str, figure: Figure, step: int, png: Path | None = None) -> None:
+    """Render `figure` once; add it to TensorBoard and, given `png`, save it there too.
+    (SummaryWriter.add_figure and savefig render it each, and the former imports pyplot.)"""
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    tb.add_image(tag, rgba[..., :3], step, dataformats="HWC")
+    if png is not None:
+        Image.fromarray(rgba).save(png)
+
+
 def log_start(trainer: L.Trainer, cfg: DictConfig, datamodule: L.LightningDataModule) -> None:
     """Before training: the resolved config as text, the planned learning-rate schedule
     (to check a schedule before spending time on it) and, for points, the data."""
@@ -44,10 +57,10 @@ def log_start(trainer: L.Trainer, cfg: DictConfig, datamodule: L.LightningDataMo
     epochs = cfg.trainer.get("max_epochs") or 0  # None or -1: no planned end to draw
     if epochs > 0:
         rates = planned_rates(optimizer, scheduler, epochs * steps_per_epoch)
-        tb.add_figure("schedule/learning_rate", figures.learning_rate(rates, interval), 0)
+        add_figure(tb, "schedule/learning_rate", figures.learning_rate(rates, interval), 0)
     if datamodule.task == "binary" and datamodule.num_features == 2:
         x, y = (t.cpu().numpy() for t in datamodule.train)
-        tb.add_figure("data/train", figures.data_scatter(x, y.ravel()), 0)
+        add_figure(tb, "data/train", figures.data_scatter(x, y.ravel()), 0)
 
 
 def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -> None:
@@ -127,7 +140,7 @@ class Dashboard(L.Callback):
             x, y = (t.cpu().numpy() for t in trainer.datamodule.train)
             for step, p in self.snapshots:
                 figure = figures.decision_boundary(lambda _, p=p: p, x, y.ravel())
-                tb.add_figure("pictures/boundary", figure, step)
+                add_figure(tb, "pictures/boundary", figure, step)
             final = {"boundary": figures.decision_boundary(_proba(pl_module), x, y.ravel())}
         elif trainer.datamodule.task == "multiclass":
             final = _image_pictures(trainer, pl_module)
@@ -143,8 +156,7 @@ class Dashboard(L.Callback):
         plots = Path(trainer.default_root_dir) / "plots"
         plots.mkdir(exist_ok=True)
         for name, figure in final.items():
-            figure.savefig(plots / f"{name}.png")
-            tb.add_figure(f"final/{name}", figure, trainer.global_step)
+            add_figure(tb, f"final/{name}", figure, trainer.global_step, plots / f"{name}.png")
 
 
 def _has_plane(trainer: L.Trainer) -> bool:
