@@ -11,11 +11,11 @@ class ConfigError(ValueError):
 
 
 class Diverged(RuntimeError):
-    """The training loss stopped being a finite number."""
+    """The training loss or the gradients stopped being finite numbers."""
 
-    def __init__(self, step: int, value: float, lr: float):
+    def __init__(self, step: int, what: str, value: float, lr: float):
         super().__init__(
-            f"training diverged at step {step}: the loss is {value}. Lower the learning rate "
+            f"training diverged at step {step}: {what} is {value}. Lower the learning rate "
             f"(optimizer.lr, {lr:g} at that step) or clip gradients (trainer.gradient_clip_val=1.0)"
         )
 

@@ -54,8 +54,7 @@ class _Supervised(L.LightningModule):
         out = self(x)
         loss = self.criterion(out, y)
         if not torch.isfinite(loss):  # stop here: every later step would only spread it
-            lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-            raise Diverged(self.trainer.global_step, loss.item(), lr)
+            self._diverged("the loss", loss)
         # self.log costs about as much as a step of a small network, and Lightning
         # writes only every log_every_n_steps-th value: log just those.
         if (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0:
@@ -63,6 +62,19 @@ class _Supervised(L.LightningModule):
             for name, value in self._train_metrics(out.detach(), y).items():
                 self.log(f"train/{name}", value, sync_dist=True)
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: ARG002
+        """Refuse to save weights that are not finite. A gradient that overflows with a
+        finite loss spoils the weights in one step; the next step's loss shows it, but a
+        checkpoint saved in between (a validation at that epoch's end) must not keep it.
+        Checked here it costs nothing per step; every step's gradients cost 0.03-0.08 ms."""
+        for name, weight in self.named_parameters():
+            if not torch.isfinite(weight).all():
+                self._diverged(f"weight {name}", weight[~torch.isfinite(weight)][0])
+
+    def _diverged(self, what: str, value: Tensor) -> None:
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        raise Diverged(self.trainer.global_step, what, value.item(), lr)
 
     def _train_metrics(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
         """Cheap metrics of the training batch, logged with the loss."""

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+import litlab.train
 from litlab.cli import main
 from litlab.errors import Diverged
 from litlab.train import train
@@ -56,3 +57,42 @@ def test_deterministic_runs_repeat_exactly(make_config, words):
     first = train(make_config(*words, *short))[1]
     second = train(make_config(*words, *short))[1]
     assert first == second and not math.isnan(first["test/loss"])
+
+
+def blow_up_a_gradient_at(step: int, monkeypatch) -> None:
+    """From `step` on, one weight's gradient is infinite while the loss is still finite."""
+    build_module = litlab.train.build_module
+
+    def with_a_blowing_gradient(*args, **kwargs):
+        module = build_module(*args, **kwargs)
+        weight = next(module.parameters())
+        weight.register_hook(lambda g: g * math.inf if module.trainer.global_step >= step else g)
+        return module
+
+    monkeypatch.setattr(litlab.train, "build_module", with_a_blowing_gradient)
+
+
+WORDS = ("trainer.max_epochs=20", "trainer.check_val_every_n_epoch=5")
+
+
+@pytest.mark.parametrize(
+    ("step", "words", "stopped"),
+    [
+        # the next step's loss shows the spoilt weights
+        (7, (), "at step 8: the loss is nan"),
+        # a checkpoint is due after step 9, one that does not wait for a finite val/loss
+        (9, ("callbacks.checkpoint.monitor=null",), "at step 10: weight net.0.weight is nan"),
+    ],
+)
+def test_a_gradient_that_overflows_never_reaches_a_checkpoint(
+    make_config, monkeypatch, tmp_path, step, words, stopped
+):
+    blow_up_a_gradient_at(step, monkeypatch)
+    with pytest.raises(Diverged, match=stopped):
+        train(make_config(*WORDS, *words))
+    (run_dir,) = list((tmp_path / "runs" / "circles").iterdir())
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "diverged"
+    for path in (run_dir / "checkpoints").iterdir():
+        state = torch.load(path, weights_only=True)
+        assert state["global_step"] == 5  # the validation before the overflow
+        assert all(torch.isfinite(v).all() for v in state["state_dict"].values())
