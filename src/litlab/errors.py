@@ -11,7 +11,7 @@ class ConfigError(ValueError):
 
 
 class Diverged(RuntimeError):
-    """The training loss or the gradients stopped being finite numbers."""
+    """The training loss, or a weight about to be saved, stopped being a finite number."""
 
     def __init__(self, step: int, what: str, value: float, lr: float):
         super().__init__(
