@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from conftest import scalars
@@ -66,3 +68,14 @@ def test_random_state_travels_in_the_checkpoint(make_config):
     torch.manual_seed(123)  # elsewhere
     RandomState().load_state_dict(state)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_fold_of_a_cross_validation_resumes_on_its_own_split(make_config):
+    short = ("data.folds=3", "trainer.check_val_every_n_epoch=5")
+    straight_parent, _ = run(make_config(*short, "trainer.max_epochs=20"))
+    first_parent, _ = run(make_config(*short, "trainer.max_epochs=10"))
+    _, resumed = run(compose([f"resume={first_parent / 'fold_1'}", "trainer.max_epochs=20"]))
+    for key, value in last_weights(straight_parent / "fold_1").items():
+        assert torch.allclose(last_weights(first_parent / "fold_1")[key], value, atol=1e-6), key
+    straight = json.loads((straight_parent / "fold_1" / "metrics.json").read_text())
+    assert resumed["test/loss"] == pytest.approx(straight["test/loss"], rel=1e-5)

@@ -64,12 +64,11 @@ class GracefulStop(L.Callback):
     def __init__(self, checkpoint: Path):
         self.checkpoint = checkpoint
         self.received: signal.Signals | None = None
-        self.stopping = False
         self.previous: dict[signal.Signals, Any] = {}
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.received, self.stopping = None, False
+        self.received = None
         if threading.current_thread() is threading.main_thread():  # where Python allows it
             self.previous = {s: signal.signal(s, self._receive) for s in self.SIGNALS}
 
@@ -91,18 +90,23 @@ class GracefulStop(L.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        stop = self.received is not None or trainer.received_sigterm
-        if trainer.world_size > 1:  # a signal to any rank stops all, after the same step
-            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
-        self.stopping = stop
         # The epoch's last step stops at the epoch's end, after the validation due there.
-        if stop and not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+        last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        if not last and self._signalled(trainer):
             self._stop(trainer)
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.stopping:
+        if self._signalled(trainer):
             self._stop(trainer)
+
+    def _signalled(self, trainer: L.Trainer) -> bool:
+        """Whether a signal came (Lightning notes SIGTERM before our handler is in place);
+        under DDP, whether it came to any rank, so that all stop after the same step."""
+        signalled = self.received is not None or trainer.received_sigterm
+        if trainer.world_size > 1:
+            signalled = trainer.strategy.reduce_boolean_decision(signalled, all=False)
+        return signalled
 
     def _stop(self, trainer: L.Trainer) -> None:
         received = self.received or signal.SIGTERM  # Lightning's flag, or another rank's

@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 from litlab import dashboard
 from litlab.baselines import baselines
 from litlab.callbacks import GracefulStop, RandomState, StoreConfig
-from litlab.checkpoints import AtomicCheckpointIO, load_checkpoint, write_atomically
+from litlab.checkpoints import KEY, AtomicCheckpointIO, load_checkpoint, write_atomically
 from litlab.config import CLI, Composed, ConfigError, instantiate, validate
 from litlab.errors import Diverged, Interrupted
 from litlab.optim import schedule
@@ -66,7 +66,8 @@ def resume(composed: Composed) -> tuple[Path, dict[str, Any]]:
         raise ConfigError(
             [f"resume={cfg.resume} ({CLI}): no checkpoints/last.ckpt there to resume"]
         )
-    done = load_checkpoint(last)["epoch"] + 1
+    checkpoint = load_checkpoint(last)
+    done = checkpoint["epoch"] + 1
     finished = _status(run_dir) == "finished"  # not stopped by a signal, a crash or a kill
     if finished and cfg.trainer.max_epochs is not None and done >= cfg.trainer.max_epochs:
         raise ConfigError(
@@ -75,7 +76,8 @@ def resume(composed: Composed) -> tuple[Path, dict[str, Any]]:
                 f"train it further raise trainer.max_epochs (e.g. trainer.max_epochs={2 * done})"
             ]
         )
-    return train(composed, run_dir=run_dir, checkpoint=last)
+    # a fold of a cross-validation trains on its own split again
+    return train(composed, checkpoint[KEY]["fold"], run_dir, last)
 
 
 def train(

@@ -37,25 +37,31 @@ FULL_BATCH = (
 
 
 class SendSignal(L.Callback):
-    """Sends `signum` to this process as step `step` starts, as a user or scheduler would."""
+    """Sends `signum` to this process as step `step` starts (or, with `validating`, as the
+    validation after `step` steps starts), as a user or a scheduler would."""
 
-    def __init__(self, step: int, signum: signal.Signals):
-        self.step, self.signum = step, signum
+    def __init__(self, step: int, signum: signal.Signals, validating: bool = False):
+        self.step, self.signum, self.validating = step, signum, validating
 
     def on_train_batch_start(self, trainer: L.Trainer, *_: object) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and not self.validating:
+            signal.raise_signal(self.signum)
+
+    def on_validation_start(self, trainer: L.Trainer, *_: object) -> None:
+        if trainer.global_step == self.step and self.validating:
             signal.raise_signal(self.signum)
 
 
 @pytest.fixture
 def signal_at(monkeypatch):
-    """signal_at(step, signum): the next run built gets `signum` as that step starts."""
+    """signal_at(step, signum, validating): the next run built gets `signum` as that step
+    (or the validation after it) starts."""
     build_trainer = litlab.train.build_trainer
 
-    def arm(step: int, signum: signal.Signals) -> None:
+    def arm(step: int, signum: signal.Signals, validating: bool) -> None:
         def build(*args, **kwargs):
             trainer = build_trainer(*args, **kwargs)
-            trainer.callbacks.append(SendSignal(step, signum))
+            trainer.callbacks.append(SendSignal(step, signum, validating))
             return trainer
 
         monkeypatch.setattr(litlab.train, "build_trainer", build)
@@ -69,29 +75,31 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    ("words", "step", "signum"),
+    ("words", "step", "signum", "validating"),
     [
-        (FULL_BATCH, 13, signal.SIGTERM),
-        (MINI_BATCH, 15, signal.SIGINT),  # in the middle of the third epoch
-        (MINI_BATCH, 17, signal.SIGTERM),  # its last batch
-        ((*MINI_BATCH, "scheduler=exponential"), 29, signal.SIGTERM),  # a validation is due
-        (MINI_BATCH, 59, signal.SIGTERM),  # the run's last step
+        (FULL_BATCH, 13, signal.SIGTERM, False),
+        (MINI_BATCH, 15, signal.SIGINT, False),  # in the middle of the third epoch
+        (MINI_BATCH, 17, signal.SIGTERM, False),  # its last batch
+        ((*MINI_BATCH, "scheduler=exponential"), 29, signal.SIGTERM, False),  # validation due
+        (MINI_BATCH, 30, signal.SIGTERM, True),  # during that validation
+        (MINI_BATCH, 59, signal.SIGTERM, False),  # the run's last step
     ],
 )
 def test_resume_after_a_signal_ends_where_an_uninterrupted_run_does(
-    make_config, signal_at, monkeypatch, words, step, signum
+    make_config, signal_at, monkeypatch, words, step, signum, validating
 ):
     straight_dir, straight = run(make_config(*words))
-    signal_at(step, signum)
+    signal_at(step, signum, validating)
     with pytest.raises(Interrupted) as info:
         run(make_config(*words))
+    stopped = step if validating else step + 1  # steps done when it stopped
     assert info.value.exit_code == 128 + signum
-    assert f"training stopped after step {step + 1}" in str(info.value)
+    assert f"training stopped after step {stopped}" in str(info.value)
     (stopped_dir,) = (d for d in straight_dir.parent.iterdir() if d != straight_dir)
     metrics = json.loads((stopped_dir / "metrics.json").read_text())
     assert metrics["status"] == "interrupted"
     assert metrics["last_good_checkpoint"] == "checkpoints/last.ckpt"
-    assert torch.load(stopped_dir / "checkpoints" / "last.ckpt")["global_step"] == step + 1
+    assert torch.load(stopped_dir / "checkpoints" / "last.ckpt")["global_step"] == stopped
     assert signal.getsignal(signum) is not None  # handlers handed back
     monkeypatch.undo()
 
