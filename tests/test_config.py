@@ -121,3 +121,9 @@ def test_tilde_deletes_a_key():
     assert "fused" not in cfg.optimizer
     (error,) = errors_of("~optimizer.nothing")
     assert "there is no key optimizer.nothing to delete" in error
+
+
+@pytest.mark.parametrize("target", ["3", "null"])
+def test_a_target_that_is_not_a_class_name_is_named(target):
+    with pytest.raises(ConfigError, match=r"model \(the command line.*\): needs a _target_"):
+        validate(compose([f"model._target_={target}"]))

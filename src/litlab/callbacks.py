@@ -7,7 +7,7 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning as L
 import torch
@@ -36,7 +36,8 @@ class StoreConfig(L.Callback):
 class RandomState(L.Callback):
     """Saves torch's random number generators in checkpoints and restores them on resume,
     so a resumed run draws what the uninterrupted one would have (dropout, augmentation).
-    The data order needs no state: it is a function of the seed and the epoch."""
+    The data order is a function of the seed and the epoch (TensorBatches saves how far
+    into the epoch the run got)."""
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -52,17 +53,17 @@ class RandomState(L.Callback):
 
 class GracefulStop(L.Callback):
     """On SIGINT (Ctrl-C) or SIGTERM (a scheduler's notice) during training: finish the
-    step, save it to `checkpoint` and stop with `Interrupted`, which the run reports.
-    A second signal is not caught: it stops at once, as without this callback.
+    optimiser step, save it to `checkpoint` in `run_dir` and stop with `Interrupted`,
+    which the run reports. A second Ctrl-C is not caught: it stops at once, saving
+    nothing more; a second SIGTERM changes nothing.
 
-    Lightning's own SIGTERM handling stops only at the end of an epoch, saves nothing
-    and exits with status 0.
+    Lightning's own SIGTERM handling saves nothing and exits with status 0.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, checkpoint: Path):
-        self.checkpoint = checkpoint
+    def __init__(self, run_dir: Path):
+        self.run_dir, self.checkpoint = run_dir, run_dir / "checkpoints" / "last.ckpt"
         self.received: signal.Signals | None = None
         self.previous: dict[signal.Signals, Any] = {}
 
@@ -71,10 +72,13 @@ class GracefulStop(L.Callback):
         self.received = None
         if threading.current_thread() is threading.main_thread():  # where Python allows it
             self.previous = {s: signal.signal(s, self._receive) for s in self.SIGNALS}
+        if self._signalled(trainer):  # a SIGTERM that came while the run was set up
+            self._stop(trainer)
 
     def _receive(self, signum: int, _frame: FrameType | None) -> None:
-        self.received = signal.Signals(signum)
-        self._restore()
+        self.received = self.received or signal.Signals(signum)
+        if signal.SIGINT in self.previous:  # a second Ctrl-C: Python's KeyboardInterrupt
+            signal.signal(signal.SIGINT, self.previous.pop(signal.SIGINT))
 
     def _restore(self) -> None:
         for signum, handler in self.previous.items():
@@ -90,15 +94,30 @@ class GracefulStop(L.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        # The epoch's last step stops at the epoch's end, after the validation due there.
+        # The epoch's last step stops at the epoch's end, after the validation due there;
+        # a batch whose gradients are still being accumulated is not a step.
         last = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
-        if not last and self._signalled(trainer):
+        stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+        if stepped and not last and self._signalled(trainer):
             self._stop(trainer)
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._signalled(trainer):
             self._stop(trainer)
+
+    @override
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        signalled = self._signalled(trainer)  # after the last epoch's end: before the test
+        self._restore()
+        if signalled:
+            self._stop(trainer)
+
+    @override
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._restore()
 
     def _signalled(self, trainer: L.Trainer) -> bool:
         """Whether a signal came (Lightning notes SIGTERM before our handler is in place);
@@ -108,11 +127,11 @@ class GracefulStop(L.Callback):
             signalled = trainer.strategy.reduce_boolean_decision(signalled, all=False)
         return signalled
 
-    def _stop(self, trainer: L.Trainer) -> None:
+    def _stop(self, trainer: L.Trainer) -> NoReturn:
         received = self.received or signal.SIGTERM  # Lightning's flag, or another rank's
         self._claim_last(trainer)
         trainer.save_checkpoint(self.checkpoint, weights_only=False)  # all, to resume
-        raise Interrupted(received.name, 128 + received, trainer.global_step, str(self.checkpoint))
+        raise Interrupted(received.name, 128 + received, trainer.global_step, str(self.run_dir))
 
     def _claim_last(self, trainer: L.Trainer) -> None:
         """Tell the checkpoint callback that writes last.ckpt that this one is its own (it
@@ -120,18 +139,8 @@ class GracefulStop(L.Callback):
         keeping it and starting last-v1.ckpt."""
         for callback in trainer.checkpoint_callbacks:
             name = callback.format_checkpoint_name({}, callback.CHECKPOINT_NAME_LAST)
-            if callback.save_last and Path(name) == self.checkpoint:
+            if callback.save_last and Path(name).resolve() == self.checkpoint.resolve():
                 callback.last_model_path = name
-
-    @override
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore()
-
-    @override
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
-        self._restore()
 
 
 class EpochProgressBar(ProgressBar):
@@ -189,6 +198,7 @@ def _planned_epochs(trainer: L.Trainer) -> int | None:
     None when neither bounds it."""
     epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
     if trainer.max_steps > 0 and trainer.num_training_batches not in (0, float("inf")):
-        by_steps = math.ceil(trainer.max_steps / trainer.num_training_batches)
+        steps_per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
+        by_steps = math.ceil(trainer.max_steps / steps_per_epoch)
         epochs = min(epochs, by_steps) if epochs else by_steps
     return epochs

@@ -27,7 +27,8 @@ KEY = "litlab"  # where StoreConfig puts the run's config in a checkpoint
 
 def write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call `write` on a temporary file beside `path`, flush it to disk, rename it to
-    `path`. On any failure the temporary file is removed and `path` is left as it was."""
+    `path`. A failure before the rename removes the temporary file and leaves `path` as
+    it was; one in the folder's fsync after it leaves the new file in place."""
     partial = path.with_name(f".{path.name}.partial")  # the next save reuses a stale one
     try:
         with open(partial, "wb") as file:
@@ -53,8 +54,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
     ) -> None:
-        if storage_options is not None:
-            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        if storage_options is not None or "://" in str(path):  # remote storage: fsspec's way
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:

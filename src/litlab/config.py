@@ -273,7 +273,7 @@ def target_nodes(cfg: DictConfig) -> dict[str, DictConfig]:
 
 
 def _check_node(composed: Composed, path: str, node: Any) -> list[str]:
-    if not isinstance(node, DictConfig) or "_target_" not in node:
+    if not isinstance(node, DictConfig) or not isinstance(node.get("_target_"), str):
         return [f"{path} ({composed.source(path)}): needs a _target_ naming the class to build"]
     try:
         found = signature(node._target_)

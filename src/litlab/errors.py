@@ -23,10 +23,9 @@ class Diverged(RuntimeError):
 class Interrupted(RuntimeError):
     """A signal (Ctrl-C, SIGTERM) stopped training after a step that was saved."""
 
-    def __init__(self, signal_name: str, exit_code: int, step: int, checkpoint: str):
+    def __init__(self, signal_name: str, exit_code: int, step: int, run_dir: str):
         self.exit_code = exit_code  # 128 + the signal's number, as shells report it
-        run_dir = checkpoint.removesuffix("/checkpoints/last.ckpt")
         super().__init__(
-            f"{signal_name}: training stopped after step {step}, saved in {checkpoint}. "
-            f'Continue it with: make train ARGS="resume={run_dir}"'
+            f"{signal_name}: training stopped after step {step}, saved in "
+            f'{run_dir}/checkpoints/last.ckpt. Continue it with: make train ARGS="resume={run_dir}"'
         )

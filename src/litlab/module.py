@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import lightning as L
 import torch
@@ -72,7 +72,7 @@ class _Supervised(L.LightningModule):
             if not torch.isfinite(weight).all():
                 self._diverged(f"weight {name}", weight[~torch.isfinite(weight)][0])
 
-    def _diverged(self, what: str, value: Tensor) -> None:
+    def _diverged(self, what: str, value: Tensor) -> NoReturn:
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
         raise Diverged(self.trainer.global_step, what, value.item(), lr)
 

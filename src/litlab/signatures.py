@@ -17,6 +17,7 @@ import importlib.metadata
 import inspect
 import json
 import os
+import sys
 import types
 import typing
 from dataclasses import asdict, dataclass
@@ -26,7 +27,8 @@ from typing import Any
 from litlab.errors import ConfigError
 
 PACKAGE = Path(__file__).resolve().parent
-CACHE = PACKAGE / "__pycache__" / "signatures.json"
+# type hints read differently on another Python: one file each, as for bytecode
+CACHE = PACKAGE / "__pycache__" / f"signatures.{sys.implementation.cache_tag}.json"
 CACHED_PACKAGES = ("litlab", "lightning", "torch", "torchmetrics")
 
 # A type as plain data: "any", "null", "bool", "int", "float", "str", "list", "dict",
@@ -164,5 +166,7 @@ def _save(cache: dict[str, Any]) -> None:
         CACHE.parent.mkdir(exist_ok=True)
         partial.write_text(json.dumps(cache))
         os.replace(partial, CACHE)
-    except (OSError, TypeError):  # TypeError: a Literal of values JSON cannot hold
+    except BaseException as exc:
         partial.unlink(missing_ok=True)
+        if not isinstance(exc, OSError | TypeError):  # TypeError: a Literal JSON cannot hold
+            raise

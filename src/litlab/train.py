@@ -3,6 +3,7 @@ baselines. `cross_validate` repeats it over k folds."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -93,14 +94,8 @@ def train(
         dashboard.log_start(run.trainer, composed.cfg, run.datamodule)
     try:
         run.trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=checkpoint)
-    except Diverged as exc:
-        _write_metrics(run.dir, {"status": "diverged", "error": str(exc), **_last_good(run.dir)})
-        raise
-    except Interrupted as exc:
-        _write_metrics(run.dir, {"status": "interrupted", "error": str(exc), **_last_good(run.dir)})
-        raise
-    except OSError as exc:  # a checkpoint or event file that could not be written
-        _write_metrics(run.dir, {"status": "failed", "error": str(exc), **_last_good(run.dir)})
+    except (Diverged, Interrupted, OSError) as exc:  # OSError: a file that could not be written
+        _record_stop(run.dir, exc)
         raise
     scores = baselines(run.datamodule)
     if run.trainer.logger is not None:
@@ -109,7 +104,18 @@ def train(
     dashboard.log_hparams(run.trainer, composed.cfg, metrics)
     metrics = {"status": "finished", **metrics}
     _write_metrics(run.dir, metrics)
+    if run.trainer.logger is not None:  # baselines and hparams came after Lightning's close
+        run.trainer.logger.finalize("success")
     return run.dir, metrics
+
+
+def _record_stop(run_dir: Path, exc: Exception) -> None:
+    """metrics.json for a run that stopped early: why, and the checkpoint to go on from.
+    On a full disk this cannot be written either; the error that stopped the run is the
+    one to report then."""
+    status = {Diverged: "diverged", Interrupted: "interrupted"}.get(type(exc), "failed")
+    with contextlib.suppress(OSError):
+        _write_metrics(run_dir, {"status": status, "error": str(exc), **_last_good(run_dir)})
 
 
 def _write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
@@ -270,7 +276,7 @@ def build_trainer(composed: Composed, run_dir: Path, fold: int | None = None) ->
     callbacks += [
         StoreConfig(OmegaConf.to_container(cfg), composed.choices, fold),
         RandomState(),
-        GracefulStop(run_dir / "checkpoints" / "last.ckpt"),
+        GracefulStop(run_dir),
     ]
     return build(
         composed,

@@ -37,31 +37,36 @@ FULL_BATCH = (
 
 
 class SendSignal(L.Callback):
-    """Sends `signum` to this process as step `step` starts (or, with `validating`, as the
-    validation after `step` steps starts), as a user or a scheduler would."""
+    """Sends `signum` to this process when `step` steps are done and `when` comes: a
+    step starts, the validation starts, or the epoch has ended (after GracefulStop has
+    looked), as a user or a scheduler would."""
 
-    def __init__(self, step: int, signum: signal.Signals, validating: bool = False):
-        self.step, self.signum, self.validating = step, signum, validating
+    def __init__(self, step: int, signum: signal.Signals, when: str):
+        self.step, self.signum, self.when = step, signum, when
+
+    def _send(self, trainer: L.Trainer, when: str) -> None:
+        if trainer.global_step == self.step and self.when == when:
+            signal.raise_signal(self.signum)
 
     def on_train_batch_start(self, trainer: L.Trainer, *_: object) -> None:
-        if trainer.global_step == self.step and not self.validating:
-            signal.raise_signal(self.signum)
+        self._send(trainer, "step")
 
     def on_validation_start(self, trainer: L.Trainer, *_: object) -> None:
-        if trainer.global_step == self.step and self.validating:
-            signal.raise_signal(self.signum)
+        self._send(trainer, "validation")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, *_: object) -> None:
+        self._send(trainer, "epoch end")
 
 
 @pytest.fixture
 def signal_at(monkeypatch):
-    """signal_at(step, signum, validating): the next run built gets `signum` as that step
-    (or the validation after it) starts."""
+    """signal_at(step, signum, when): the next run built gets `signum` then."""
     build_trainer = litlab.train.build_trainer
 
-    def arm(step: int, signum: signal.Signals, validating: bool) -> None:
+    def arm(step: int, signum: signal.Signals, when: str) -> None:
         def build(*args, **kwargs):
             trainer = build_trainer(*args, **kwargs)
-            trainer.callbacks.append(SendSignal(step, signum, validating))
+            trainer.callbacks.append(SendSignal(step, signum, when))
             return trainer
 
         monkeypatch.setattr(litlab.train, "build_trainer", build)
@@ -75,24 +80,28 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    ("words", "step", "signum", "validating"),
+    ("words", "step", "signum", "when", "stopped"),
     [
-        (FULL_BATCH, 13, signal.SIGTERM, False),
-        (MINI_BATCH, 15, signal.SIGINT, False),  # in the middle of the third epoch
-        (MINI_BATCH, 17, signal.SIGTERM, False),  # its last batch
-        ((*MINI_BATCH, "scheduler=exponential"), 29, signal.SIGTERM, False),  # validation due
-        (MINI_BATCH, 30, signal.SIGTERM, True),  # during that validation
-        (MINI_BATCH, 59, signal.SIGTERM, False),  # the run's last step
+        (FULL_BATCH, 13, signal.SIGTERM, "step", 14),
+        (MINI_BATCH, 15, signal.SIGINT, "step", 16),  # in the middle of the third epoch
+        (MINI_BATCH, 17, signal.SIGTERM, "step", 18),  # its last batch
+        ((*MINI_BATCH, "scheduler=exponential"), 29, signal.SIGTERM, "step", 30),  # val due
+        (MINI_BATCH, 30, signal.SIGTERM, "validation", 30),  # during that validation
+        (MINI_BATCH, 60, signal.SIGTERM, "epoch end", 60),  # after the last epoch
+        ((*MINI_BATCH, "trainer.accumulate_grad_batches=2"), 7, signal.SIGTERM, "step", 8),
+        # 3 batches an epoch of the 6 there are: mid-epoch, and at that short epoch's end
+        ((*MINI_BATCH, "debug=overfit", "trainer.max_epochs=10"), 10, signal.SIGTERM, "step", 11),
+        ((*MINI_BATCH, "debug=overfit", "trainer.max_epochs=10"), 11, signal.SIGTERM, "step", 12),
     ],
 )
 def test_resume_after_a_signal_ends_where_an_uninterrupted_run_does(
-    make_config, signal_at, monkeypatch, words, step, signum, validating
+    make_config, signal_at, monkeypatch, words, step, signum, when, stopped
 ):
     straight_dir, straight = run(make_config(*words))
-    signal_at(step, signum, validating)
+    handler = signal.getsignal(signum)
+    signal_at(step, signum, when)
     with pytest.raises(Interrupted) as info:
         run(make_config(*words))
-    stopped = step if validating else step + 1  # steps done when it stopped
     assert info.value.exit_code == 128 + signum
     assert f"training stopped after step {stopped}" in str(info.value)
     (stopped_dir,) = (d for d in straight_dir.parent.iterdir() if d != straight_dir)
@@ -100,7 +109,7 @@ def test_resume_after_a_signal_ends_where_an_uninterrupted_run_does(
     assert metrics["status"] == "interrupted"
     assert metrics["last_good_checkpoint"] == "checkpoints/last.ckpt"
     assert torch.load(stopped_dir / "checkpoints" / "last.ckpt")["global_step"] == stopped
-    assert signal.getsignal(signum) is not None  # handlers handed back
+    assert signal.getsignal(signum) is handler  # handed back
     monkeypatch.undo()
 
     resumed_dir, resumed = run(compose([f"resume={stopped_dir}"]))

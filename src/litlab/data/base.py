@@ -42,14 +42,13 @@ class TensorDataModule(L.LightningDataModule):
         seed = None if fixed else self.seed
         if trainer is None:
             return TensorBatches(tensors, self.batch_size, seed, rank=rank, world_size=world)
+
+        def trained() -> int:  # this epoch's batches, or 0 once it is done (however short)
+            progress = trainer.fit_loop.epoch_loop.batch_progress
+            return 0 if progress.is_last_batch else progress.current.processed
+
         return TensorBatches(
-            tensors,
-            self.batch_size,
-            seed,
-            lambda: trainer.current_epoch,
-            rank,
-            world,
-            lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed,
+            tensors, self.batch_size, seed, lambda: trainer.current_epoch, rank, world, trained
         )
 
     num_outputs = 1  # the network's outputs: one logit or value; a logit per class
