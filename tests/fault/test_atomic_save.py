@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 
+import pytest
 import torch
 
 from litlab.checkpoints import load_checkpoint
@@ -31,6 +32,7 @@ SAVER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_kill_during_a_save_leaves_the_previous_checkpoint_whole(tmp_path):
     path = tmp_path / "last.ckpt"
     partial = tmp_path / ".last.ckpt.partial"
