@@ -14,6 +14,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 from sklearn.svm import SVC
+from sklearn.utils import resample
 
 from litlab.data.base import TensorDataModule
 
@@ -47,8 +48,7 @@ def baselines(datamodule: TensorDataModule) -> dict[str, float]:
 def _sample(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(x) <= MAX_FIT_ROWS:
         return x, y
-    rows = np.random.default_rng(0).choice(len(x), MAX_FIT_ROWS, replace=False)
-    return x[rows], y[rows]
+    return resample(x, y, replace=False, n_samples=MAX_FIT_ROWS, random_state=0)
 
 
 def _regression(

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from sklearn.utils import resample
 
 SIZE, DPI = (4.0, 3.5), 80
 MAX_POINTS = 2_000  # more only hide each other, and take seconds to draw
@@ -26,8 +27,7 @@ def _figure() -> tuple[Figure, Axes]:
 def _points(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
     """The points coloured by label; a seeded sample of MAX_POINTS of them if more."""
     if len(x) > MAX_POINTS:
-        shown = np.random.default_rng(0).choice(len(x), MAX_POINTS, replace=False)
-        x, y = x[shown], y[shown]
+        x, y = resample(x, y, replace=False, n_samples=MAX_POINTS, random_state=0)
     for label, color in enumerate(CLASS_COLORS):
         mine = y == label
         ax.scatter(
