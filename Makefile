@@ -51,8 +51,11 @@ tensorboard: $(STAMP)  ## serve every run on 127.0.0.1:6006 (RUNS=, PORT=, HOST=
 	@echo "TensorBoard: http://$(HOST):$(PORT)/"
 	$(BIN)/tensorboard --logdir $(RUNS) --host $(HOST) --port $(PORT)
 
-test: $(STAMP)  ## run the whole suite (the slow tests too)
+test: $(STAMP)  ## run the whole suite (the slow tests too); CI runs this
 	$(BIN)/pytest
+
+test-fast: $(STAMP)  ## the tests not marked slow: the edit-run loop
+	$(BIN)/pytest -m "not slow"
 
 bench: $(STAMP)  ## the template against raw PyTorch loops, side by side (QUICK=1: a short check)
 	$(BIN)/python scripts/bench.py $(if $(QUICK),--quick)
@@ -69,4 +72,4 @@ clean:  ## remove runs, caches and the virtual environment
 	rm -rf $(VENV) $(RUNS) .pytest_cache .ruff_cache bench.json src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install train eval predict sweep compare tensorboard test bench lint format clean
+.PHONY: help install train eval predict sweep compare tensorboard test test-fast bench lint format clean

@@ -149,9 +149,9 @@ def template_fit(words: list[str], runs_dir: str, stamps: list[float] | None = N
     from lightning.pytorch.callbacks import LambdaCallback
 
     from litlab.config import compose
-    from litlab.train import setup
+    from litlab.train import prepare
 
-    run = setup(compose([*words, f"runs_dir={runs_dir}"]))
+    run = prepare(compose([*words, f"runs_dir={runs_dir}"]))
     if stamps is not None:  # only then: each callback costs every hook of every step
         cuda = run.trainer.strategy.root_device.type == "cuda"
         clock = LambdaCallback(on_train_batch_end=lambda *_: stamp(stamps, cuda))

@@ -139,18 +139,19 @@ def test_baselines_of_a_large_set_fit_on_a_sample_and_score_every_test_row(monke
     monkeypatch.setattr(litlab.baselines, "MAX_FIT_ROWS", 300)
     datamodule = CirclesDataModule(n_samples=3000)
     datamodule.setup()
-    scores = litlab.baselines.baselines(datamodule)
+    scores = datamodule.baselines()
     assert fitted == [300] and scored == [len(datamodule.test[0])] == [450]
     assert scores["baseline/svc/acc"] > 0.9
 
 
 def test_batches_resume_inside_an_epoch_where_the_checkpoint_left_it():
     data = (torch.arange(10.0),)
-    trained = {"count": 3}
-    batches = TensorBatches(
-        data, 2, shuffle_seed=5, epoch=lambda: 4, trained=lambda: trained["count"]
-    )
-    whole_epoch = [b[0].tolist() for b in batches]
+    batches = TensorBatches(data, 2, shuffle_seed=5, epoch=lambda: 4)
+    whole_epoch = []
+    for batch in batches:  # a checkpoint taken after the third trained batch
+        whole_epoch.append(batch[0].tolist())
+        if len(whole_epoch) <= 3:
+            batches.count_trained()
     state = batches.state_dict()
     assert state == {"epoch": 4, "trained": 3}
     again = TensorBatches(data, 2, shuffle_seed=5, epoch=lambda: 4)

@@ -13,10 +13,10 @@ from sklearn.svm import SVC
 
 from litlab import figures
 from litlab.data import DigitsDataModule
-from litlab.data.digits import shifted
+from litlab.data.digits import PIXELS, read_images, shifted
 from litlab.model import CNN, MLP
-from litlab.predict import PIXELS, Predictor, read_images
-from litlab.train import setup, train
+from litlab.predict import Predictor
+from litlab.train import prepare, train
 
 
 def test_images_are_scaled_stratified_and_seeded():
@@ -86,7 +86,7 @@ def test_csv_rows_of_64_values_with_or_without_a_header(tmp_path):
 
 
 def test_mlp_on_the_same_images_builds(make_config):
-    run = setup(make_config("experiment=digits", "model=mlp"))
+    run = prepare(make_config("experiment=digits", "model=mlp"))
     assert run.module.task == "multiclass" and run.module.net(torch.zeros(2, 1, 8, 8)).shape == (
         2,
         10,

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from litlab.config import ConfigError
 from litlab.data import CirclesDataModule, DiabetesDataModule
 from litlab.model import MLP
 from litlab.module import ClassifierModule, RegressorModule
-from litlab.train import setup
+from litlab.train import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 SHORT = ["trainer.max_epochs=40", "trainer.check_val_every_n_epoch=10"]
@@ -51,15 +52,13 @@ def single_process_test(run_dir: Path, task: str) -> dict[str, float]:
     """Test metrics of best.ckpt in this one process, on the same data."""
     if task == "binary":
         datamodule = CirclesDataModule()
-        module = ClassifierModule(
-            MLP(2, 1, [16, 16], "tanh"), {"_target_": "torch.optim.SGD", "lr": 0.1}, None
-        )
+        module = ClassifierModule(MLP(2, 1, [16, 16], "tanh"), partial(torch.optim.SGD, lr=0.1))
     else:
         datamodule = DiabetesDataModule()
         datamodule.setup()
         net = MLP(10, 1, [16], "tanh")
         module = RegressorModule(
-            net, {"_target_": "torch.optim.SGD", "lr": 0.1}, None, **datamodule.module_kwargs()
+            net, partial(torch.optim.SGD, lr=0.1), **datamodule.module_kwargs()
         )
     import lightning as L
 
@@ -135,7 +134,7 @@ def test_gpu_where_there_is_none_is_one_clear_line(make_config, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     with pytest.raises(ConfigError) as info:
-        setup(make_config("trainer=gpu"))
+        prepare(make_config("trainer=gpu"))
     assert info.value.errors == [
         "trainer.accelerator=gpu (configs/trainer/gpu.yaml): this machine has no GPU that torch "
         "can use; use trainer=default (the CPU)"
@@ -147,13 +146,13 @@ def test_half_precision_on_the_cpu_is_refused(make_config):
     with pytest.raises(
         ConfigError, match=r"trainer.precision=16-mixed .*needs a GPU; on the CPU use bf16-mixed"
     ):
-        setup(make_config("trainer=cpu", "trainer.precision=16-mixed"))
+        prepare(make_config("trainer=cpu", "trainer.precision=16-mixed"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "16-mixed"])
 def test_gpu_run_in_each_precision(make_config, precision):
-    run = setup(make_config("trainer=gpu", f"trainer.precision={precision}", *SHORT))
+    run = prepare(make_config("trainer=gpu", f"trainer.precision={precision}", *SHORT))
     run.trainer.fit(run.module, datamodule=run.datamodule)
     assert run.module.device.type == "cuda" and run.datamodule.train[0].device.type == "cpu"
     assert torch.isfinite(run.trainer.callback_metrics["val/loss"])

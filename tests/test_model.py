@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
@@ -36,7 +38,7 @@ def test_predict_is_probability_at_least_one_half():
     net = nn.Linear(1, 1)
     with torch.no_grad():
         net.weight.fill_(1.0), net.bias.fill_(0.0)
-    module = ClassifierModule(net, {"_target_": "torch.optim.SGD", "lr": 0.1}, None)
+    module = ClassifierModule(net, partial(torch.optim.SGD, lr=0.1))
     x = torch.tensor([[-2.0], [0.0], [3.0]])
     assert module.predict_proba(x).flatten().tolist() == pytest.approx(
         torch.sigmoid(x).flatten().tolist()

@@ -61,7 +61,7 @@ def test_predict_points_gives_the_test_accuracy(circles_run):
 def test_predict_rows_uses_the_stored_encoding(diabetes_run):
     """Raw test rows in, predictions in the target's units out: the run's test R2."""
     run_dir, metrics = diabetes_run
-    frame = DiabetesDataModule().frame
+    frame = DiabetesDataModule().read()[0]
     _, _, test = split_rows(len(frame), 0.15, 0.15, seed=0)
     rows = frame.iloc[test]
     out = Predictor.from_checkpoint(run_dir / "checkpoints" / "best.ckpt").predict(rows)
@@ -72,7 +72,7 @@ def test_predict_rows_uses_the_stored_encoding(diabetes_run):
 
 def test_wrong_columns_are_named(diabetes_run, circles_run):
     predictor = Predictor.from_checkpoint(diabetes_run[0] / "checkpoints" / "best.ckpt")
-    rows = DiabetesDataModule().frame.head(3).drop(columns=["bmi"]).assign(weight=1.0)
+    rows = DiabetesDataModule().read()[0].head(3).drop(columns=["bmi"]).assign(weight=1.0)
     expected = "input columns: missing bmi; unknown weight; the network was trained on: age, sex"
     with pytest.raises(ConfigError, match=expected):
         predictor.predict(rows)

@@ -16,7 +16,7 @@ from litlab.cli import main
 from litlab.config import ConfigError
 from litlab.data import DiabetesDataModule
 from litlab.model import MLP
-from litlab.train import run, setup, train
+from litlab.train import prepare, run, train
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "diabetes_cohort.csv"
 SHORT = ("trainer.max_epochs=200",)
@@ -62,7 +62,7 @@ def test_baselines_sit_next_to_the_network(make_config):
     ("loss", "criterion"), [("mse", "MSELoss"), ("l1", "L1Loss"), ("huber", "HuberLoss")]
 )
 def test_loss_is_chosen_in_config(make_config, loss, criterion):
-    built = setup(make_config("data=diabetes", f"module.loss={loss}"))
+    built = prepare(make_config("data=diabetes", f"module.loss={loss}"))
     assert type(built.module.criterion).__name__ == criterion
 
 
@@ -71,7 +71,7 @@ def test_module_must_fit_the_data(make_config, tmp_path):
         ConfigError,
         match="RegressorModule is for regression tasks, but CirclesDataModule is binary",
     ):
-        setup(make_config("module=regressor"))
+        prepare(make_config("module=regressor"))
     assert not (tmp_path / "runs").exists()
 
 

@@ -11,7 +11,8 @@ from typing import Literal
 import pytest
 
 from litlab import signatures
-from litlab.config import compose, validate
+from litlab.check import check
+from litlab.config import compose
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_types_as_plain_data_accept_what_the_hints_do():
 
 
 def test_a_config_error_is_found_without_importing_torch(tmp_path):
-    validate(compose([]))  # the default job's classes are in the cache now
+    check(compose([]), build=False)  # the default job's classes are in the cache now
     probe = (
         "import sys; from litlab.cli import main; "
         "code = main(['train', 'optimizer.lr=oops', 'trainer.max_epoch=3']); "

@@ -132,5 +132,5 @@ def write(tmp_path: Path, text: str) -> str:
 )
 def test_bad_tables_name_the_file_and_the_column(tmp_path, text, kwargs, message):
     path = str(tmp_path / "absent.csv") if text is None else write(tmp_path, text)
-    with pytest.raises(ValueError, match=message):
-        CsvDataModule(path, "y", **kwargs)
+    with pytest.raises(ValueError, match=message):  # by the time the data is prepared
+        CsvDataModule(path, "y", **kwargs).setup("fit")

@@ -11,11 +11,12 @@ from conftest import load_net, scalars
 from omegaconf import OmegaConf
 from sklearn.svm import SVC
 
-from litlab import train as train_module
+from litlab import rundirs
 from litlab.config import ConfigError
 from litlab.data import CirclesDataModule
 from litlab.model import MLP
-from litlab.train import claim_run_dir, setup, train
+from litlab.rundirs import claim_run_dir
+from litlab.train import prepare, train
 
 SHORT = ("trainer.max_epochs=100", "trainer.check_val_every_n_epoch=20")
 
@@ -76,21 +77,21 @@ def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeyp
         def now(cls, *_args):
             return datetime(2026, 1, 2, 3, 4, 5)
 
-    monkeypatch.setattr(train_module, "datetime", Frozen)
+    monkeypatch.setattr(rundirs, "datetime", Frozen)
     names = [claim_run_dir(tmp_path).name for _ in range(3)]
     assert names == ["2026-01-02_03-04-05", "2026-01-02_03-04-05_1", "2026-01-02_03-04-05_2"]
 
 
 def test_config_error_leaves_no_run_folder(make_config, tmp_path):
     with pytest.raises(ConfigError):
-        setup(make_config("data.val_fraction=0.6", "data.test_fraction=0.5"))
+        prepare(make_config("data.val_fraction=0.6", "data.test_fraction=0.5"))
     assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("scheduler", ["step", "multistep", "exponential", "cosine", "plateau"])
 def test_every_schedule_runs_under_the_trainer(make_config, scheduler):
     words = [*SHORT, f"scheduler={scheduler}", "trainer.log_every_n_steps=1"]
-    run = setup(make_config(*words))
+    run = prepare(make_config(*words))
     run.trainer.fit(run.module, datamodule=run.datamodule)
     (config,) = run.trainer.lr_scheduler_configs
     assert config.interval == "epoch"
@@ -112,7 +113,7 @@ def test_step_schedule_shows_in_the_logged_learning_rate(make_config):
 
 @pytest.mark.parametrize("batch_size", [1, 64])
 def test_sgd_and_mini_batch_take_one_step_per_batch(make_config, batch_size):
-    run = setup(make_config("trainer.max_epochs=2", f"data.batch_size={batch_size}"))
+    run = prepare(make_config("trainer.max_epochs=2", f"data.batch_size={batch_size}"))
     run.trainer.fit(run.module, datamodule=run.datamodule)
     assert run.trainer.global_step == 2 * -(-350 // batch_size)
 
@@ -124,7 +125,7 @@ def test_debug_fast_dev_run_takes_one_step(make_config):
 
 
 def test_debug_overfit_memorises_a_few_batches(make_config):
-    run = setup(make_config("debug=overfit"))
+    run = prepare(make_config("debug=overfit"))
     run.trainer.fit(run.module, datamodule=run.datamodule)
     assert run.trainer.num_training_batches == 3
     assert run.trainer.callback_metrics["train/loss"] < 0.05

@@ -1,7 +1,10 @@
 """scikit-learn models fitted on the same split as the network, so every run says
-whether the network beat them."""
+whether the network beat them. Each data module picks its models and scoring."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LinearRegression, LogisticRegression, RidgeCV
@@ -15,28 +18,28 @@ from sklearn.metrics import (
 )
 from sklearn.svm import SVC
 from sklearn.utils import resample
-
-from litlab.data.base import TensorDataModule
+from torch import Tensor
 
 # An RBF SVM fits in O(rows^2): 10,000 rows take a few seconds, 500,000 would take hours.
 # On larger sets it fits a seeded sample of this many training rows (the others fit all).
 MAX_FIT_ROWS = 10_000
 
+Score = Callable[[Any, np.ndarray, np.ndarray], dict[str, float]]
 
-def baselines(datamodule: TensorDataModule) -> dict[str, float]:
-    """Test metrics of the task's baselines as `baseline/<model>/<metric>`, fitted on the
-    training rows (the SVM on at most MAX_FIT_ROWS of them) and scored on every test row."""
+
+def fit_and_score(
+    models: dict[str, Any],
+    train: tuple[Tensor, Tensor],
+    test: tuple[Tensor, Tensor],
+    score: Score,
+    units: Callable[[np.ndarray], np.ndarray] = lambda y: y,
+) -> dict[str, float]:
+    """Test metrics of `models` as `baseline/<model>/<metric>`, fitted on the training
+    rows (an SVM on at most MAX_FIT_ROWS of them) and scored on every test row; targets
+    are put in their own `units` first."""
     (x_train, y_train), (x_test, y_test) = (  # images as rows of pixels
-        (x.cpu().flatten(1).numpy(), y.cpu().numpy().ravel())
-        for x, y in (datamodule.train, datamodule.test)
+        (x.cpu().flatten(1).numpy(), units(y.cpu().numpy().ravel())) for x, y in (train, test)
     )
-    if datamodule.task == "regression":
-        y_train, y_test = datamodule.unscale(y_train), datamodule.unscale(y_test)
-        models = {"ridge": RidgeCV(alphas=np.logspace(-3, 3, 13)), "linear": LinearRegression()}
-        score = _regression
-    else:
-        models = {"svc": SVC(kernel="rbf"), "logreg": LogisticRegression(max_iter=1000)}
-        score = _classification if datamodule.task == "binary" else _multiclass
     metrics = {}
     for name, model in models.items():
         model.fit(*_sample(x_train, y_train) if isinstance(model, SVC) else (x_train, y_train))
@@ -45,15 +48,23 @@ def baselines(datamodule: TensorDataModule) -> dict[str, float]:
     return metrics
 
 
+def classifiers() -> dict[str, Any]:
+    """An RBF SVM and logistic regression."""
+    return {"svc": SVC(kernel="rbf"), "logreg": LogisticRegression(max_iter=1000)}
+
+
+def regressors() -> dict[str, Any]:
+    """Ridge regression with its penalty chosen by cross-validation, and least squares."""
+    return {"ridge": RidgeCV(alphas=np.logspace(-3, 3, 13)), "linear": LinearRegression()}
+
+
 def _sample(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if len(x) <= MAX_FIT_ROWS:
         return x, y
     return resample(x, y, replace=False, n_samples=MAX_FIT_ROWS, random_state=0)
 
 
-def _regression(
-    model: RidgeCV | LinearRegression, x: np.ndarray, y: np.ndarray
-) -> dict[str, float]:
+def regression_scores(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     pred = model.predict(x)
     mse = mean_squared_error(y, pred)
     return {
@@ -64,14 +75,12 @@ def _regression(
     }
 
 
-def _multiclass(model: SVC | LogisticRegression, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def multiclass_scores(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     pred = model.predict(x)
     return {"acc": accuracy_score(y, pred), "f1": f1_score(y, pred, average="macro")}
 
 
-def _classification(
-    model: SVC | LogisticRegression, x: np.ndarray, y: np.ndarray
-) -> dict[str, float]:
+def binary_scores(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return {
         "acc": accuracy_score(y, model.predict(x)),
         "auroc": roc_auc_score(y, model.decision_function(x)),

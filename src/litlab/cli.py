@@ -15,7 +15,8 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from litlab.config import ConfigError, compose, groups, validate
+from litlab.check import check
+from litlab.config import ConfigError, compose, groups
 from litlab.errors import Diverged, Interrupted
 
 
@@ -41,11 +42,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             return _compare(args.words, args.seeds, args.jobs)
         composed = compose(args.words)
-        validate(composed)  # from cached signatures: a typo is reported before the imports
+        # keys and types first, from cached signatures: a typo is reported before imports
+        check(composed, build=not args.print_config)
         if args.print_config:
             print(OmegaConf.to_yaml(composed.cfg), end="")
             return 0
-        from litlab.train import is_rank_zero, run  # heavy: torch and Lightning
+        from litlab.rundirs import is_rank_zero  # heavy: torch and Lightning
+        from litlab.train import run
 
         run_dir, metrics = run(composed)
     except Diverged as exc:
@@ -76,16 +79,10 @@ def _eval(checkpoint: str) -> int:
 
 
 def _predict(checkpoint: str, input_csv: str, output_csv: str) -> int:
-    import pandas as pd
-
-    from litlab.predict import PIXELS, Predictor, read_images
+    from litlab.predict import Predictor
 
     predictor = Predictor.from_checkpoint(checkpoint)
-    try:
-        images = predictor.columns == PIXELS  # a PNG, or CSV rows of 64 values
-        frame = read_images(input_csv) if images else pd.read_csv(input_csv)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise ConfigError([f"{input_csv}: cannot be read as a CSV table ({exc})"]) from None
+    frame = predictor.read(input_csv)
     predictor.predict(frame).to_csv(output_csv, index=False)
     print(f"{len(frame)} predictions written to {output_csv}")
     return 0

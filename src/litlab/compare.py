@@ -20,8 +20,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from litlab import figures
 from litlab.config import compose
+from litlab.rundirs import claim_run_dir
 from litlab.sweep import sweep
-from litlab.train import claim_run_dir
 
 PANELS = {
     "optimisers": ["optimizer=sgd,momentum,rmsprop,adam"],

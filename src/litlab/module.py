@@ -1,11 +1,19 @@
-"""LightningModules: the learning loop (forward, loss, backward, step) around a network."""
+"""LightningModules: the learning loop (forward, loss, backward, step) around a network.
+
+Each knows its task: its loss and metrics, the columns it adds to predictions, and the
+pictures it draws of what it learned. Generic code (the dashboard, predict) asks them.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import lightning as L
+import numpy as np
 import torch
+from matplotlib.figure import Figure
+from sklearn.metrics import confusion_matrix
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
@@ -16,17 +24,23 @@ from torchmetrics.classification import (
 )
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
-from litlab import optim
+from litlab import figures
 from litlab.errors import Diverged
+from litlab.optim import OptimizerFactory, SchedulerFactory, lr_scheduler_config
+
+if TYPE_CHECKING:
+    from litlab.data.base import TensorDataModule
 
 Batch = tuple[Tensor, Tensor]
+Snapshot = tuple[str, Callable[[], Figure]]  # a picture's name, and how to draw it later
 
 
 class _Supervised(L.LightningModule):
     """What every task shares: the step, logging, evaluation and the optimiser.
 
-    `optimizer` and `scheduler` are config nodes; the optimiser is built over this
-    module's parameters in `configure_optimizers`.
+    `optimizer` and `scheduler` are partials from the config; `configure_optimizers`
+    calls them with this module's parameters, and `scheduler_options` (interval,
+    frequency, monitor) tell Lightning when to step the scheduler.
     """
 
     task: str
@@ -34,14 +48,16 @@ class _Supervised(L.LightningModule):
     def __init__(
         self,
         net: nn.Module,
-        optimizer: dict[str, Any],
-        scheduler: dict[str, Any] | None,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None,
+        scheduler_options: dict[str, Any] | None,
         criterion: nn.Module,
         metrics: MetricCollection,
     ):
         super().__init__()
         self.net, self.criterion = net, criterion
-        self.optimizer_cfg, self.scheduler_cfg = optimizer, scheduler
+        self.optimizer, self.scheduler = optimizer, scheduler
+        self.scheduler_options = scheduler_options or {}
         self.metrics = nn.ModuleDict({s: metrics.clone(prefix=f"{s}/") for s in ("val", "test")})
         # A row-weighted mean, so the loss over DDP shards of unequal size is exact.
         self.mean_loss = nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
@@ -97,8 +113,29 @@ class _Supervised(L.LightningModule):
     def _for_metrics(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        return optim.configure(self.optimizer_cfg, self.scheduler_cfg, self.parameters())
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer(self.parameters())
+        if self.scheduler is None:
+            return optimizer
+        config = lr_scheduler_config(self.scheduler, optimizer, self.scheduler_options)
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def prediction_columns(self, x: Tensor) -> dict[str, np.ndarray]:
+        """What `predict` adds to each input row."""
+        raise NotImplementedError
+
+    def snapshot(self, datamodule: TensorDataModule) -> Snapshot | None:  # noqa: ARG002
+        """A picture of the network now, taken during training for the TensorBoard slider
+        (cheap: the drawing is deferred), or None when the task has none."""
+        return None
+
+    def final_figures(self, datamodule: TensorDataModule) -> dict[str, Figure]:
+        """Pictures of what the network learned, drawn once testing is done."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def _outputs(self, x: Tensor) -> Tensor:
+        return self.predict(x.to(self.device)).cpu()
 
 
 class ClassifierModule(_Supervised):
@@ -112,8 +149,9 @@ class ClassifierModule(_Supervised):
     def __init__(
         self,
         net: nn.Module,
-        optimizer: dict[str, Any],
-        scheduler: dict[str, Any] | None,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_options: dict[str, Any] | None = None,
         num_classes: int = 2,
     ):
         self.binary = num_classes == 2
@@ -128,8 +166,9 @@ class ClassifierModule(_Supervised):
                 }
             )
             criterion = nn.CrossEntropyLoss()
-        super().__init__(net, optimizer, scheduler, criterion, metrics)
+        super().__init__(net, optimizer, scheduler, scheduler_options, criterion, metrics)
         self.task = "binary" if self.binary else "multiclass"
+        self.num_classes = num_classes
 
     def predict_proba(self, x: Tensor) -> Tensor:
         """P(class 1) (B, 1) for two classes; else the probability of each class (B, K)."""
@@ -151,6 +190,50 @@ class ClassifierModule(_Supervised):
         )  # logit >= 0: p >= 0.5
         return {"acc": right.float().mean()}
 
+    @torch.no_grad()
+    def prediction_columns(self, x: Tensor) -> dict[str, np.ndarray]:
+        """The class, and the probability of class 1 (two classes) or of the predicted
+        class (more)."""
+        proba = self.predict_proba(x)
+        shown = proba.ravel() if self.binary else proba.max(dim=1).values
+        return {"prediction": self.predict(x).numpy().ravel(), "probability": shown.numpy()}
+
+    def snapshot(self, datamodule: TensorDataModule) -> Snapshot | None:
+        """P(class 1) over the plane of the training points, when they are 2-D points."""
+        if not self._on_plane(datamodule):
+            return None
+        x, y = (t.cpu().numpy() for t in datamodule.train)
+        p = self._proba_on(figures.plane(x))
+        return "boundary", lambda: figures.decision_boundary(lambda _: p, x, y.ravel())
+
+    def _on_plane(self, datamodule: TensorDataModule) -> bool:
+        return self.binary and datamodule.num_features == 2
+
+    def _proba_on(self, points: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            inputs = torch.from_numpy(points).to(self.device)
+            return self.predict_proba(inputs).cpu().numpy().ravel()
+
+    def final_figures(self, datamodule: TensorDataModule) -> dict[str, Figure]:
+        """The decision boundary (2-D points), or the test images with their predicted
+        labels, the confusion matrix and a convolutional network's first filters."""
+        if self._on_plane(datamodule):
+            x, y = (t.cpu().numpy() for t in datamodule.train)
+            return {"boundary": figures.decision_boundary(self._proba_on, x, y.ravel())}
+        x, y = datamodule.test
+        predicted, actual = self._outputs(x).numpy().ravel(), y.cpu().numpy().ravel()
+        matrix = confusion_matrix(actual, predicted, labels=range(self.num_classes))
+        pictures = {"confusion_matrix": figures.confusion(matrix)}
+        if x.dim() == 4:  # images (B, C, H, W)
+            shown = np.argsort(predicted == actual, kind="stable")[:32]  # the mistakes first
+            pictures["test_images"] = figures.image_grid(
+                x[shown, 0].cpu().numpy(), predicted[shown], actual[shown]
+            )
+        convolutions = [m for m in self.modules() if isinstance(m, nn.Conv2d)]
+        if convolutions:
+            pictures["filters"] = figures.filters(convolutions[0].weight.detach().cpu().numpy())
+        return pictures
+
 
 LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
 
@@ -167,8 +250,9 @@ class RegressorModule(_Supervised):
     def __init__(
         self,
         net: nn.Module,
-        optimizer: dict[str, Any],
-        scheduler: dict[str, Any] | None,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_options: dict[str, Any] | None = None,
         loss: Literal["mse", "l1", "huber"] = "mse",
         target_mean: float = 0.0,
         target_std: float = 1.0,
@@ -183,7 +267,7 @@ class RegressorModule(_Supervised):
                 "r2": R2Score(),
             }
         )
-        super().__init__(net, optimizer, scheduler, LOSSES[loss](), metrics)
+        super().__init__(net, optimizer, scheduler, scheduler_options, LOSSES[loss](), metrics)
         self.register_buffer("target_mean", torch.tensor(float(target_mean)))
         self.register_buffer("target_std", torch.tensor(float(target_std)))
 
@@ -198,3 +282,17 @@ class RegressorModule(_Supervised):
 
     def _train_metrics(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
         return {"mae": (self._units(out) - self._units(y)).abs().mean()}
+
+    @torch.no_grad()
+    def prediction_columns(self, x: Tensor) -> dict[str, np.ndarray]:
+        return {"prediction": self.predict(x).numpy().ravel()}
+
+    def final_figures(self, datamodule: TensorDataModule) -> dict[str, Figure]:
+        """Predicted against actual, and the residuals, on the test set."""
+        x, y = datamodule.test
+        predicted = self._outputs(x).numpy().ravel()
+        actual = self._units(y.to(self.target_mean.device)).cpu().numpy().ravel()
+        return {
+            "predicted_vs_actual": figures.predicted_vs_actual(actual, predicted),
+            "residuals": figures.residuals(actual, predicted),
+        }

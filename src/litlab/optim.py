@@ -1,36 +1,31 @@
-"""Optimisers and learning-rate schedules, built from their config nodes."""
+"""Learning-rate schedules of our own, and the schedule drawn before training.
+
+Optimisers and schedulers are config nodes with `_partial_: true`: the builder turns
+them into `functools.partial`s, and the LightningModule calls them with its parameters
+(and the optimiser) in `configure_optimizers`, as Lightning's own examples do.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import (
+    CosineAnnealingLR,
+    LinearLR,
+    LRScheduler,
+    ReduceLROnPlateau,
+    SequentialLR,
+)
 
-from litlab.config import SCHEDULER_KEYS, instantiate
-
-
-def configure(
-    optimizer: dict[str, Any], scheduler: dict[str, Any] | None, params: Iterable[torch.Tensor]
-) -> dict[str, Any]:
-    """Lightning's `configure_optimizers` answer: the optimiser over `params` and, if a
-    schedule is chosen, its lr_scheduler dict (interval, frequency, monitor from config)."""
-    opt = instantiate(optimizer, params=params)
-    return {"optimizer": opt, **schedule(opt, scheduler)}
-
-
-def schedule(opt: torch.optim.Optimizer, scheduler: dict[str, Any] | None) -> dict[str, Any]:
-    """`{"lr_scheduler": ...}` for the scheduler node on `opt`, or {} without one."""
-    if scheduler is None:
-        return {}
-    kwargs = {k: v for k, v in scheduler.items() if k not in SCHEDULER_KEYS}
-    lightning_keys = {k: v for k, v in scheduler.items() if k in SCHEDULER_KEYS}
-    return {"lr_scheduler": {"scheduler": instantiate(kwargs, optimizer=opt), **lightning_keys}}
+OptimizerFactory = Callable[..., Optimizer]  # called with the parameters
+SchedulerFactory = Callable[[Optimizer], LRScheduler | ReduceLROnPlateau]
 
 
 def warmup_cosine(
-    optimizer: torch.optim.Optimizer, total: int, warmup: int = 0, eta_min: float = 0.0
+    optimizer: Optimizer, total: int, warmup: int = 0, eta_min: float = 0.0
 ) -> LRScheduler:
     """Cosine decay from the optimiser's rate to `eta_min` over `total` intervals, after a
     linear warm-up over the first `warmup` of them (rising from lr / (warmup + 1))."""
@@ -43,19 +38,27 @@ def warmup_cosine(
     return SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])
 
 
+def lr_scheduler_config(
+    scheduler: SchedulerFactory, optimizer: Optimizer, options: dict[str, Any]
+) -> dict[str, Any]:
+    """Lightning's lr_scheduler dict: the scheduler over `optimizer`, and `options`
+    (interval, frequency, monitor) saying when Lightning steps it."""
+    return {"scheduler": scheduler(optimizer), **options}
+
+
 def planned_rates(
-    optimizer: dict[str, Any], scheduler: dict[str, Any] | None, intervals: int
+    optimizer: OptimizerFactory, scheduler: SchedulerFactory | None, intervals: int
 ) -> list[float]:
     """The learning rate at each of `intervals` scheduler intervals, worked out from the
     config alone, before training. A plateau schedule is drawn as if the metric always
     improved (it never cuts the rate), since it reacts to results not known yet."""
-    answer = configure(optimizer, scheduler, [torch.zeros(1, requires_grad=True)])
-    opt, rates = answer["optimizer"], []
-    sched = answer.get("lr_scheduler", {}).get("scheduler")
+    opt = optimizer([torch.zeros(1, requires_grad=True)])
+    sched = scheduler(opt) if scheduler is not None else None
+    rates = []
     for t in range(intervals):
         rates.append(opt.param_groups[0]["lr"])
         opt.step()
-        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        if isinstance(sched, ReduceLROnPlateau):
             sched.step(-t)
         elif sched is not None:
             sched.step()

@@ -1,53 +1,22 @@
 """After training: a checkpoint's test metrics again (`eval`) and predictions for new rows
 (`predict`, or `Predictor` from Python). A checkpoint carries everything they need: the
-resolved config, the weights and the data encoding, all loadable with weights_only=True."""
+resolved config, the weights and the data encoding, all loadable with weights_only=True.
+The data module says how raw rows become inputs; the LightningModule, what columns a
+prediction has."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import pandas as pd
-import torch
 from omegaconf import OmegaConf
-from PIL import Image
 
+from litlab.builders import build_data, build_module, build_node
 from litlab.checkpoints import KEY, load_checkpoint
 from litlab.config import Composed, ConfigError
-from litlab.data.tabular import TableEncoder
-from litlab.signatures import locate
-from litlab.train import build, build_module
-
-PIXELS = [f"p{i}" for i in range(64)]  # an 8x8 image as a row, row by row
-
-
-def _pixels(frame: pd.DataFrame) -> torch.Tensor:
-    values = frame[PIXELS].to_numpy(dtype=np.float32) / 16.0  # as the training images
-    return torch.from_numpy(values).reshape(-1, 1, 8, 8)
-
-
-def read_images(path: str | Path) -> pd.DataFrame:
-    """8x8 images as rows of PIXELS in load_digits' 0..16: a PNG of any size (one image,
-    grey, resized, ink made high as in load_digits), or a CSV of 64 values a row."""
-    file = Path(path)
-    if file.suffix.lower() == ".png":
-        grey = np.asarray(Image.open(file).convert("L"), dtype=np.float32) / 255
-        ink = 1 - grey if grey.mean() > 0.5 else grey  # dark strokes on a light page
-        small = Image.fromarray((ink * 255).astype(np.uint8)).resize((8, 8), Image.Resampling.BOX)
-        return pd.DataFrame(
-            [np.asarray(small, dtype=np.float32).ravel() / 255 * 16], columns=PIXELS
-        )
-    rows = pd.read_csv(file, header=None)
-    if rows.shape[1] != 64:
-        raise ConfigError([f"{file}: {rows.shape[1]} values a row; an 8x8 image is 64"])
-    rows = rows[pd.to_numeric(rows[0], errors="coerce").notna()].astype(float)  # drop a header
-    if len(rows) == 0 or not rows.to_numpy().min() >= 0 or not rows.to_numpy().max() <= 16:
-        raise ConfigError([f"{file}: pixel values must be 0 to 16, as in load_digits"])
-    rows.columns = PIXELS
-    return rows.reset_index(drop=True)
+from litlab.data.base import TensorDataModule
 
 
 def _composed(checkpoint: dict[str, Any]) -> Composed:
@@ -59,12 +28,8 @@ def evaluate_checkpoint(path: str | Path) -> dict[str, float]:
     """Test metrics of the checkpoint on the test split of the data it was trained on."""
     checkpoint = load_checkpoint(path)
     composed = _composed(checkpoint)
-    fold = checkpoint[KEY]["fold"]
-    datamodule = build(composed, "data", **({} if fold is None else {"fold": fold}))
-    datamodule.setup("test")
-    module = build_module(
-        composed, datamodule.num_features, datamodule.num_outputs, datamodule.module_kwargs()
-    )
+    datamodule = build_data(composed, checkpoint[KEY]["fold"])
+    module = build_module(composed, datamodule)
     module.load_state_dict(checkpoint["state_dict"])
     trainer = L.Trainer(
         accelerator=composed.cfg.trainer.get("accelerator", "auto"),
@@ -83,53 +48,48 @@ class Predictor:
     >>> Predictor.from_checkpoint("runs/diabetes/.../checkpoints/best.ckpt").predict(frame)
     """
 
-    def __init__(
-        self,
-        module: L.LightningModule,
-        columns: list[str],
-        inputs: Callable[[pd.DataFrame], torch.Tensor],
-        target: str | None = None,
-    ):
-        self.module, self.columns, self.inputs, self.target = module.eval(), columns, inputs, target
+    def __init__(self, module: L.LightningModule, datamodule: TensorDataModule):
+        self.module, self.datamodule = module.eval(), datamodule
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> Predictor:
+        """The network of a checkpoint and its data module, which is not set up (no data
+        file is read) but given the encoding stored in the checkpoint."""
         checkpoint = load_checkpoint(path)
         composed = _composed(checkpoint)
-        data_class = locate(composed.cfg.data._target_)
-        state = checkpoint.get(data_class.__qualname__) or {}
-        target, kwargs = None, {}
-        if state.get("encoder"):  # a table: its stored encoding
-            encoder = TableEncoder(**state["encoder"])
-            columns, in_features = [*encoder.numeric, *encoder.categorical], len(encoder.columns)
-            inputs, target = (lambda f: torch.from_numpy(encoder.transform(f))), state["target"]
-        elif data_class.task == "multiclass":  # images: pixel columns in load_digits' 0..16
-            columns, in_features = PIXELS, data_class.num_features
-            inputs, kwargs = _pixels, {"num_classes": data_class.num_outputs}
-        else:  # points: the two coordinates
-            columns, in_features = ["x1", "x2"], data_class.num_features
-            inputs = lambda f: torch.tensor(f[["x1", "x2"]].to_numpy(float), dtype=torch.float32)  # noqa: E731
-        module = build_module(composed, in_features, data_class.num_outputs, kwargs)
+        datamodule = build_node(composed, "data")
+        state = checkpoint.get(type(datamodule).__qualname__)
+        if state:
+            datamodule.load_state_dict(state)
+        module = build_module(composed, datamodule)
         module.load_state_dict(checkpoint["state_dict"])
-        return cls(module, columns, inputs, target)
+        return cls(module, datamodule)
+
+    @property
+    def columns(self) -> list[str]:
+        """The raw columns each row needs."""
+        return self.datamodule.input_columns
+
+    def read(self, path: str | Path) -> pd.DataFrame:
+        """Rows to predict from a file, as the data module reads them (a CSV, a PNG)."""
+        try:
+            return self.datamodule.read_rows(Path(path))
+        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise ConfigError([f"{path}: cannot be read as a CSV table ({exc})"]) from None
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """`frame` with a `prediction` column, and the `probability` of class 1 (two
-        classes) or of the predicted class (more)."""
+        """`frame` with the module's prediction columns: `prediction`, and for classes
+        the `probability` of class 1 (two classes) or of the predicted class (more)."""
         self._check_columns(frame)
-        x = self.inputs(frame)
         out = frame.copy()
-        with torch.no_grad():
-            out["prediction"] = self.module.predict(x).numpy().ravel()
-            if self.module.task == "binary":
-                out["probability"] = self.module.predict_proba(x).numpy().ravel()
-            elif self.module.task == "multiclass":
-                out["probability"] = self.module.predict_proba(x).max(dim=1).values.numpy()
+        for name, values in self.module.prediction_columns(self.datamodule.inputs(frame)).items():
+            out[name] = values
         return out
 
     def _check_columns(self, frame: pd.DataFrame) -> None:
         missing = [c for c in self.columns if c not in frame.columns]
-        extra = [c for c in frame.columns if c not in self.columns and c != self.target]
+        target = getattr(self.datamodule, "target", None)
+        extra = [c for c in frame.columns if c not in self.columns and c != target]
         if missing or extra:
             problems = [
                 f"missing {', '.join(missing)}" if missing else "",

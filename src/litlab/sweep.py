@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from litlab.config import ConfigError, compose, validate
-from litlab.train import check_optimization
+from litlab.check import check
+from litlab.config import ConfigError, compose
 
 
 def grid(words: list[str]) -> list[list[str]]:
@@ -56,9 +56,7 @@ def sweep(words: list[str], jobs: int = 1) -> tuple[Path, list[dict[str, Any]]]:
 
 def _check(words: list[str]) -> Any:
     try:
-        composed = compose(words)
-        validate(composed)
-        check_optimization(composed)
+        composed = check(compose(words))
     except ConfigError as exc:
         raise ConfigError([f"sweep run {' '.join(words)}: {e}" for e in exc.errors]) from None
     return composed

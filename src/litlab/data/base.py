@@ -1,11 +1,16 @@
-"""What every in-memory data module shares: three splits of tensors and their loaders."""
+"""What every in-memory data module shares: three splits of tensors and their loaders,
+and what generic code asks of each task's data: its baselines, its pictures, and how
+raw rows become model inputs (for predict)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor
 from typing_extensions import override
 
@@ -28,6 +33,7 @@ class TensorDataModule(L.LightningDataModule):
         self.train: tuple[Tensor, ...] = ()
         self.val: tuple[Tensor, ...] = ()
         self.test: tuple[Tensor, ...] = ()
+        self.training_batches: TensorBatches | None = None
 
     def _batches(self, tensors: tuple[Tensor, ...], train: bool) -> TensorBatches:
         trainer = self.trainer
@@ -40,22 +46,43 @@ class TensorDataModule(L.LightningDataModule):
         # a few batches (a debug check) needs the same batches every epoch.
         fixed = self.batch_size is None or (trainer is not None and trainer.overfit_batches > 0)
         seed = None if fixed else self.seed
-        if trainer is None:
-            return TensorBatches(tensors, self.batch_size, seed, rank=rank, world_size=world)
+        epoch = (lambda: trainer.current_epoch) if trainer is not None else (lambda: 0)
+        self.training_batches = TensorBatches(tensors, self.batch_size, seed, epoch, rank, world)
+        return self.training_batches
 
-        def trained() -> int:  # this epoch's batches, or 0 once it is done (however short)
-            progress = trainer.fit_loop.epoch_loop.batch_progress
-            return 0 if progress.is_last_batch else progress.current.processed
-
-        return TensorBatches(
-            tensors, self.batch_size, seed, lambda: trainer.current_epoch, rank, world, trained
-        )
-
+    task: str  # binary, multiclass or regression: the LightningModule must match it
+    num_features: int  # the network's inputs
     num_outputs = 1  # the network's outputs: one logit or value; a logit per class
+    input_columns: list[str]  # the columns of a raw row (predict's input)
 
-    def module_kwargs(self) -> dict[str, float]:
+    def module_kwargs(self) -> dict[str, Any]:
         """What the LightningModule needs to know of this data, beyond the batches."""
         return {}
+
+    def inputs(self, frame: pd.DataFrame) -> Tensor:
+        """Model inputs for the raw rows of `frame` (its `input_columns`)."""
+        raise NotImplementedError
+
+    def read_rows(self, path: Path) -> pd.DataFrame:
+        """New rows to predict, from a file: a CSV table."""
+        return pd.read_csv(path)
+
+    def baselines(self) -> dict[str, float]:
+        """Test metrics of scikit-learn models on the same split, as
+        `baseline/<model>/<metric>`; none unless the data module names some."""
+        return {}
+
+    def figures(self) -> dict[str, Figure]:
+        """Pictures of the data, drawn before training; none unless it has some."""
+        return {}
+
+    @override
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Count each training batch as it enters its step: a checkpoint saved mid-epoch
+        then knows where a resumed run goes on (Lightning's public hook for it)."""
+        if self.trainer is not None and self.trainer.training and self.training_batches is not None:
+            self.training_batches.count_trained()
+        return batch
 
     @override
     def transfer_batch_to_device(

@@ -26,9 +26,11 @@ class TensorBatches:
     steps; otherwise (evaluation) nothing is dropped or repeated, so metrics gathered
     over all ranks equal those of one process.
 
-    `trained()` tells how many batches of this epoch have been trained on: a checkpoint
-    saved in the middle of an epoch stores it (Lightning saves `state_dict` with its
-    loops), and a run resumed from it starts the epoch at the next batch.
+    `trained` counts the batches of this epoch that have been trained on (`count_trained`,
+    called as each batch enters its step): a checkpoint saved in the middle of an epoch
+    stores it (Lightning saves `state_dict` with its loops), and a run resumed from it
+    starts the epoch at the next batch. Counting what was yielded would be one too many:
+    Lightning fetches a batch ahead.
     """
 
     def __init__(
@@ -39,15 +41,17 @@ class TensorBatches:
         epoch: Callable[[], int] = lambda: 0,
         rank: int = 0,
         world_size: int = 1,
-        trained: Callable[[], int] = lambda: 0,
     ):
         self.tensors, self.batch_size = tensors, batch_size
         self.shuffle_seed, self.epoch = shuffle_seed, epoch
         self.rank, self.world_size = rank, world_size
-        self.trained, self.resume_at = trained, 0
+        self.trained, self.resume_at = 0, 0
+
+    def count_trained(self) -> None:
+        self.trained += 1
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch(), "trained": self.trained()}
+        return {"epoch": self.epoch(), "trained": self.trained}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         # Only a save in the middle of the epoch resumes inside it; after the last batch
@@ -68,13 +72,14 @@ class TensorBatches:
         return 1 if self.batch_size is None else math.ceil(rows / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
+        self.trained, self.resume_at = self.resume_at, 0  # a new epoch, or the resumed one
         index = self._index()
         if index is None and self.batch_size is None:  # the common full-batch case: no copy
             yield self.tensors
             return
         rows = self._rows()
         step = rows if self.batch_size is None else self.batch_size
-        first, self.resume_at = self.resume_at * step, 0
+        first = self.trained * step
         for start in range(first, rows, step):
             if index is None:
                 yield tuple(t[start : start + step] for t in self.tensors)

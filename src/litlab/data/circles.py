@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
+import pandas as pd
 import torch
+from matplotlib.figure import Figure
 from sklearn.datasets import make_circles
 from typing_extensions import override
 
+from litlab.baselines import binary_scores, classifiers, fit_and_score
 from litlab.data.base import TensorDataModule
 from litlab.data.split import check_split, split_rows
+from litlab.figures import data_scatter
 
 
 class CirclesDataModule(TensorDataModule):
@@ -24,6 +28,7 @@ class CirclesDataModule(TensorDataModule):
 
     task = "binary"
     num_features = 2
+    input_columns: ClassVar[list[str]] = ["x1", "x2"]
 
     def __init__(
         self,
@@ -65,6 +70,17 @@ class CirclesDataModule(TensorDataModule):
 
     def _sample(self, random_state: int) -> tuple[np.ndarray, np.ndarray]:
         return make_circles(**self.draw, random_state=random_state)
+
+    def inputs(self, frame: pd.DataFrame) -> torch.Tensor:
+        return torch.tensor(frame[self.input_columns].to_numpy(float), dtype=torch.float32)
+
+    def baselines(self) -> dict[str, float]:
+        return fit_and_score(classifiers(), self.train, self.test, binary_scores)
+
+    def figures(self) -> dict[str, Figure]:
+        """The training points, class 0 red and class 1 blue, as in the lesson."""
+        x, y = (t.cpu().numpy() for t in self.train)
+        return {"train": data_scatter(x, y.ravel())}
 
 
 def _tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,6 +13,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from typing_extensions import override
 
+from litlab.baselines import fit_and_score, regression_scores, regressors
 from litlab.data.base import TensorDataModule
 from litlab.data.split import check_split, split_rows
 
@@ -86,18 +87,19 @@ def _as_text(frame: pd.DataFrame) -> np.ndarray:
 class TableDataModule(TensorDataModule):
     """Regression on a table: `features` predict the numeric `target`.
 
-    Rows with a missing target are dropped; rows with other missing values are dropped
-    (`missing="drop"`) or filled from the training rows (`missing="impute"`). With
-    `scale_target`, the network learns the standardised target, and the module reports
-    its metrics back in the target's own units.
+    The table is read in `setup` (by the subclass's `read`), so a module rebuilt from a
+    checkpoint's config for predictions needs no file: `load_state_dict` gives it the
+    encoding learned from the training rows. Rows with a missing target are dropped;
+    rows with other missing values are dropped (`missing="drop"`) or filled from the
+    training rows (`missing="impute"`). With `scale_target`, the network learns the
+    standardised target, and the module reports its metrics in the target's own units.
     """
 
     task = "regression"
 
     def __init__(
         self,
-        frame: pd.DataFrame,
-        source: str,
+        *,
         target: str,
         features: list[str] | None,
         missing: Literal["drop", "impute"],
@@ -110,25 +112,37 @@ class TableDataModule(TensorDataModule):
         fold: int,
     ):
         super().__init__(batch_size, seed=random_state)
-        self.frame = _select(frame, source, target, features, missing)
-        self.source, self.target, self.scale_target = source, target, scale_target
-        check_split(len(self.frame), val_fraction, test_fraction, folds)
+        if missing not in ("drop", "impute"):
+            raise ValueError(f"missing={missing!r}: must be 'drop' or 'impute'")
+        self.target, self.features, self.missing = target, features, missing
+        self.scale_target = scale_target
         self.split = dict(val_fraction=val_fraction, test_fraction=test_fraction, seed=random_state)
         self.folds, self.fold = folds, fold
         self.encoder: TableEncoder | None = None
         self.target_mean, self.target_std = 0.0, 1.0
 
+    def read(self) -> tuple[pd.DataFrame, str]:
+        """The whole table, and where it came from (for messages)."""
+        raise NotImplementedError
+
     @property
     def num_features(self) -> int:
         return len(self.encoder.columns)
+
+    @property
+    def input_columns(self) -> list[str]:
+        return [*self.encoder.numeric, *self.encoder.categorical]
 
     @override
     def setup(self, stage: str | None = None) -> None:
         if self.train:
             return
-        parts = split_rows(len(self.frame), **self.split, folds=self.folds, fold=self.fold)
-        rows = [self.frame.iloc[part] for part in parts]
-        features = self.frame.columns.drop(self.target)
+        frame, source = self.read()
+        frame = _select(frame, source, self.target, self.features, self.missing)
+        check_split(len(frame), self.split["val_fraction"], self.split["test_fraction"], self.folds)
+        parts = split_rows(len(frame), **self.split, folds=self.folds, fold=self.fold)
+        rows = [frame.iloc[part] for part in parts]
+        features = frame.columns.drop(self.target)
         self.encoder = TableEncoder.fit(rows[0][features])
         if self.scale_target:
             y = rows[0][self.target].to_numpy(dtype=float)
@@ -139,9 +153,10 @@ class TableDataModule(TensorDataModule):
 
     def _tensors(self, x: pd.DataFrame, y: pd.Series) -> tuple[torch.Tensor, torch.Tensor]:
         target = (y.to_numpy(dtype=float) - self.target_mean) / self.target_std
-        return torch.from_numpy(self.encoder.transform(x)), torch.tensor(
-            target, dtype=torch.float32
-        ).reshape(-1, 1)
+        return self.inputs(x), torch.tensor(target, dtype=torch.float32).reshape(-1, 1)
+
+    def inputs(self, frame: pd.DataFrame) -> torch.Tensor:
+        return torch.from_numpy(self.encoder.transform(frame))
 
     def module_kwargs(self) -> dict[str, float]:
         """What the regressor needs to report in the target's units."""
@@ -149,6 +164,9 @@ class TableDataModule(TensorDataModule):
 
     def unscale(self, y: np.ndarray) -> np.ndarray:
         return y * self.target_std + self.target_mean
+
+    def baselines(self) -> dict[str, float]:
+        return fit_and_score(regressors(), self.train, self.test, regression_scores, self.unscale)
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -159,6 +177,12 @@ class TableDataModule(TensorDataModule):
             "target_mean": self.target_mean,
             "target_std": self.target_std,
         }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.encoder = TableEncoder(**state_dict["encoder"]) if state_dict["encoder"] else None
+        self.target = state_dict["target"]
+        self.target_mean, self.target_std = state_dict["target_mean"], state_dict["target_std"]
 
 
 def _select(
@@ -177,8 +201,6 @@ def _select(
         raise ValueError(f"features: no column {names} in {source}; its columns are: {columns}")
     if target in features:
         raise ValueError(f"features: {target!r} is the target; leave it out of features")
-    if missing not in ("drop", "impute"):
-        raise ValueError(f"missing={missing!r}: must be 'drop' or 'impute'")
     frame = frame[[*features, target]]
     for column in frame.columns:
         if frame[column].isna().all():
@@ -210,21 +232,22 @@ class DiabetesDataModule(TableDataModule):
         folds: int | None = None,
         fold: int = 0,
     ):
-        frame = load_diabetes(scaled=False, as_frame=True).frame
+        check_split(442, val_fraction, test_fraction, folds)
         super().__init__(
-            frame,
-            "scikit-learn's load_diabetes",
-            "target",
-            None,
-            "drop",
-            scale_target,
-            val_fraction,
-            test_fraction,
-            random_state,
-            batch_size,
-            folds,
-            fold,
+            target="target",
+            features=None,
+            missing="drop",
+            scale_target=scale_target,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            random_state=random_state,
+            batch_size=batch_size,
+            folds=folds,
+            fold=fold,
         )
+
+    def read(self) -> tuple[pd.DataFrame, str]:
+        return load_diabetes(scaled=False, as_frame=True).frame, "scikit-learn's load_diabetes"
 
 
 class CsvDataModule(TableDataModule):
@@ -244,21 +267,22 @@ class CsvDataModule(TableDataModule):
         folds: int | None = None,
         fold: int = 0,
     ):
-        file = Path(path).expanduser()
         super().__init__(
-            _read_csv(file),
-            str(file),
-            target,
-            features,
-            missing,
-            scale_target,
-            val_fraction,
-            test_fraction,
-            random_state,
-            batch_size,
-            folds,
-            fold,
+            target=target,
+            features=features,
+            missing=missing,
+            scale_target=scale_target,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            random_state=random_state,
+            batch_size=batch_size,
+            folds=folds,
+            fold=fold,
         )
+        self.path = Path(path).expanduser()
+
+    def read(self) -> tuple[pd.DataFrame, str]:
+        return _read_csv(self.path), str(self.path)
 
 
 def _read_csv(file: Path) -> pd.DataFrame:

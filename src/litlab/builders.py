@@ -1,0 +1,130 @@
+"""Objects from a checked config: the data, the LightningModule around its network, and
+the Trainer with its logger and callbacks. The recipe (train.py), eval and predict all
+build through these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
+from omegaconf import OmegaConf
+
+from litlab.callbacks import GracefulStop, RandomState, StoreConfig
+from litlab.check import SCHEDULER_OPTIONS
+from litlab.checkpoints import AtomicCheckpointIO
+from litlab.config import Composed, ConfigError, instantiate
+from litlab.data.base import TensorDataModule
+from litlab.optim import OptimizerFactory, SchedulerFactory
+
+
+def build_node(composed: Composed, path: str, **injected: Any) -> Any:
+    """`instantiate` a node; an error its class raises about its arguments names the node."""
+    node = OmegaConf.select(composed.cfg, path)
+    try:
+        return instantiate(node, **injected)
+    except (ValueError, TypeError, MisconfigurationException) as exc:
+        raise ConfigError([f"{path} ({composed.source(path)}, {node._target_}): {exc}"]) from None
+
+
+def build_data(composed: Composed, fold: int | None = None) -> TensorDataModule:
+    """The data module, split and encoded now (`fold` of a cross-validation), so a table
+    that cannot be used stops the run before any folder is made."""
+    datamodule = build_node(composed, "data", **({} if fold is None else {"fold": fold}))
+    try:
+        datamodule.setup("fit")  # Lightning's own call later finds it done
+    except ValueError as exc:
+        raise ConfigError([f"data ({composed.source('data')}): {exc}"]) from None
+    return datamodule
+
+
+def optimizer_factories(
+    composed: Composed,
+) -> tuple[OptimizerFactory, SchedulerFactory | None, dict[str, Any]]:
+    """The optimiser and scheduler as partials, and the options that tell Lightning when
+    to step the scheduler (interval, frequency, monitor)."""
+    optimizer = build_node(composed, "optimizer")
+    node = composed.cfg.get("scheduler")
+    if node is None:
+        return optimizer, None, {}
+    options = OmegaConf.to_container(node.get(SCHEDULER_OPTIONS) or OmegaConf.create())
+    schedule = OmegaConf.masked_copy(node, [k for k in node if k != SCHEDULER_OPTIONS])
+    try:
+        scheduler = instantiate(schedule)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError([f"scheduler ({composed.source('scheduler')}): {exc}"]) from None
+    return optimizer, scheduler, options
+
+
+def build_module(composed: Composed, datamodule: TensorDataModule) -> L.LightningModule:
+    """The network, sized by the data, inside the LightningModule that trains it."""
+    net = build_node(
+        composed, "model", in_features=datamodule.num_features, out_features=datamodule.num_outputs
+    )
+    optimizer, scheduler, options = optimizer_factories(composed)
+    module = build_node(
+        composed,
+        "module",
+        net=net,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scheduler_options=options,
+        **datamodule.module_kwargs(),
+    )
+    if module.task != datamodule.task:
+        raise ConfigError(
+            [
+                f"module ({composed.source('module')}): {type(module).__name__} is for "
+                f"{module.task} tasks, but {type(datamodule).__name__} is {datamodule.task}"
+            ]
+        )
+    return module
+
+
+def build_trainer(composed: Composed, run_dir: Path, fold: int | None = None) -> L.Trainer:
+    """The Trainer with its logger and callbacks, all writing inside `run_dir`; every
+    checkpoint also carries the config (for eval and predict) and the random state (for
+    an exact resume), and is written atomically. A signal stops it after a saved step."""
+    cfg = composed.cfg
+    # name="" and version="" put the events straight into the run folder, and with them
+    # Lightning's checkpoint callback picks <run_dir>/checkpoints.
+    logger = (
+        build_node(composed, "logger", save_dir=run_dir, name="", version="")
+        if cfg.logger
+        else False
+    )
+    callbacks = _callbacks(composed, has_logger=bool(logger))
+    # Without one of these callbacks, Lightning would add its own default one.
+    defaults = {"enable_checkpointing": ModelCheckpoint, "enable_progress_bar": ProgressBar}
+    injected = {
+        flag: any(isinstance(c, kind) for c in callbacks)
+        for flag, kind in defaults.items()
+        if flag not in cfg.trainer
+    }
+    callbacks += [
+        StoreConfig(OmegaConf.to_container(cfg), composed.choices, fold),
+        RandomState(),
+        GracefulStop(run_dir),
+    ]
+    return build_node(
+        composed,
+        "trainer",
+        logger=logger,
+        callbacks=callbacks,
+        default_root_dir=run_dir,
+        plugins=[AtomicCheckpointIO()],
+        **injected,
+    )
+
+
+def _callbacks(composed: Composed, has_logger: bool) -> list[L.Callback]:
+    """The configured callbacks; one set to null (callbacks.lr_monitor=null) is off. With
+    no logger the learning rate has nowhere to go (Lightning would refuse to start)."""
+    callbacks = [
+        build_node(composed, f"callbacks.{name}")
+        for name, node in (composed.cfg.callbacks or {}).items()
+        if node
+    ]
+    return [c for c in callbacks if has_logger or not isinstance(c, LearningRateMonitor)]

@@ -1,0 +1,190 @@
+"""The pre-flight check: every error of a composed config at once, before any folder is
+made, and once per command.
+
+First what needs no import of torch: each top-level key, and each key and type of every
+node that builds an object, against the signature of its class (from the cache in
+signatures.py), and the value rules below. Then, with torch, what only building tells:
+the optimiser and the schedule on a stand-in parameter (a milestone list that is not
+sorted, a warm-up longer than the run), and whether the machine has the chosen device.
+Errors a data set or a network raise about their own arguments come when the recipe
+builds them, before any folder, each naming its node (builders.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from litlab.config import GLOBAL_GROUPS, Composed, RunConfig, groups
+from litlab.errors import ConfigError
+from litlab.signatures import Spec, accepts, signature, spec, type_name
+
+# A scheduler node's `lightning` sub-node is the rest of Lightning's lr_scheduler dict
+# (interval, frequency, monitor): when Lightning steps the scheduler, not its arguments.
+SCHEDULER_OPTIONS = "lightning"
+SCHEDULER_OPTIONS_CLASS = "lightning.pytorch.utilities.types.LRSchedulerConfig"
+DIRECTIVES = ("_target_", "_partial_")  # keys of a node that instantiate reads itself
+# What the recipe builds in every run; the other groups may be null (switched off).
+REQUIRED = ("data", "model", "module", "optimizer", "trainer")
+
+
+def check(composed: Composed, build: bool = True) -> Composed:
+    """Raise one ConfigError listing every problem of `composed`; with `build`, also
+    build the optimiser and schedule and look for the device (this imports torch)."""
+    if composed.checked:
+        return composed
+    errors = key_errors(composed)
+    if not errors and build:
+        errors = built_errors(composed)
+    if errors:
+        raise ConfigError(errors)
+    composed.checked = build
+    return composed
+
+
+def key_errors(composed: Composed) -> list[str]:
+    """Unknown keys, wrong types and values out of range, read from the config alone."""
+    cfg, errors = composed.cfg, []
+    expected = {f.name for f in dataclasses.fields(RunConfig)} | set(groups()) - set(GLOBAL_GROUPS)
+    for key in cfg:
+        if key not in expected:
+            errors.append(_unknown(composed, str(key), expected))
+    for group in REQUIRED:
+        if cfg.get(group) is None:
+            errors.append(f"{group} ({composed.source(group)}): missing; every run needs one")
+    for name, annotation in typing.get_type_hints(RunConfig).items():
+        if name in cfg:
+            errors += _check_value(composed, name, cfg[name], spec(annotation))
+    nodes, shape_errors = target_nodes(composed)
+    errors += shape_errors
+    for path, node in nodes.items():
+        errors += _check_node(composed, path, node)
+    return errors + _value_errors(composed)
+
+
+def target_nodes(composed: Composed) -> tuple[dict[str, DictConfig], list[str]]:
+    """Every node that builds an object, by dotted path, found by its shape: a group's
+    node with a `_target_`, or a mapping of such nodes (callbacks). A group added to
+    configs/ is checked the same way, with no list to keep here."""
+    cfg, nodes, errors = composed.cfg, {}, []
+    for group in groups():
+        node = cfg.get(group)
+        if group in GLOBAL_GROUPS or node is None:
+            continue
+        if isinstance(node, DictConfig) and "_target_" not in node:
+            children = {f"{group}.{name}": child for name, child in node.items() if child}
+        else:
+            children = {group: node}
+        for path, child in children.items():
+            if isinstance(child, DictConfig) and isinstance(child.get("_target_"), str):
+                nodes[path] = child
+            else:
+                where = composed.source(path)
+                errors.append(f"{path} ({where}): needs a _target_ naming the class to build")
+    return nodes, errors
+
+
+def _check_node(
+    composed: Composed, path: str, node: DictConfig, target: str | None = None
+) -> list[str]:
+    target = target or node._target_
+    try:
+        found = signature(target)
+    except ConfigError as exc:
+        return [f"{path}._target_ ({composed.source(path + '._target_')}): {exc}"]
+    errors = []
+    for key, value in node.items():
+        key = str(key)
+        if key == "_partial_":
+            errors += _check_value(composed, f"{path}.{key}", value, "bool")
+        elif key == SCHEDULER_OPTIONS and path == "scheduler" and isinstance(value, DictConfig):
+            errors += _check_node(composed, f"{path}.{key}", value, SCHEDULER_OPTIONS_CLASS)
+        elif key in DIRECTIVES:
+            continue
+        elif key not in found.params:
+            if not found.takes_any:
+                errors.append(_unknown(composed, f"{path}.{key}", found.params, target))
+        else:
+            errors += _check_value(composed, f"{path}.{key}", value, found.params[key])
+    return errors
+
+
+def _value_errors(composed: Composed) -> list[str]:
+    """Values of the right type that no class would take."""
+    lr = OmegaConf.select(composed.cfg, "optimizer.lr")
+    if isinstance(lr, int | float) and not isinstance(lr, bool) and lr < 0:
+        where = composed.source("optimizer.lr")
+        return [f"optimizer.lr={lr} ({where}): must be >= 0 (the size of each step)"]
+    return []
+
+
+def _check_value(composed: Composed, key: str, value: Any, expected: Spec) -> list[str]:
+    plain = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    if accepts(plain, expected):
+        return []
+    return [
+        f"{key}={plain!r} ({composed.source(key)}): expected {type_name(expected)}, "
+        f"got {type(plain).__name__}"
+    ]
+
+
+def _unknown(composed: Composed, key: str, allowed: Any, target: str | None = None) -> str:
+    parent, _, name = key.rpartition(".")
+    close = difflib.get_close_matches(name, [str(a) for a in allowed], n=1)
+    hint = f"; did you mean {(parent + '.' if parent else '') + close[0]}?" if close else ""
+    owner = f" of {target}" if target else ""
+    return f"{key} ({composed.source(key)}): unknown key{owner}{hint}"
+
+
+def built_errors(composed: Composed) -> list[str]:
+    """What only building tells: the optimiser and schedule on a stand-in parameter, and
+    the device and precision against this machine."""
+    import torch  # here, not above: the key check answers without it
+
+    from litlab.builders import optimizer_factories
+
+    errors: list[str] = []
+    try:
+        optimizer, scheduler, _ = optimizer_factories(composed)
+        stand_in = [torch.zeros(1, requires_grad=True)]
+        opt = _attempt(errors, composed, "optimizer", optimizer, stand_in)
+        if opt is not None and scheduler is not None:
+            _attempt(errors, composed, "scheduler", scheduler, opt)
+    except ConfigError as exc:
+        errors += exc.errors
+    errors += placement_errors(composed, torch.cuda.is_available())
+    return errors
+
+
+def _attempt(errors: list[str], composed: Composed, path: str, make: Any, *args: Any) -> Any:
+    try:
+        return make(*args)
+    except (ValueError, TypeError) as exc:
+        node = OmegaConf.select(composed.cfg, path)
+        errors.append(f"{path} ({composed.source(path)}, {node._target_}): {exc}")
+        return None
+
+
+def placement_errors(composed: Composed, has_gpu: bool) -> list[str]:
+    """A GPU that is not there, and a precision the CPU cannot run (Lightning would stop
+    deep inside, or quietly switch 16-mixed to bf16-mixed)."""
+    trainer = composed.cfg.trainer
+    accelerator, precision = str(trainer.get("accelerator", "auto")), str(trainer.get("precision"))
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and has_gpu)
+    if accelerator in ("gpu", "cuda") and not has_gpu:
+        where = composed.source("trainer.accelerator")
+        return [
+            f"trainer.accelerator={accelerator} ({where}): this machine has no GPU that torch "
+            "can use; use trainer=default (the CPU)"
+        ]
+    if precision in ("16-mixed", "16") and not on_gpu:
+        where = composed.source("trainer.precision")
+        return [
+            f"trainer.precision={precision} ({where}): float16 mixed precision needs a GPU; "
+            "on the CPU use bf16-mixed or 32-true"
+        ]
+    return []

@@ -1,0 +1,102 @@
+"""Run folders: which process writes them, how one is claimed, and the status file
+(`metrics.json`) that says how a run ended."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+from litlab.checkpoints import write_atomically
+from litlab.config import Composed
+
+RUN_DIR_VARIABLE = "LITLAB_RUN_DIR"  # rank 0's run folder, for the processes DDP starts
+
+
+def is_rank_zero() -> bool:
+    """Whether this is the process that writes the run, by what the launcher put in the
+    environment: torchrun and SLURM give every process its global RANK / SLURM_PROCID,
+    Lightning's launcher starts the other processes of a machine with LOCAL_RANK, and
+    the other machines have NODE_RANK (or torchrun's GROUP_RANK) > 0."""
+    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0")))
+    return rank_zero_only.rank == 0 and node == 0
+
+
+def run_root(composed: Composed) -> Path:
+    """<runs_dir>/<name>, the name defaulting to the data option (circles, diabetes, csv)."""
+    cfg = composed.cfg
+    return Path(cfg.runs_dir).expanduser() / (cfg.name or composed.choices["data"])
+
+
+def open_run_dir(composed: Composed, run_dir: Path | None) -> Path:
+    """The run's folder: `run_dir` (made if missing: a fold of a cross-validation) or a
+    new timestamped one. Rank 0 creates it and tells the processes Lightning starts for
+    DDP; other ranks only name it (Lightning sends them rank 0's checkpoint folder)."""
+    if not is_rank_zero():
+        return Path(os.environ.get(RUN_DIR_VARIABLE) or run_root(composed) / "not-rank-zero")
+    if run_dir is None:
+        run_dir = claim_run_dir(run_root(composed))
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[RUN_DIR_VARIABLE] = str(run_dir)  # inherited by the processes DDP starts
+    return run_dir
+
+
+def claim_run_dir(parent: Path) -> Path:
+    """Create `<parent>/<YYYY-MM-DD_HH-MM-SS>`; runs started in the same second get `_1`, `_2`...
+
+    `mkdir` without `exist_ok` is atomic, so two processes never get the same folder.
+    """
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1000):
+        run_dir = parent / (stamp if attempt == 0 else f"{stamp}_{attempt}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"{parent}: 1000 runs started in the same second")
+
+
+def remove_empty(run_dir: Path, runs_dir: Path) -> None:
+    """Remove a run folder that nothing was written to, and its parents up to `runs_dir`
+    while they are empty (claiming the folder may have made them)."""
+    if not is_rank_zero():
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for parent in run_dir.parents:
+        if not parent.is_relative_to(runs_dir):
+            return
+        try:
+            parent.rmdir()
+        except OSError:  # not empty
+            return
+
+
+def write_json(path: Path, values: dict[str, Any]) -> None:
+    """`values` as indented JSON, written atomically, by rank 0 only."""
+    if is_rank_zero():
+        text = json.dumps(values, indent=2) + "\n"
+        write_atomically(path, lambda file: file.write(text.encode()))
+
+
+def write_status(run_dir: Path, status: str, **details: Any) -> None:
+    """metrics.json: how the run ended (`finished`, `interrupted`, `diverged`, `failed`),
+    then its metrics or the reason, and the checkpoint to go on from."""
+    if status != "finished" and (run_dir / "checkpoints" / "last.ckpt").exists():
+        details["last_good_checkpoint"] = "checkpoints/last.ckpt"
+    write_json(run_dir / "metrics.json", {"status": status, **details})
+
+
+def read_status(run_dir: Path) -> str | None:
+    """How the run in `run_dir` ended, by its metrics.json; None if it never said."""
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
