@@ -1,5 +1,5 @@
-"""What `validate` needs to know of each class a config builds: its keyword parameters
-and the types they accept, as plain data.
+"""What the pre-flight check (check.py) needs to know of each class a config builds:
+its keyword parameters and the types they accept, as plain data.
 
 Reading them means importing the class, and the classes live in torch and Lightning
 (about 3 s to import). So they are kept in a cache beside the package's bytecode, and a
