@@ -25,6 +25,7 @@ def last_weights(run_dir) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_where_the_uninterrupted_one_does(make_config, tmp_path):
     straight_dir, straight = run(make_config(*WORDS, "trainer.max_epochs=20"))
     first_dir, _ = run(make_config(*WORDS, "trainer.max_epochs=10"))
@@ -70,6 +71,7 @@ def test_random_state_travels_in_the_checkpoint(make_config):
     assert torch.equal(torch.rand(3), expected)
 
 
+@pytest.mark.slow
 def test_a_fold_of_a_cross_validation_resumes_on_its_own_split(make_config):
     short = ("data.folds=3", "trainer.check_val_every_n_epoch=5")
     straight_parent, _ = run(make_config(*short, "trainer.max_epochs=20"))

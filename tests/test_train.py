@@ -63,6 +63,7 @@ def test_test_metrics_are_those_of_the_best_checkpoint(make_config):
     assert metrics["test/loss"] == pytest.approx(loss, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_bit_for_bit(make_config):
     first = train(make_config(*SHORT, "seed=3"))[1]
     second = train(make_config(*SHORT, "seed=3"))[1]
