@@ -19,6 +19,8 @@ from litlab.config import Composed, ConfigError, instantiate
 from litlab.data.base import TensorDataModule
 from litlab.optim import OptimizerFactory, SchedulerFactory
 
+AUTO_MODULE = "litlab.module.auto"  # configs/module/auto.yaml
+
 
 def build_node(composed: Composed, path: str, **injected: Any) -> Any:
     """`instantiate` a node; an error its class raises about its arguments names the node."""
@@ -29,12 +31,17 @@ def build_node(composed: Composed, path: str, **injected: Any) -> Any:
         raise ConfigError([f"{path} ({composed.source(path)}, {node._target_}): {exc}"]) from None
 
 
-def build_data(composed: Composed, fold: int | None = None) -> TensorDataModule:
+def build_data(
+    composed: Composed, fold: int | None = None, stored: dict[str, Any] | None = None
+) -> TensorDataModule:
     """The data module, split and encoded now (`fold` of a cross-validation), so a table
-    that cannot be used stops the run before any folder is made."""
+    that cannot be used stops the run before any folder is made; given the `stored`
+    state of a checkpoint's data, a table that is not that one is refused."""
     datamodule = build_node(composed, "data", **({} if fold is None else {"fold": fold}))
     try:
         datamodule.setup("fit")  # Lightning's own call later finds it done
+        if stored is not None:
+            datamodule.verify(stored)
     except ValueError as exc:
         raise ConfigError([f"data ({composed.source('data')}): {exc}"]) from None
     return datamodule
@@ -59,7 +66,16 @@ def optimizer_factories(
 
 
 def build_module(composed: Composed, datamodule: TensorDataModule) -> L.LightningModule:
-    """The network, sized by the data, inside the LightningModule that trains it."""
+    """The network, sized by the data, inside the LightningModule that trains it. With
+    module=auto, the LightningModule is the one the data names for its task: the config
+    (and so the checkpoint) then records that one."""
+    if composed.cfg.module.get("_target_") == AUTO_MODULE:
+        if datamodule.module_target is None:
+            raise ConfigError(
+                [f"module=auto ({composed.source('module')}): {type(datamodule).__name__} "
+                 "names no module for its task; pick module=classifier or module=regressor"]
+            )
+        composed.cfg.module._target_ = datamodule.module_target
     net = build_node(
         composed, "model", in_features=datamodule.num_features, out_features=datamodule.num_outputs
     )

@@ -83,8 +83,14 @@ def _predict(checkpoint: str, input_csv: str, output_csv: str) -> int:
 
     predictor = Predictor.from_checkpoint(checkpoint)
     frame = predictor.read(input_csv)
-    predictor.predict(frame).to_csv(output_csv, index=False)
-    print(f"{len(frame)} predictions written to {output_csv}")
+    out = predictor.predict(frame)
+    out.to_csv(output_csv, index=False)
+    for note in predictor.notes:
+        print(note)
+    refused = int((out["problem"] != "").sum())
+    print(f"{len(frame) - refused} predictions written to {output_csv}")
+    if refused:
+        print(f"{refused} rows not predicted: the problem column says why")
     return 0
 
 

@@ -235,6 +235,12 @@ class ClassifierModule(_Supervised):
         return pictures
 
 
+def auto(**_: Any) -> NoReturn:
+    """`module=auto`: a stand-in that `build_module` replaces with the module the data
+    names for its task (`datamodule.module_target`); never called itself."""
+    raise TypeError("module=auto is resolved by litlab.builders.build_module, not built")
+
+
 LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
 
 

@@ -24,11 +24,18 @@ def _composed(checkpoint: dict[str, Any]) -> Composed:
     return Composed(OmegaConf.create(stored["config"]), {}, stored["choices"])
 
 
+def _data_state(checkpoint: dict[str, Any], composed: Composed) -> dict[str, Any] | None:
+    """What the data module saved in the checkpoint (Lightning files it by class name)."""
+    name = str(composed.cfg.data._target_).rpartition(".")[2]
+    return checkpoint.get(name) or None
+
+
 def evaluate_checkpoint(path: str | Path) -> dict[str, float]:
     """Test metrics of the checkpoint on the test split of the data it was trained on."""
     checkpoint = load_checkpoint(path)
     composed = _composed(checkpoint)
-    datamodule = build_data(composed, checkpoint[KEY]["fold"])
+    stored = _data_state(checkpoint, composed)
+    datamodule = build_data(composed, checkpoint[KEY]["fold"], stored)
     module = build_module(composed, datamodule)
     module.load_state_dict(checkpoint["state_dict"])
     trainer = L.Trainer(
@@ -50,6 +57,7 @@ class Predictor:
 
     def __init__(self, module: L.LightningModule, datamodule: TensorDataModule):
         self.module, self.datamodule = module.eval(), datamodule
+        self.notes: list[str] = []  # what the last predict ignored or filled in
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> Predictor:
@@ -58,7 +66,7 @@ class Predictor:
         checkpoint = load_checkpoint(path)
         composed = _composed(checkpoint)
         datamodule = build_node(composed, "data")
-        state = checkpoint.get(type(datamodule).__qualname__)
+        state = _data_state(checkpoint, composed)
         if state:
             datamodule.load_state_dict(state)
         module = build_module(composed, datamodule)
@@ -74,30 +82,37 @@ class Predictor:
         """Rows to predict from a file, as the data module reads them (a CSV, a PNG)."""
         try:
             return self.datamodule.read_rows(Path(path))
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            # EmptyDataError and a table's own refusals are ValueErrors too
             raise ConfigError([f"{path}: cannot be read as a CSV table ({exc})"]) from None
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """`frame` with the module's prediction columns: `prediction`, and for classes
-        the `probability` of class 1 (two classes) or of the predicted class (more)."""
-        self._check_columns(frame)
+        """`frame` with the module's prediction columns (`prediction`, and for classes
+        the `probability` of the second class (two) or of the predicted class (more)),
+        and `problem`: why a row was not predicted, '' for the rows that were. Columns
+        the network does not use are kept and ignored; `notes` says what was."""
+        self.notes = self._check_columns(frame)
+        problems, filled = self.datamodule.check_rows(frame)
+        self.notes += filled
+        ok = (problems == "").to_numpy()
         out = frame.copy()
-        for name, values in self.module.prediction_columns(self.datamodule.inputs(frame)).items():
-            out[name] = values
+        if ok.any():
+            columns = self.module.prediction_columns(self.datamodule.inputs(frame[ok]))
+            for name, values in self.datamodule.decode(columns).items():
+                column = pd.Series(values, index=frame.index[ok]).reindex(frame.index)
+                out[name] = column.astype("Int64") if values.dtype.kind in "iu" else column
+        out["problem"] = problems
         return out
 
-    def _check_columns(self, frame: pd.DataFrame) -> None:
+    def _check_columns(self, frame: pd.DataFrame) -> list[str]:
+        """Refuse rows without the network's columns; name the columns it ignores."""
         missing = [c for c in self.columns if c not in frame.columns]
-        target = getattr(self.datamodule, "target", None)
-        extra = [c for c in frame.columns if c not in self.columns and c != target]
-        if missing or extra:
-            problems = [
-                f"missing {', '.join(missing)}" if missing else "",
-                f"unknown {', '.join(extra)}" if extra else "",
-            ]
+        if missing:
             raise ConfigError(
                 [
-                    f"input columns: {'; '.join(p for p in problems if p)}; "
+                    f"input columns: missing {', '.join(map(str, missing))}; "
                     f"the network was trained on: {', '.join(self.columns)}"
                 ]
             )
+        extra = [str(c) for c in frame.columns if c not in self.columns]
+        return [f"ignored columns the network does not use: {', '.join(extra)}"] if extra else []

@@ -91,6 +91,7 @@ def train(
     folder (`run_dir`, or a new one); return the folder and the metrics."""
     job = prepare(composed, fold, run_dir)
     trainer, module, datamodule = job.trainer, job.module, job.datamodule
+    datamodule.report(job.dir)  # what the data became: printed, and saved in the folder
     if checkpoint is None:
         dashboard.log_start(trainer, composed, datamodule)
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
@@ -15,6 +16,20 @@ from torch import Tensor
 from typing_extensions import override
 
 from litlab.data.batches import TensorBatches
+
+# A raw input past this size is a unit mistake or an overflow (1e308): refused by predict.
+FAR_VALUE = 1e6
+
+
+def short_row_problems(frame: pd.DataFrame) -> pd.Series:
+    """'' for each row, or 'short row' for one the file gave fewer values than its header
+    (read_rows marks them in frame.attrs): pandas fills their gaps as missing values."""
+    problems = pd.Series("", index=frame.index, dtype=object)
+    width = frame.shape[1]
+    for position, fields in frame.attrs.get("short_rows", {}).items():
+        if position < len(frame):
+            problems.iloc[position] = f"short row: {fields} of {width} values"
+    return problems
 
 
 class TensorDataModule(L.LightningDataModule):
@@ -63,9 +78,39 @@ class TensorDataModule(L.LightningDataModule):
         """Model inputs for the raw rows of `frame` (its `input_columns`)."""
         raise NotImplementedError
 
+    module_target: str | None = None  # the LightningModule that fits it (module=auto)
+
     def read_rows(self, path: Path) -> pd.DataFrame:
-        """New rows to predict, from a file: a CSV table."""
-        return pd.read_csv(path)
+        """New rows to predict, from a file: a CSV table (short rows marked)."""
+        from litlab.data.columns import short_rows
+
+        frame = pd.read_csv(path)
+        frame.attrs["short_rows"] = short_rows(path, ",")
+        return frame
+
+    def check_rows(self, frame: pd.DataFrame) -> tuple[pd.Series, list[str]]:
+        """Why each row of `frame` cannot be predicted ('' when it can), and notes on
+        what was filled in to predict the others. Here every input is a number: text,
+        a missing value, infinity or a value past FAR_VALUE is refused."""
+        problems = short_row_problems(frame)
+        for column in self.input_columns:
+            values = frame[column]
+            numbers = pd.to_numeric(values, errors="coerce")
+            bad = ~(numbers.abs() <= FAR_VALUE)
+            why = values.map(lambda v, c=column: f"{c}={v} is not a finite number")
+            problems = problems.where(~bad, problems.where(problems == "", problems + "; ") + why)
+        return problems, []
+
+    def decode(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Prediction columns as the data names them (class indices as class names)."""
+        return columns
+
+    def verify(self, state: dict[str, Any]) -> None:
+        """Raise a ValueError if this is not the data the checkpoint's `state` came from."""
+
+    def report(self, run_dir: Path) -> None:
+        """Say what the data became, at the start of a run; nothing unless it has more to
+        say than its config."""
 
     def baselines(self) -> dict[str, float]:
         """Test metrics of scikit-learn models on the same split, as

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,9 +14,33 @@ from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from typing_extensions import override
 
-from litlab.baselines import fit_and_score, regression_scores, regressors
-from litlab.data.base import TensorDataModule
+from litlab.baselines import (
+    binary_scores,
+    classifiers,
+    fit_and_score,
+    multiclass_scores,
+    regression_scores,
+    regressors,
+)
+from litlab.data.base import TensorDataModule, short_row_problems
+from litlab.data.columns import (
+    class_names,
+    fingerprint,
+    infer_task,
+    label_text,
+    parse_numbers,
+    prepare_columns,
+    read_table,
+    short_rows,
+    sniff_delimiter,
+)
 from litlab.data.split import check_split, split_rows
+from litlab.rundirs import is_rank_zero
+
+TASKS = ("auto", "binary", "multiclass", "regression")
+# predict refuses a value this many training standard deviations from the training mean
+# (1e308, a unit mistake): the network's answer there is an extrapolation of nothing.
+FAR = 100
 
 
 class TableEncoder:
@@ -85,17 +110,17 @@ def _as_text(frame: pd.DataFrame) -> np.ndarray:
 
 
 class TableDataModule(TensorDataModule):
-    """Regression on a table: `features` predict the numeric `target`.
+    """Classification or regression on a table: `features` predict `target`.
 
     The table is read in `setup` (by the subclass's `read`), so a module rebuilt from a
     checkpoint's config for predictions needs no file: `load_state_dict` gives it the
-    encoding learned from the training rows. Rows with a missing target are dropped;
-    rows with other missing values are dropped (`missing="drop"`) or filled from the
-    training rows (`missing="impute"`). With `scale_target`, the network learns the
-    standardised target, and the module reports its metrics in the target's own units.
+    encoding learned from the training rows, the task and its class names. Columns that
+    cannot carry signal are dropped (columns.py says which and why), rows with a missing
+    target too; rows with other missing values are dropped (`missing="drop"`) or filled
+    from the training rows (`missing="impute"`). Classes are split stratified. With
+    `scale_target`, a regression network learns the standardised target, and the module
+    reports its metrics in the target's own units.
     """
-
-    task = "regression"
 
     def __init__(
         self,
@@ -110,16 +135,27 @@ class TableDataModule(TensorDataModule):
         batch_size: int | None,
         folds: int | None,
         fold: int,
+        task: Literal["auto", "binary", "multiclass", "regression"] = "regression",
+        keep: list[str] | None = None,
+        max_levels: int = 50,
     ):
         super().__init__(batch_size, seed=random_state)
         if missing not in ("drop", "impute"):
             raise ValueError(f"missing={missing!r}: must be 'drop' or 'impute'")
+        if task not in TASKS:
+            raise ValueError(f"task={task!r}: must be one of {', '.join(TASKS)}")
         self.target, self.features, self.missing = target, features, missing
-        self.scale_target = scale_target
+        self.scale_target, self.keep, self.max_levels = scale_target, list(keep or []), max_levels
         self.split = dict(val_fraction=val_fraction, test_fraction=test_fraction, seed=random_state)
         self.folds, self.fold = folds, fold
+        self.task, self.asked_task = task, task
         self.encoder: TableEncoder | None = None
         self.target_mean, self.target_std = 0.0, 1.0
+        self.classes: list[str] = []  # class names, in the order of the network's outputs
+        self.fingerprint = ""  # of the rows used: eval refuses a table that changed
+        self.decimal = "."  # the file's decimal mark (a comma with semicolons)
+        self.lines: list[str] = []  # what the run's report says of the task and the rows
+        self.column_report: list[dict[str, str]] = []  # what each column became, and why
 
     def read(self) -> tuple[pd.DataFrame, str]:
         """The whole table, and where it came from (for messages)."""
@@ -130,43 +166,171 @@ class TableDataModule(TensorDataModule):
         return len(self.encoder.columns)
 
     @property
-    def input_columns(self) -> list[str]:
+    def num_outputs(self) -> int:  # type: ignore[override]
+        return len(self.classes) if self.task == "multiclass" else 1
+
+    @property
+    def input_columns(self) -> list[str]:  # type: ignore[override]
         return [*self.encoder.numeric, *self.encoder.categorical]
+
+    @property
+    def module_target(self) -> str:
+        """The LightningModule that fits this table's task (what module=auto builds)."""
+        name = "RegressorModule" if self.task == "regression" else "ClassifierModule"
+        return f"litlab.module.{name}"
 
     @override
     def setup(self, stage: str | None = None) -> None:
         if self.train:
             return
-        frame, source = self.read()
-        frame = _select(frame, source, self.target, self.features, self.missing)
-        check_split(len(frame), self.split["val_fraction"], self.split["test_fraction"], self.folds)
-        parts = split_rows(len(frame), **self.split, folds=self.folds, fold=self.fold)
-        rows = [frame.iloc[part] for part in parts]
-        features = frame.columns.drop(self.target)
-        self.encoder = TableEncoder.fit(rows[0][features])
-        if self.scale_target:
-            y = rows[0][self.target].to_numpy(dtype=float)
-            self.target_mean, self.target_std = float(y.mean()), float(y.std()) or 1.0
-        self.train, self.val, self.test = (
-            self._tensors(part[features], part[self.target]) for part in rows
+        raw, source = self.read()
+        frame = _select(raw, source, self.target, self.features)
+        self.task, why = infer_task(frame[self.target], self.target, self.asked_task, source)
+        y = self._labels(frame[self.target])
+        no_target = int(y.isna().sum())
+        frame, y = frame[y.notna()], y[y.notna()]
+        classes = len(self.classes) or 1
+        check_split(len(frame), *self.split_fractions, self.folds, classes=classes)
+        features, self.column_report = prepare_columns(
+            frame.drop(columns=self.target), self.decimal, self.keep, self.max_levels
         )
+        if features.shape[1] == 0:
+            raise ValueError(f"no usable feature in {source}: {_dropped(self.column_report)}")
+        self.lines = [f"task: {self.task} ({why})", f"rows: {len(raw)} read from {source}"]
+        if no_target:
+            self.lines.append(f"rows: dropped {no_target} with no {self.target} value")
+        features, y = self._missing(features, y)
+        if self.classes:
+            self.lines.insert(1, "classes: " + _balance(y, self.classes))
+        self.fingerprint = fingerprint(features.assign(**{f"{self.target} (target)": y}))
+        strata = y.to_numpy() if self.classes else None
+        parts = split_rows(len(y), **self.split, labels=strata, folds=self.folds, fold=self.fold)
+        rows = [(features.iloc[part], y.iloc[part]) for part in parts]
+        self.encoder = TableEncoder.fit(rows[0][0])
+        if self.scale_target and not self.classes:
+            train_y = rows[0][1].to_numpy(dtype=float)
+            self.target_mean, self.target_std = float(train_y.mean()), float(train_y.std()) or 1.0
+        self.train, self.val, self.test = (self._tensors(x, y) for x, y in rows)
+
+    @property
+    def split_fractions(self) -> tuple[float, float]:
+        return self.split["val_fraction"], self.split["test_fraction"]
+
+    def _labels(self, target: pd.Series) -> pd.Series:
+        """The target as numbers: class indices (setting `classes`), or its values."""
+        if self.task == "regression":
+            self.classes = []
+            return pd.to_numeric(target, errors="coerce")
+        self.classes = class_names(target)
+        index = {name: i for i, name in enumerate(self.classes)}
+        return label_text(target).map(index).astype(float)
+
+    def _missing(self, features: pd.DataFrame, y: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
+        """Rows with a missing feature dropped, or kept for the encoder to fill; said."""
+        gaps = features.isna()
+        counts = ", ".join(f"{c} {n}" for c, n in gaps.sum().items() if n)
+        incomplete = gaps.any(axis=1)
+        n = int(incomplete.sum())
+        if n and self.missing == "drop":
+            self.lines.append(
+                f"rows: dropped {n} of {len(y)} ({n / len(y):.0%}) with a missing value "
+                f"({counts}); data.missing=impute keeps them"
+            )
+            return features[~incomplete], y[~incomplete]
+        if n:
+            self.lines.append(
+                f"rows: filled {int(gaps.to_numpy().sum())} missing values in {n} rows "
+                f"from the training rows (median / most frequent): {counts}"
+            )
+        return features, y
 
     def _tensors(self, x: pd.DataFrame, y: pd.Series) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.task == "multiclass":
+            return self.inputs(x), torch.tensor(y.to_numpy(dtype=np.int64))
         target = (y.to_numpy(dtype=float) - self.target_mean) / self.target_std
         return self.inputs(x), torch.tensor(target, dtype=torch.float32).reshape(-1, 1)
 
     def inputs(self, frame: pd.DataFrame) -> torch.Tensor:
-        return torch.from_numpy(self.encoder.transform(frame))
+        return torch.from_numpy(self.encoder.transform(self._numbers(frame)))
 
-    def module_kwargs(self) -> dict[str, float]:
-        """What the regressor needs to report in the target's units."""
+    def _numbers(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """New rows' numeric columns read as the training file's were (dates, "1,175")."""
+        numbers = {c: parse_numbers(frame[c], self.decimal) for c in self.encoder.numeric}
+        return frame.assign(**numbers)
+
+    def module_kwargs(self) -> dict[str, Any]:
+        """What the module needs: the number of classes, or the target's scale."""
+        if self.classes:
+            return {"num_classes": len(self.classes)}
         return {"target_mean": self.target_mean, "target_std": self.target_std}
 
     def unscale(self, y: np.ndarray) -> np.ndarray:
         return y * self.target_std + self.target_mean
 
     def baselines(self) -> dict[str, float]:
-        return fit_and_score(regressors(), self.train, self.test, regression_scores, self.unscale)
+        if not self.classes:
+            return fit_and_score(
+                regressors(), self.train, self.test, regression_scores, self.unscale
+            )
+        score = binary_scores if self.task == "binary" else multiclass_scores
+        return fit_and_score(classifiers(), self.train, self.test, score)
+
+    def report(self, run_dir: Path) -> None:
+        """Print what the task, the rows and each column became; save it in the run."""
+        if not is_rank_zero():
+            return
+        table = pd.DataFrame(self.column_report)
+        print(*self.lines, sep="\n")
+        print(table.to_string(index=False))
+        table.to_csv(run_dir / "columns.csv", index=False)
+        data = {"task": self.task, "classes": self.classes, "fingerprint": self.fingerprint}
+        (run_dir / "data.json").write_text(json.dumps(data | {"notes": self.lines}, indent=2))
+
+    def decode(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Class indices as the class names of the training table."""
+        if not self.classes or "prediction" not in columns:
+            return columns
+        names = np.asarray(self.classes, dtype=object)
+        return columns | {"prediction": names[columns["prediction"].astype(int)]}
+
+    def check_rows(self, frame: pd.DataFrame) -> tuple[pd.Series, list[str]]:
+        """Why each row cannot be predicted ('' when it can), and notes on what was
+        filled: a missing value (the training median or most frequent category), and a
+        category never seen in training (encoded as none of them)."""
+        problems, notes = short_row_problems(frame), []
+        for column, (_, mean, scale) in self.encoder.numeric.items():
+            values = frame[column]
+            numbers = parse_numbers(values, self.decimal)
+            text = numbers.isna() & values.notna()
+            far = values.notna() & ~text & ~((numbers - mean).abs() <= FAR * scale)
+            shown = values.astype(str)
+            problems = _add(problems, text, column + ": " + shown + " is not a number")
+            problems = _add(problems, far, column + "=" + shown + " is far outside training")
+            filled = int((values.isna() & (problems == "")).sum())
+            if filled:
+                notes.append(f"{column}: {filled} missing, filled with the training median")
+        for column, (_, *categories) in self.encoder.categorical.items():
+            values = frame[column]
+            unseen = values.notna() & ~values.astype(str).isin(categories)
+            if unseen.any():
+                shown = ", ".join(map(repr, values[unseen].astype(str).unique()[:3]))
+                notes.append(f"{column}: {int(unseen.sum())} never seen in training ({shown})")
+            missing = int((values.isna() & (problems == "")).sum())
+            if missing:
+                notes.append(
+                    f"{column}: {missing} missing, filled with the most frequent category"
+                )
+        return problems, notes
+
+    def verify(self, state: dict[str, Any]) -> None:
+        """Refuse a table that is not the one the checkpoint was trained on."""
+        stored = state.get("fingerprint")
+        if stored and stored != self.fingerprint:
+            raise ValueError(
+                f"the table changed since training (fingerprint {self.fingerprint}, the "
+                f"checkpoint's {stored}): its test split would differ; restore the file or "
+                "train again"
+            )
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -176,6 +340,9 @@ class TableDataModule(TensorDataModule):
             "target": self.target,
             "target_mean": self.target_mean,
             "target_std": self.target_std,
+            "task": self.task,
+            "classes": self.classes,
+            "fingerprint": self.fingerprint,
         }
 
     @override
@@ -183,12 +350,32 @@ class TableDataModule(TensorDataModule):
         self.encoder = TableEncoder(**state_dict["encoder"]) if state_dict["encoder"] else None
         self.target = state_dict["target"]
         self.target_mean, self.target_std = state_dict["target_mean"], state_dict["target_std"]
+        self.task = state_dict.get("task", "regression")
+        self.classes = list(state_dict.get("classes", []))
+        self.fingerprint = state_dict.get("fingerprint", "")
+
+
+def _add(problems: pd.Series, where: pd.Series, why: pd.Series) -> pd.Series:
+    """`why` appended to the problems of the rows `where`."""
+    joined = problems.where(problems == "", problems + "; ") + why
+    return problems.where(~where, joined)
+
+
+def _balance(y: pd.Series, classes: list[str]) -> str:
+    counts = y.value_counts().reindex(range(len(classes)), fill_value=0)
+    return ", ".join(
+        f"{name} {n} ({n / len(y):.0%})" for name, n in zip(classes, counts, strict=True)
+    )
+
+
+def _dropped(report: list[dict[str, str]]) -> str:
+    return "; ".join(f"{r['column']} {r['why']}" for r in report) or "no columns"
 
 
 def _select(
-    frame: pd.DataFrame, source: str, target: str, features: list[str] | None, missing: str
+    frame: pd.DataFrame, source: str, target: str, features: list[str] | None
 ) -> pd.DataFrame:
-    """The target and feature columns of `frame`, checked, with unusable rows dropped."""
+    """The target and feature columns of `frame`, checked."""
     columns = ", ".join(map(str, frame.columns))
     if target not in frame.columns:
         raise ValueError(
@@ -207,15 +394,7 @@ def _select(
             raise ValueError(
                 f"column {column!r} in {source} has no values: leave it out of features"
             )
-    numbers = pd.to_numeric(frame[target], errors="coerce")
-    bad = frame[target][numbers.isna() & frame[target].notna()]
-    if len(bad):
-        raise ValueError(
-            f"target={target!r} in {source} is not numeric (e.g. {bad.iloc[0]!r}): "
-            "regression needs numbers"
-        )
-    frame = frame.assign(**{target: numbers}).dropna(subset=[target])
-    return frame.dropna() if missing == "drop" else frame
+    return frame
 
 
 class DiabetesDataModule(TableDataModule):
@@ -251,14 +430,19 @@ class DiabetesDataModule(TableDataModule):
 
 
 class CsvDataModule(TableDataModule):
-    """A table from a CSV file: numeric columns are scaled, others one-hot encoded."""
+    """A table from a CSV file (its delimiter and decimal mark found, or `sep`):
+    classification or regression, as `task` says or as the target suggests."""
 
     def __init__(
         self,
         path: str,
         target: str,
         features: list[str] | None = None,
+        task: Literal["auto", "binary", "multiclass", "regression"] = "auto",
         missing: Literal["drop", "impute"] = "drop",
+        sep: str | None = None,
+        keep: list[str] | None = None,
+        max_levels: int = 50,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         random_state: int = 0,
@@ -278,22 +462,20 @@ class CsvDataModule(TableDataModule):
             batch_size=batch_size,
             folds=folds,
             fold=fold,
+            task=task,
+            keep=keep,
+            max_levels=max_levels,
         )
-        self.path = Path(path).expanduser()
+        self.path, self.sep = Path(path).expanduser(), sep
 
     def read(self) -> tuple[pd.DataFrame, str]:
-        return _read_csv(self.path), str(self.path)
+        frame, how = read_table(self.path, self.sep)
+        self.decimal = sniff_delimiter(self.path, self.sep)[1]
+        return frame, f"{self.path} ({how})"
 
-
-def _read_csv(file: Path) -> pd.DataFrame:
-    if not file.is_file():
-        raise ValueError(f"path={str(file)!r}: no such file")
-    try:
-        frame = pd.read_csv(file)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"path={str(file)!r}: the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ValueError(f"path={str(file)!r}: not a CSV table ({exc})") from None
-    if frame.empty:
-        raise ValueError(f"path={str(file)!r}: the table has a header but no rows")
-    return frame
+    def read_rows(self, path: Path) -> pd.DataFrame:
+        """New rows, read as the training file was; short rows are marked for predict."""
+        frame, _ = read_table(path, self.sep)
+        frame.attrs["short_rows"] = short_rows(path, sniff_delimiter(path, self.sep)[0])
+        self.decimal = sniff_delimiter(path, self.sep)[1]
+        return frame

@@ -1,0 +1,219 @@
+"""What a table's columns and target become before any encoding: the file's delimiter,
+numbers and dates stored as text, columns that cannot carry signal, and the task.
+
+Every decision is written down as a row of the column report, so a run says what each
+column became and why (printed at its start, saved as `columns.csv` in its folder).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+DELIMITERS = ",;\t|"
+# Integers with at most this many distinct values are read as classes when the task is
+# inferred: a grade or a stage, not a measurement. data.task=regression overrides it.
+MAX_INTEGER_CLASSES = 10
+DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2})?)?$|^\d{1,2}[/.]\d{1,2}[/.]\d{4}$")
+ID_NAME = re.compile(r"(^|_|\b)(id|ids|uuid|key|record|patient_?no|row)$|id$", re.IGNORECASE)
+
+
+def sniff_delimiter(file: Path, sep: str | None) -> tuple[str, str]:
+    """The delimiter (given, or the one of `,;\\t|` that splits the first lines alike)
+    and the decimal mark that comes with it: a comma with semicolons (European
+    spreadsheets), else a point."""
+    if sep is None:
+        with open(file, encoding="utf-8", errors="replace") as handle:
+            sample = handle.read(64_000)
+        try:
+            sep = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+        except csv.Error:
+            sep = ","
+    return sep, "," if sep == ";" else "."
+
+
+def read_table(file: Path, sep: str | None) -> tuple[pd.DataFrame, str]:
+    """The table of a CSV file, and a line saying how it was read."""
+    if not file.is_file():
+        raise ValueError(f"path={str(file)!r}: no such file")
+    sep, decimal = sniff_delimiter(file, sep)
+    try:
+        frame = pd.read_csv(file, sep=sep, decimal=decimal, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"path={str(file)!r}: the file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"path={str(file)!r}: not a CSV table ({exc})") from None
+    if frame.empty:
+        raise ValueError(f"path={str(file)!r}: the table has a header but no rows")
+    return frame, f"delimiter {sep!r}, decimal mark {decimal!r}"
+
+
+def short_rows(file: Path, sep: str) -> dict[int, int]:
+    """Data rows (0-based) with fewer fields than the header, and how many they have:
+    pandas fills them with missing values, which predict must not take as real."""
+    with open(file, newline="", encoding="utf-8", errors="replace") as handle:
+        rows = list(csv.reader(handle, delimiter=sep))
+    width = len(rows[0]) if rows else 0
+    return {i: len(r) for i, r in enumerate(rows[1:]) if r and len(r) < width}
+
+
+def as_numbers(values: pd.Series, decimal: str) -> pd.Series | None:
+    """Numbers written as text (`"1,175"`, `"1.175,5"` with a decimal comma), or None
+    when some value is not one."""
+    numbers = parse_numbers(values, decimal, dates=False)
+    present = values.notna()
+    return numbers if present.any() and numbers[present].notna().all() else None
+
+
+def parse_numbers(values: pd.Series, decimal: str, dates: bool = True) -> pd.Series:
+    """Each value as a number (thousands separators and the decimal mark read; with
+    `dates`, a date as days since 1970-01-01), NaN where it is none."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.astype(float)
+    thousands = "." if decimal == "," else ","
+    t, d = re.escape(thousands), re.escape(decimal)
+    pattern = rf"^[+-]?(\d{{1,3}}({t}\d{{3}})+|\d+)({d}\d+)?([eE][+-]?\d+)?$"
+    text = values.astype(str).str.strip()
+    plain = text.where(values.notna() & text.str.match(pattern))
+    plain = plain.str.replace(thousands, "", regex=False).str.replace(decimal, ".", regex=False)
+    numbers = pd.to_numeric(plain, errors="coerce")
+    numbers = numbers.fillna(pd.to_numeric(text.where(values.notna()), errors="coerce"))
+    if dates:
+        is_date = values.notna() & text.str.match(DATE)
+        if is_date.any():
+            numbers[is_date] = as_days(values[is_date])
+    return numbers
+
+
+def as_days(values: pd.Series) -> pd.Series | None:
+    """Dates written as text, as days since 1970-01-01; None unless every value is one."""
+    text = values.dropna().astype(str).str.strip()
+    if text.empty or not text.str.match(DATE).all():
+        return None
+    dates = pd.to_datetime(values, errors="coerce", format="mixed", dayfirst="/" not in text.iloc[0])
+    if dates[values.notna()].isna().any():
+        return None
+    return (dates - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+
+
+def looks_like_id(name: str, values: pd.Series) -> bool:
+    """Every value different and either text, named like an id, or the row numbers
+    (consecutive integers): it names a row, and says nothing a new row would share."""
+    present = values.dropna()
+    if len(present) < 2 or present.nunique() < len(present):
+        return False
+    if not pd.api.types.is_numeric_dtype(present):
+        return True
+    integers = bool((present % 1 == 0).all())
+    consecutive = integers and present.max() - present.min() + 1 == len(present) >= 20
+    return integers and (bool(ID_NAME.search(name)) or consecutive)
+
+
+def prepare_columns(
+    frame: pd.DataFrame, decimal: str, keep: list[str], max_levels: int
+) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """The usable feature columns (numbers and dates parsed), and a report row per
+    column: what it became and why. A column in `keep` is never dropped."""
+    kept, report = {}, []
+    for name in frame.columns:
+        values, became = frame[name], ""
+        if not pd.api.types.is_numeric_dtype(values):
+            for parse, what in ((as_numbers, "numbers written as text"), (as_days, "dates")):
+                parsed = parse(values, decimal) if parse is as_numbers else parse(values)
+                if parsed is not None:
+                    values, became = parsed, what
+                    break
+        kind, why = _decide(str(name), values, max_levels)
+        if kind == "dropped" and name in keep:
+            kind, why = ("numeric", "") if pd.api.types.is_numeric_dtype(values) else (
+                "categorical", f"{values.nunique()} levels"
+            )
+            why = f"{why} kept by data.keep (would be dropped: {_decide(str(name), values, max_levels)[1]})".strip()
+        if became:
+            why = f"parsed from {became}" + (" as days since 1970-01-01" if became == "dates" else "") + (f"; {why}" if why else "")
+        report.append({"column": str(name), "became": kind, "why": why})
+        if kind != "dropped":
+            kept[name] = values
+    return pd.DataFrame(kept, index=frame.index), report
+
+
+def _decide(name: str, values: pd.Series, max_levels: int) -> tuple[str, str]:
+    levels = values.nunique(dropna=True)
+    if levels <= 1:
+        shown = values.dropna().iloc[0] if levels else "nothing"
+        return "dropped", f"constant (every row is {shown!r})"
+    if looks_like_id(name, values):
+        return "dropped", f"an id: all {levels} values differ"
+    if pd.api.types.is_numeric_dtype(values):
+        return "numeric", ""
+    if levels > max_levels:
+        return "dropped", f"{levels} levels > data.max_levels={max_levels} (one-hot too wide)"
+    return "categorical", f"{levels} levels"
+
+
+def infer_task(target: pd.Series, name: str, task: str, source: str) -> tuple[str, str]:
+    """The task, and one line saying which and why (refusing a target that cannot be
+    what `task` asks)."""
+    numbers = pd.to_numeric(target, errors="coerce")
+    text = target[numbers.isna() & target.notna()]
+    levels = target.dropna().nunique()
+    if task == "regression":
+        if len(text):
+            raise ValueError(
+                f"target={name!r} in {source} is not numeric (e.g. {text.iloc[0]!r}): "
+                "regression needs numbers; data.task=auto reads text as classes"
+            )
+        return task, "data.task=regression"
+    if task == "binary" and levels != 2:
+        raise ValueError(
+            f"target={name!r} in {source} has {levels} values; data.task=binary needs 2 "
+            "(use data.task=multiclass or regression)"
+        )
+    if task in ("binary", "multiclass"):
+        return task, f"data.task={task}"
+    if len(text):
+        return ("binary" if levels == 2 else "multiclass"), f"text values, {levels} classes"
+    if levels == 2:
+        return "binary", "two values"
+    integers = bool((numbers.dropna() % 1 == 0).all())
+    if integers and levels <= MAX_INTEGER_CLASSES:
+        return "multiclass", (
+            f"{levels} integer values, read as classes (ambiguous: data.task=regression "
+            "reads them as numbers)"
+        )
+    return "regression", f"numbers, {levels} distinct values"
+
+
+def class_names(target: pd.Series) -> list[str]:
+    """The classes of a target, in order: numbers by value, text alphabetically."""
+    values = target.dropna().unique()
+    numbers = pd.to_numeric(pd.Series(values), errors="coerce")
+    if numbers.notna().all():
+        return [_number_text(v) for v in sorted(numbers)]
+    return sorted(map(str, values))
+
+
+def label_text(target: pd.Series) -> pd.Series:
+    """A target's values as the class names `class_names` gives them."""
+    numbers = pd.to_numeric(target, errors="coerce")
+    if numbers[target.notna()].notna().all():
+        return numbers.map(lambda v: np.nan if pd.isna(v) else _number_text(v))
+    return target.map(lambda v: np.nan if pd.isna(v) else str(v))
+
+
+def _number_text(value: Any) -> str:
+    return str(int(value)) if float(value) % 1 == 0 else str(value)
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """A hash of the rows used, in their order (the split depends on it) and with their
+    column names: a re-export with shuffled or changed rows gets another one."""
+    digest = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
