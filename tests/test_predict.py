@@ -51,7 +51,7 @@ def test_predict_points_gives_the_test_accuracy(circles_run):
     x, y = dm.test
     frame = pd.DataFrame(x.numpy(), columns=["x1", "x2"])
     out = Predictor.from_checkpoint(run_dir / "checkpoints" / "best.ckpt").predict(frame)
-    assert list(out.columns) == ["x1", "x2", "prediction", "probability"]
+    assert list(out.columns) == ["x1", "x2", "prediction", "probability", "problem"]
     assert ((out["probability"] >= 0.5).astype(int) == out["prediction"]).all()
     assert (out["prediction"].to_numpy() == y.numpy().ravel()).mean() == pytest.approx(
         metrics["test/acc"]
@@ -73,7 +73,8 @@ def test_predict_rows_uses_the_stored_encoding(diabetes_run):
 def test_wrong_columns_are_named(diabetes_run, circles_run):
     predictor = Predictor.from_checkpoint(diabetes_run[0] / "checkpoints" / "best.ckpt")
     rows = DiabetesDataModule().read()[0].head(3).drop(columns=["bmi"]).assign(weight=1.0)
-    expected = "input columns: missing bmi; unknown weight; the network was trained on: age, sex"
+    # a column the network does not use is ignored (issue 16); one it needs is named
+    expected = "input columns: missing bmi; the network was trained on: age, sex"
     with pytest.raises(ConfigError, match=expected):
         predictor.predict(rows)
     points = Predictor.from_checkpoint(circles_run[0] / "checkpoints" / "best.ckpt")

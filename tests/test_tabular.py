@@ -110,7 +110,11 @@ def write(tmp_path: Path, text: str) -> str:
             {"features": ["a", "c"]},
             "features: no column 'c' in .*; its columns are: a, y",
         ),
-        ("a,y\n1,high\n2,3\n", {}, "target='y' in .* is not numeric \\(e.g. 'high'\\)"),
+        (  # text is classes unless the task says regression
+            "a,y\n1,high\n2,3\n",
+            {"task": "regression"},
+            "target='y' in .* is not numeric \\(e.g. 'high'\\)",
+        ),
         ("a,b,y\n1,,2\n2,,3\n", {}, "column 'b' in .* has no values: leave it out of features"),
         (
             "a,y\n1,2\n2,3\n3,4\n",

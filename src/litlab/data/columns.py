@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 DELIMITERS = ",;\t|"
-# Integers with at most this many distinct values are read as classes when the task is
-# inferred: a grade or a stage, not a measurement. data.task=regression overrides it.
+# Integers with at most this many distinct values (each with 5 rows on average) are read
+# as classes when the task is inferred: a grade or a stage, not a measurement.
+# data.task=regression overrides it.
 MAX_INTEGER_CLASSES = 10
 DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2})?)?$|^\d{1,2}[/.]\d{1,2}[/.]\d{4}$")
 ID_NAME = re.compile(r"(^|_|\b)(id|ids|uuid|key|record|patient_?no|row)$|id$", re.IGNORECASE)
@@ -51,7 +52,7 @@ def read_table(file: Path, sep: str | None) -> tuple[pd.DataFrame, str]:
         raise ValueError(f"path={str(file)!r}: not a CSV table ({exc})") from None
     if frame.empty:
         raise ValueError(f"path={str(file)!r}: the table has a header but no rows")
-    return frame, f"delimiter {sep!r}, decimal mark {decimal!r}"
+    return frame, f" (delimiter {sep!r}, decimal mark {decimal!r})"
 
 
 def short_rows(file: Path, sep: str) -> dict[int, int]:
@@ -182,7 +183,7 @@ def infer_task(target: pd.Series, name: str, task: str, source: str) -> tuple[st
     if levels == 2:
         return "binary", "two values"
     integers = bool((numbers.dropna() % 1 == 0).all())
-    if integers and levels <= MAX_INTEGER_CLASSES:
+    if integers and levels <= MAX_INTEGER_CLASSES and target.count() >= 5 * levels:
         return "multiclass", (
             f"{levels} integer values, read as classes (ambiguous: data.task=regression "
             "reads them as numbers)"

@@ -154,6 +154,7 @@ class TableDataModule(TensorDataModule):
         self.classes: list[str] = []  # class names, in the order of the network's outputs
         self.fingerprint = ""  # of the rows used: eval refuses a table that changed
         self.decimal = "."  # the file's decimal mark (a comma with semicolons)
+        self.how = ""  # how the file was read: its delimiter and decimal mark
         self.lines: list[str] = []  # what the run's report says of the task and the rows
         self.column_report: list[dict[str, str]] = []  # what each column became, and why
 
@@ -196,7 +197,7 @@ class TableDataModule(TensorDataModule):
         )
         if features.shape[1] == 0:
             raise ValueError(f"no usable feature in {source}: {_dropped(self.column_report)}")
-        self.lines = [f"task: {self.task} ({why})", f"rows: {len(raw)} read from {source}"]
+        self.lines = [f"task: {self.task} ({why})", f"rows: {len(raw)} read from {source}{self.how}"]
         if no_target:
             self.lines.append(f"rows: dropped {no_target} with no {self.target} value")
         features, y = self._missing(features, y)
@@ -469,9 +470,9 @@ class CsvDataModule(TableDataModule):
         self.path, self.sep = Path(path).expanduser(), sep
 
     def read(self) -> tuple[pd.DataFrame, str]:
-        frame, how = read_table(self.path, self.sep)
+        frame, self.how = read_table(self.path, self.sep)
         self.decimal = sniff_delimiter(self.path, self.sep)[1]
-        return frame, f"{self.path} ({how})"
+        return frame, str(self.path)
 
     def read_rows(self, path: Path) -> pd.DataFrame:
         """New rows, read as the training file was; short rows are marked for predict."""
