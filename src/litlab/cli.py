@@ -133,10 +133,30 @@ def _report(run_dir: object, metrics: dict[str, Any]) -> None:
             ]
         )
     _print_table(rows)
+    for line in _baseline_wins(metrics, models):
+        print(line)
     for key, value in metrics.items():
         if not key.startswith(("test/", "baseline/")):
             print(f"{key}: {_text(value)}")
     print(f"run folder: {run_dir}" if Path(str(run_dir)).is_dir() else f"written to {run_dir}")
+
+
+def _baseline_wins(metrics: dict[str, Any], models: list[str]) -> list[str]:
+    """A plain line for each headline score (accuracy, R2) a baseline beats."""
+    lines = []
+    for name in ("acc", "r2"):
+        mine = metrics.get(f"test/{name}")
+        scores = {m: metrics.get(f"baseline/{m}/{name}") for m in models}
+        scores = {m: v for m, v in scores.items() if isinstance(v, float)}
+        if not isinstance(mine, float) or not scores:
+            continue
+        best = max(scores, key=scores.get)
+        if scores[best] > mine:
+            lines.append(
+                f"the baseline wins: {best} test/{name} {scores[best]:.4f} against the "
+                f"network's {mine:.4f} (by {scores[best] - mine:.4f})"
+            )
+    return lines
 
 
 def _print_table(rows: list[list[str]]) -> None:
