@@ -44,11 +44,15 @@ def tables(folder: Path) -> dict[str, tuple[Path, str, str]]:
 def cohort(path: Path) -> None:
     """A diabetes-like cohort never seen while building: an id, text categories, missing
     values, semicolons and decimal commas."""
-    frame = load_diabetes(scaled=False, as_frame=True).frame.rename(columns={"target": "progression"})
+    frame = load_diabetes(scaled=False, as_frame=True).frame.rename(
+        columns={"target": "progression"}
+    )
     rng = np.random.default_rng(7)
     frame.insert(0, "patient_id", rng.permutation(len(frame)) + 10_000)
     frame["sex"] = np.where(frame["sex"] == 1, "female", "male")
-    frame["bp_band"] = pd.cut(frame["bp"], [0, 80, 90, 200], labels=["normal", "high", "very high"]).astype(str)
+    frame["bp_band"] = pd.cut(
+        frame["bp"], [0, 80, 90, 200], labels=["normal", "high", "very high"]
+    ).astype(str)
     for column in ("bmi", "s5", "bp_band"):
         frame.loc[rng.choice(len(frame), 35, replace=False), column] = np.nan
     frame.to_csv(path, index=False, sep=";", decimal=",")
@@ -59,13 +63,32 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for name, (path, target, metric) in tables(folder).items():
-        words = [f"runs_dir={folder}/runs", "data=csv", f"data.path={path}", f"data.target={target}",
-                 "data.missing=impute", "logger=none", *sys.argv[2:]]
+        words = [
+            f"runs_dir={folder}/runs",
+            "data=csv",
+            f"data.path={path}",
+            f"data.target={target}",
+            "data.missing=impute",
+            "logger=none",
+            *sys.argv[2:],
+        ]
         _, metrics = train(compose(words))
-        baselines = {k.split("/")[1]: v for k, v in metrics.items() if k.startswith("baseline/") and k.endswith(f"/{metric}")}
+        baselines = {
+            k.split("/")[1]: v
+            for k, v in metrics.items()
+            if k.startswith("baseline/") and k.endswith(f"/{metric}")
+        }
         best = max(baselines, key=baselines.get)
         mine = metrics[f"test/{metric}"]
-        rows.append([name, metric, f"{mine:.3f}", f"{best} {baselines[best]:.3f}", f"{mine - baselines[best]:+.3f}"])
+        rows.append(
+            [
+                name,
+                metric,
+                f"{mine:.3f}",
+                f"{best} {baselines[best]:.3f}",
+                f"{mine - baselines[best]:+.3f}",
+            ]
+        )
     print("| table | metric | network (data=csv defaults) | best baseline | difference |")
     print("|---|---|---|---|---|")
     for row in rows:

@@ -28,8 +28,14 @@ def test_the_worked_example_runs_as_written(tmp_path):
     outputs = []
     for command in commands:
         done = subprocess.run(
-            command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,
-            timeout=300, executable="/bin/bash",
+            command,
+            shell=True,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            executable="/bin/bash",
         )
         assert done.returncode == 0, f"{command}\n{done.stderr[-2000:]}"
         outputs.append(done.stdout)

@@ -14,7 +14,6 @@ from sklearn.metrics import accuracy_score
 
 from litlab.builders import build_data, build_module
 from litlab.cli import main
-from litlab.config import ConfigError
 from litlab.data import CsvDataModule
 from litlab.data.columns import infer_task
 from litlab.module import ClassifierModule, RegressorModule
@@ -41,7 +40,8 @@ def cancer_csv(tmp_path: Path) -> Path:
         ([0, 1, 1, 0], "auto", "binary"),
         (["malignant", "benign", "benign", "benign"], "auto", "binary"),
         (["I", "II", "III", "II"], "auto", "multiclass"),
-        ([1, 2, 3, 4, 5, 3], "auto", "multiclass"),  # few integers: the ambiguous case
+        ([1, 2, 3, 4, 5] * 5, "auto", "multiclass"),  # few integers: the ambiguous case
+        ([1, 2, 3, 4, 5, 3], "auto", "regression"),  # ... unless a value has few rows
         ([1, 2, 3, 4, 5, 3], "regression", "regression"),  # ... which data.task overrides
         ([1.5, 2.25, 3.0, 7.1], "auto", "regression"),
         (list(range(40)), "auto", "regression"),
@@ -69,7 +69,9 @@ def test_a_zero_one_target_builds_a_classifier_not_a_regressor(make_config, tmp_
     frame["diagnosis"] = (frame["a"] > 3).astype(int)
     frame.to_csv(tmp_path / "t.csv", index=False)
     for words in ([], ["module=classifier"]):  # inferred, or picked: no internal error
-        composed = make_config("data=csv", f"data.path={tmp_path / 't.csv'}", "data.target=diagnosis", *words)
+        composed = make_config(
+            "data=csv", f"data.path={tmp_path / 't.csv'}", "data.target=diagnosis", *words
+        )
         datamodule = build_data(composed)
         module = build_module(composed, datamodule)
         assert isinstance(module, ClassifierModule) and module.binary
@@ -110,12 +112,16 @@ def test_text_classes_train_report_and_predict_by_name(make_config, tmp_path, ca
 
 def test_multiclass_text_grades_split_stratified(tmp_path):
     wine = load_wine(as_frame=True)
-    frame = wine.frame.drop(columns="target").assign(grade=np.array(["I", "II", "III"])[wine.target])
+    frame = wine.frame.drop(columns="target").assign(
+        grade=np.array(["I", "II", "III"])[wine.target]
+    )
     frame.to_csv(tmp_path / "wine.csv", index=False)
     dm = CsvDataModule(str(tmp_path / "wine.csv"), "grade")
     dm.setup()
     assert dm.task == "multiclass" and dm.classes == ["I", "II", "III"] and dm.num_outputs == 3
-    shares = [np.bincount(part[1].numpy(), minlength=3) / len(part[1]) for part in (dm.train, dm.test)]
+    shares = [
+        np.bincount(part[1].numpy(), minlength=3) / len(part[1]) for part in (dm.train, dm.test)
+    ]
     np.testing.assert_allclose(shares[0], shares[1], atol=0.06)  # stratified
     assert set(dm.baselines()) >= {"baseline/logreg/acc", "baseline/logreg/f1"}
 
@@ -145,7 +151,9 @@ def test_each_column_is_reported_and_useless_ones_are_dropped(tmp_path):
     dm.setup()
     report = {r["column"]: (r["became"], r["why"]) for r in dm.column_report}
     assert report["record_id"] == ("dropped", "an id: all 80 values differ")
-    assert report["visit"][0] == "numeric" and "dates as days since 1970-01-01" in report["visit"][1]
+    assert (
+        report["visit"][0] == "numeric" and "dates as days since 1970-01-01" in report["visit"][1]
+    )
     assert report["site"] == ("dropped", "constant (every row is 'Leeds')")
     assert report["charges"][0] == "numeric" and "numbers written as text" in report["charges"][1]
     assert report["note"] == ("dropped", "an id: all 80 values differ")
@@ -245,7 +253,9 @@ def test_predict_on_points_refuses_values_that_are_not_numbers(tmp_path, make_co
     assert main(["predict", checkpoint, str(path), str(tmp_path / "out.csv")]) == 0
     out = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
     assert out["prediction"].tolist() == ["1", "", "", "", "", ""]  # the centre is class 1
-    for problem, value in zip(out["problem"].iloc[1:5], ("nan", "inf", "1e308", "abc"), strict=True):
+    for problem, value in zip(
+        out["problem"].iloc[1:5], ("nan", "inf", "1e308", "abc"), strict=True
+    ):
         assert problem == f"x1={value} is not a finite number"
     assert out["problem"].iloc[5].startswith("short row: 1 of 2 values")
     binary = tmp_path / "b.csv"

@@ -72,8 +72,10 @@ def build_module(composed: Composed, datamodule: TensorDataModule) -> L.Lightnin
     if composed.cfg.module.get("_target_") == AUTO_MODULE:
         if datamodule.module_target is None:
             raise ConfigError(
-                [f"module=auto ({composed.source('module')}): {type(datamodule).__name__} "
-                 "names no module for its task; pick module=classifier or module=regressor"]
+                [
+                    f"module=auto ({composed.source('module')}): {type(datamodule).__name__} "
+                    "names no module for its task; pick module=classifier or module=regressor"
+                ]
             )
         composed.cfg.module._target_ = datamodule.module_target
     net = build_node(

@@ -21,7 +21,9 @@ DELIMITERS = ",;\t|"
 # as classes when the task is inferred: a grade or a stage, not a measurement.
 # data.task=regression overrides it.
 MAX_INTEGER_CLASSES = 10
-DATE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2})?)?$|^\d{1,2}[/.]\d{1,2}[/.]\d{4}$")
+DATE = re.compile(
+    r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2})?)?$|^\d{1,2}[/.]\d{1,2}[/.]\d{4}$"
+)
 ID_NAME = re.compile(r"(^|_|\b)(id|ids|uuid|key|record|patient_?no|row)$|id$", re.IGNORECASE)
 
 
@@ -97,7 +99,9 @@ def as_days(values: pd.Series) -> pd.Series | None:
     text = values.dropna().astype(str).str.strip()
     if text.empty or not text.str.match(DATE).all():
         return None
-    dates = pd.to_datetime(values, errors="coerce", format="mixed", dayfirst="/" not in text.iloc[0])
+    dates = pd.to_datetime(
+        values, errors="coerce", format="mixed", dayfirst="/" not in text.iloc[0]
+    )
     if dates[values.notna()].isna().any():
         return None
     return (dates - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
@@ -131,13 +135,14 @@ def prepare_columns(
                     values, became = parsed, what
                     break
         kind, why = _decide(str(name), values, max_levels)
-        if kind == "dropped" and name in keep:
-            kind, why = ("numeric", "") if pd.api.types.is_numeric_dtype(values) else (
-                "categorical", f"{values.nunique()} levels"
-            )
-            why = f"{why} kept by data.keep (would be dropped: {_decide(str(name), values, max_levels)[1]})".strip()
-        if became:
-            why = f"parsed from {became}" + (" as days since 1970-01-01" if became == "dates" else "") + (f"; {why}" if why else "")
+        if kind == "dropped" and name in keep:  # the user insists
+            numeric = pd.api.types.is_numeric_dtype(values)
+            kind = "numeric" if numeric else "categorical"
+            why = f"kept by data.keep (else dropped: {why})"
+        if became == "dates":
+            why = "; ".join(filter(None, ["parsed from dates as days since 1970-01-01", why]))
+        elif became:
+            why = "; ".join(filter(None, [f"parsed from {became}", why]))
         report.append({"column": str(name), "became": kind, "why": why})
         if kind != "dropped":
             kept[name] = values

@@ -197,7 +197,10 @@ class TableDataModule(TensorDataModule):
         )
         if features.shape[1] == 0:
             raise ValueError(f"no usable feature in {source}: {_dropped(self.column_report)}")
-        self.lines = [f"task: {self.task} ({why})", f"rows: {len(raw)} read from {source}{self.how}"]
+        self.lines = [
+            f"task: {self.task} ({why})",
+            f"rows: {len(raw)} read from {source}{self.how}",
+        ]
         if no_target:
             self.lines.append(f"rows: dropped {no_target} with no {self.target} value")
         features, y = self._missing(features, y)
@@ -318,9 +321,7 @@ class TableDataModule(TensorDataModule):
                 notes.append(f"{column}: {int(unseen.sum())} never seen in training ({shown})")
             missing = int((values.isna() & (problems == "")).sum())
             if missing:
-                notes.append(
-                    f"{column}: {missing} missing, filled with the most frequent category"
-                )
+                notes.append(f"{column}: {missing} missing, filled with the most frequent category")
         return problems, notes
 
     def verify(self, state: dict[str, Any]) -> None:
