@@ -16,7 +16,7 @@ from litlab.callbacks import GracefulStop, RandomState, StoreConfig
 from litlab.check import SCHEDULER_OPTIONS
 from litlab.checkpoints import AtomicCheckpointIO
 from litlab.config import Composed, ConfigError, instantiate
-from litlab.data.base import TensorDataModule
+from litlab.data.base import TensorDataModule, contract_errors
 from litlab.optim import OptimizerFactory, SchedulerFactory
 
 
@@ -37,6 +37,14 @@ def build_data(composed: Composed, fold: int | None = None) -> TensorDataModule:
         datamodule.setup("fit")  # Lightning's own call later finds it done
     except ValueError as exc:
         raise ConfigError([f"data ({composed.source('data')}): {exc}"]) from None
+    missing = contract_errors(datamodule)
+    if missing:
+        raise ConfigError(
+            [
+                f"data ({composed.source('data')}, {type(datamodule).__name__}): a data module "
+                f"must provide {', '.join(missing)} (see litlab.data.base.TensorDataModule)"
+            ]
+        )
     return datamodule
 
 
@@ -61,8 +69,12 @@ def optimizer_factories(
 def build_module(composed: Composed, datamodule: TensorDataModule) -> L.LightningModule:
     """The network, sized by the data, inside the LightningModule that trains it."""
     net = build_node(
-        composed, "model", in_features=datamodule.num_features, out_features=datamodule.num_outputs
+        composed,
+        "model",
+        in_features=datamodule.num_features,
+        out_features=getattr(datamodule, "num_outputs", 1),  # one logit or value by default
     )
+    kwargs = datamodule.module_kwargs() if hasattr(datamodule, "module_kwargs") else {}
     optimizer, scheduler, options = optimizer_factories(composed)
     module = build_node(
         composed,
@@ -71,7 +83,7 @@ def build_module(composed: Composed, datamodule: TensorDataModule) -> L.Lightnin
         optimizer=optimizer,
         scheduler=scheduler,
         scheduler_options=options,
-        **datamodule.module_kwargs(),
+        **kwargs,
     )
     if module.task != datamodule.task:
         raise ConfigError(
