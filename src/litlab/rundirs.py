@@ -51,6 +51,7 @@ def run_label(words: list[str]) -> str:
         key, _, value = word.partition("=")
         if key.lstrip("~") in UNNAMED or not value:
             continue
+        value = re.sub(r"[\[\]{}'\" ]", "", value)  # [8, 8] -> 8,8
         parts.append(f"{key.rpartition('.')[2]}={value}")
     label = re.sub(r"[^A-Za-z0-9._=,+-]+", "-", "_".join(parts)).strip("-")
     return label[:MAX_LABEL]
