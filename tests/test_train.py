@@ -37,7 +37,8 @@ def test_run_folder_holds_config_events_checkpoints_and_metrics(make_config, tmp
     composed = make_config(*SHORT, "name=demo")
     run_dir, metrics = train(composed)
     assert run_dir.parent == tmp_path / "runs" / "demo"
-    assert datetime.strptime(run_dir.name, "%Y-%m-%d_%H-%M-%S")
+    stamp, _, label = run_dir.name.partition("_max_epochs")  # named by what differs (#16)
+    assert datetime.strptime(stamp, "%Y-%m-%d_%H-%M-%S") and label
     assert OmegaConf.load(run_dir / "config.yaml") == composed.cfg
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert json.loads((run_dir / "metrics.json").read_text()) == metrics

@@ -16,7 +16,7 @@ from litlab.callbacks import GracefulStop, RandomState, StoreConfig
 from litlab.check import SCHEDULER_OPTIONS
 from litlab.checkpoints import AtomicCheckpointIO
 from litlab.config import Composed, ConfigError, instantiate
-from litlab.data.base import TensorDataModule
+from litlab.data.base import TensorDataModule, contract_errors
 from litlab.optim import OptimizerFactory, SchedulerFactory
 
 AUTO_MODULE = "litlab.module.auto"  # configs/module/auto.yaml
@@ -44,6 +44,14 @@ def build_data(
             datamodule.verify(stored)
     except ValueError as exc:
         raise ConfigError([f"data ({composed.source('data')}): {exc}"]) from None
+    missing = contract_errors(datamodule)
+    if missing:
+        raise ConfigError(
+            [
+                f"data ({composed.source('data')}, {type(datamodule).__name__}): a data module "
+                f"must provide {', '.join(missing)} (see litlab.data.base.TensorDataModule)"
+            ]
+        )
     return datamodule
 
 
@@ -79,8 +87,12 @@ def build_module(composed: Composed, datamodule: TensorDataModule) -> L.Lightnin
             )
         composed.cfg.module._target_ = datamodule.module_target
     net = build_node(
-        composed, "model", in_features=datamodule.num_features, out_features=datamodule.num_outputs
+        composed,
+        "model",
+        in_features=datamodule.num_features,
+        out_features=getattr(datamodule, "num_outputs", 1),  # one logit or value by default
     )
+    kwargs = datamodule.module_kwargs() if hasattr(datamodule, "module_kwargs") else {}
     optimizer, scheduler, options = optimizer_factories(composed)
     module = build_node(
         composed,
@@ -89,7 +101,7 @@ def build_module(composed: Composed, datamodule: TensorDataModule) -> L.Lightnin
         optimizer=optimizer,
         scheduler=scheduler,
         scheduler_options=options,
-        **datamodule.module_kwargs(),
+        **kwargs,
     )
     if module.task != datamodule.task:
         raise ConfigError(

@@ -30,6 +30,8 @@ SCHEDULER_OPTIONS_CLASS = "lightning.pytorch.utilities.types.LRSchedulerConfig"
 DIRECTIVES = ("_target_", "_partial_")  # keys of a node that instantiate reads itself
 # What the recipe builds in every run; the other groups may be null (switched off).
 REQUIRED = ("data", "model", "module", "optimizer", "trainer")
+# What the recipe gives every network when it builds it: the data's sizes.
+NETWORK_ARGUMENTS = ("in_features", "out_features")
 
 
 def check(composed: Composed, build: bool = True) -> Composed:
@@ -42,6 +44,7 @@ def check(composed: Composed, build: bool = True) -> Composed:
         errors = built_errors(composed)
     if errors:
         raise ConfigError(errors)
+    composed.notes = list(dict.fromkeys([*composed.notes, *no_op_notes(composed.cfg)]))
     composed.checked = build
     return composed
 
@@ -63,7 +66,25 @@ def key_errors(composed: Composed) -> list[str]:
     errors += shape_errors
     for path, node in nodes.items():
         errors += _check_node(composed, path, node)
+    if "model" in nodes:
+        errors += _network_errors(composed, nodes["model"]._target_)
     return errors + _value_errors(composed)
+
+
+def _network_errors(composed: Composed, target: str) -> list[str]:
+    """The recipe builds the network with the data's sizes: it must take them."""
+    try:
+        found = signature(target)
+    except ConfigError:
+        return []  # reported by _check_node
+    missing = [name for name in NETWORK_ARGUMENTS if name not in found.params]
+    if not missing or found.takes_any:
+        return []
+    return [
+        f"model._target_={target} ({composed.source('model._target_')}): a network must take "
+        f"the keyword arguments in_features and out_features (the data's sizes); it lacks "
+        f"{', '.join(missing)}"
+    ]
 
 
 def target_nodes(composed: Composed) -> tuple[dict[str, DictConfig], list[str]]:
@@ -111,6 +132,54 @@ def _check_node(
         else:
             errors += _check_value(composed, f"{path}.{key}", value, found.params[key])
     return errors
+
+
+def no_op_notes(cfg: DictConfig) -> list[str]:
+    """Settings that make a feature do nothing in this run's length: said once at start."""
+    epochs = cfg.trainer.get("max_epochs")
+    if not isinstance(epochs, int) or epochs < 1:
+        return []
+    val = cfg.trainer.get("check_val_every_n_epoch")
+    notes = []
+    if isinstance(val, int) and val > epochs:
+        notes.append(
+            f"trainer.check_val_every_n_epoch={val} > trainer.max_epochs={epochs}: nothing is "
+            "validated, so no best.ckpt, no val/loss, no early stopping"
+        )
+    elif isinstance(val, int) and epochs % val:
+        notes.append(
+            f"trainer.check_val_every_n_epoch={val}: the last {epochs % val} epochs are "
+            "not validated"
+        )
+    notes += _schedule_notes(cfg.get("scheduler"), epochs)
+    for name, node in (cfg.get("callbacks") or {}).items():
+        every = node.get("every_n_epochs") if isinstance(node, DictConfig) else None
+        if isinstance(every, int) and every > epochs:
+            notes.append(
+                f"callbacks.{name}.every_n_epochs={every} > trainer.max_epochs={epochs}: never runs"
+            )
+    return notes
+
+
+def _schedule_notes(node: DictConfig | None, epochs: int) -> list[str]:
+    """A schedule stepped by epoch whose first change comes after the run's end."""
+    options = node.get(SCHEDULER_OPTIONS) if isinstance(node, DictConfig) else None
+    if node is None or (options or {}).get("interval", "epoch") != "epoch":
+        return []
+    end = f"after the run's {epochs} epochs: the rate never changes"
+    step, milestones = node.get("step_size"), node.get("milestones")
+    if isinstance(step, int) and step >= epochs:
+        return [f"scheduler.step_size={step}: the first decay comes {end}"]
+    if milestones and min(milestones) >= epochs:
+        return [f"scheduler.milestones={list(milestones)}: every milestone comes {end}"]
+    patience, every = node.get("patience"), (options or {}).get("frequency", 1)
+    if isinstance(patience, int) and isinstance(every, int) and epochs // every <= patience:
+        rounds = epochs // every
+        return [
+            f"scheduler.patience={patience}: the run checks the metric only {rounds} times; "
+            "the rate never changes"
+        ]
+    return []
 
 
 def _value_errors(composed: Composed) -> list[str]:

@@ -31,6 +31,11 @@ def command() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    habit = _hydra_habit(argv)
+    if habit:
+        print(f"litlab: {habit}", file=sys.stderr)
+        return 2
     args = _parser().parse_args(argv)
     try:
         if args.command == "eval":
@@ -44,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         composed = compose(args.words)
         # keys and types first, from cached signatures: a typo is reported before imports
         check(composed, build=not args.print_config)
+        for note in composed.notes:
+            print(f"litlab: note: {note}", file=sys.stderr)
         if args.print_config:
             print(OmegaConf.to_yaml(composed.cfg), end="")
             return 0
@@ -66,6 +73,24 @@ def main(argv: list[str] | None = None) -> int:
     if is_rank_zero():  # DDP runs this command once per process; one report is enough
         _report(run_dir, metrics)
     return 0
+
+
+def _hydra_habit(argv: list[str]) -> str | None:
+    """What Hydra users type that means something else here, as one line that says what
+    to type instead (argparse would only say "unrecognized arguments")."""
+    command = argv[0] if argv else ""
+    for word in argv[1:]:
+        if word in ("-m", "--multirun"):
+            return (
+                f"{word}: several settings are `litlab sweep WORDS` (optimizer=sgd,adam seed=1,2)"
+            )
+        if word == "--cfg" or word.startswith("--cfg="):
+            return f"{word}: the resolved config is `litlab train --print-config WORDS`"
+        key, eq, value = word.partition("=")
+        many = "," in value and not value.lstrip().startswith(("[", "{", "'", '"'))
+        if command == "train" and eq and many and not key.startswith("~"):
+            return f"{word}: comma-separated values run several jobs: use `litlab sweep {word}`"
+    return None
 
 
 def _eval(checkpoint: str) -> int:

@@ -26,6 +26,12 @@ from litlab.errors import ConfigError
 from litlab.signatures import locate
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+# A `configs/` folder in the working directory adds options of its own (Hydra's search
+# path): `configs/model/resmlp.yaml` there is `model=resmlp`, beside the shipped ones.
+USER_CONFIG_DIR = Path("configs")
+# Kept when the command line names another `_target_` for a node: how it is built
+# (`_partial_`) and when Lightning steps a scheduler (`lightning`), not its arguments.
+KEPT_ON_NEW_TARGET = ("_partial_", "lightning")
 # Options of these groups are merged at the top level: they change several groups at once.
 GLOBAL_GROUPS = ("experiment", "debug")
 CLI = "the command line"
@@ -48,6 +54,8 @@ class Composed:
     sources: dict[str, str]  # dotted key -> the file or "the command line" that set it
     choices: dict[str, str | None]  # group -> the option picked
     checked: bool = False  # set by check.check: a command checks its config once
+    notes: list[str] = dataclasses.field(default_factory=list)  # told once, before the run
+    words: list[str] = dataclasses.field(default_factory=list)  # the command line's words
 
     def source(self, key: str) -> str:
         """Where the value of `key` came from: for a node, every file that set part of it;
@@ -59,21 +67,60 @@ class Composed:
         return self.source(parent) if parent else CLI
 
 
+# --------------------------------------------------------------------------- resolvers
+# OmegaConf has no arithmetic; these two let a config say "a quarter of the run", so a
+# schedule or the validation cadence scales with trainer.max_epochs.
+
+
+def fraction(part: float, total: Any) -> int | None:
+    """`${fraction:0.25,${trainer.max_epochs}}`: round(part * total), at least 1; None for
+    a run of no set length (the check then names the key that needs one)."""
+    if not _is_length(total):
+        return None
+    return max(1, round(float(part) * total))
+
+
+def every(part: float, total: Any) -> int | None:
+    """`${every:0.05,${trainer.max_epochs}}`: the largest divisor of `total` up to
+    part * total (at least 1), so the last of `total` epochs is always one of them (the
+    run validates at its end, whatever its length); None as for `fraction`."""
+    if not _is_length(total):
+        return None
+    limit = max(1, int(float(part) * total))
+    return max(d for d in range(1, limit + 1) if total % d == 0)
+
+
+def _is_length(total: Any) -> bool:
+    return isinstance(total, int) and not isinstance(total, bool) and total >= 1
+
+
+OmegaConf.register_resolver("fraction", fraction, replace=True)
+OmegaConf.register_resolver("every", every, replace=True)
+
+
 # --------------------------------------------------------------------------- compose
+
+
+def config_dirs() -> list[Path]:
+    """Where options are looked for: the working directory's `configs/` first (a user's
+    option of a shipped name replaces it), then the shipped ones."""
+    user = USER_CONFIG_DIR.resolve()
+    return [user, CONFIG_DIR] if user.is_dir() and user != CONFIG_DIR else [CONFIG_DIR]
 
 
 def groups() -> dict[str, list[str]]:
     """Every config group and its options, as found on disk."""
-    return {
-        d.name: sorted(p.stem for p in d.glob("*.yaml"))
-        for d in sorted(CONFIG_DIR.iterdir())
-        if d.is_dir()
-    }
+    found: dict[str, set[str]] = {}
+    for root in config_dirs():
+        for d in (d for d in root.iterdir() if d.is_dir()):
+            found.setdefault(d.name, set()).update(p.stem for p in d.glob("*.yaml"))
+    return {group: sorted(found[group]) for group in sorted(found)}
 
 
 def compose(words: list[str]) -> Composed:
     """Build the resolved config from `train.yaml` and the user's words; with
     `resume=FOLDER`, from that run's config.yaml and the user's `a.b=value` words."""
+    words = [_plain(w) for w in words]
     picked, dotted = _parse_words(words, groups())
     resume = [w.partition("=")[2] for w in dotted if w.startswith("resume=")]
     if resume and resume[-1] not in ("null", ""):
@@ -81,9 +128,11 @@ def compose(words: list[str]) -> Composed:
     primary = _load(CONFIG_DIR / "train.yaml")
     selection = _defaults(primary, PRIMARY)
     experiment = picked.get("experiment", selection.get("experiment"))
-    exp_source = f"configs/experiment/{experiment}.yaml"
-    exp_body = _load(_option_path(CONFIG_DIR, "experiment", experiment)) if experiment else None
+    exp_path = _option_path("experiment", experiment) if experiment else None
+    exp_body = _load(exp_path) if exp_path else None
+    exp_source = _rel(exp_path, CONFIG_DIR) if exp_path else ""
     exp_choice = _defaults(exp_body, exp_source) if exp_body else {}
+    notes = _yield_to_picked(exp_body, exp_choice, picked, experiment) if exp_body else []
     selection.update(exp_choice)
     selection.update(picked)  # the command line wins over the experiment's choices
     layers = _group_layers(selection, chosen=set(exp_choice) | set(picked), picked=set(picked))
@@ -91,11 +140,79 @@ def compose(words: list[str]) -> Composed:
     if exp_body is not None:
         layers.append((exp_body, exp_source))
     if selection.get("debug"):
-        path = _option_path(CONFIG_DIR, "debug", selection["debug"])
+        path = _option_path("debug", selection["debug"])
         layers.append((_load(path), _rel(path, CONFIG_DIR)))
+    targets = [w for w in dotted if w.partition("=")[0].endswith("._target_")]
+    target_notes, dropped = _new_targets(layers, targets)
     layers.append((_from_dotlist([w for w in dotted if not w.startswith("~")]), CLI))
     composed = _merge(layers, selection)
-    return _delete(composed, [w[1:] for w in dotted if w.startswith("~")])
+    composed.notes, composed.words = notes + target_notes, words
+    # a key the new _target_ dropped is gone already: `~optimizer.fused` asks no more
+    return _delete(composed, [w[1:] for w in dotted if w.startswith("~") and w[1:] not in dropped])
+
+
+def _plain(word: str) -> str:
+    """Hydra's `+a.b=v` (add a key) and `++a.b=v` (add or set) are `a.b=v` here: a word
+    may add a key or set one, and the check refuses keys no class takes."""
+    return word.lstrip("+") if "=" in word else word
+
+
+def _yield_to_picked(
+    experiment: DictConfig, choices: dict[str, str | None], picked: dict, name: str
+) -> list[str]:
+    """Drop the experiment's keys for a group whose option the command line changed: they
+    were meant for the experiment's option (Adam's lr is no rate for SGD). One note each."""
+    notes = []
+    for group, option in picked.items():
+        if group not in choices or choices[group] == option:
+            continue
+        if group == "data" and experiment.get("name") is not None:  # it names the data
+            notes.append(
+                f"data={option} ({CLI}): runs go to runs/{option}, not to "
+                f"experiment={name}'s name={experiment.pop('name')}"
+            )
+        if experiment.get(group) is None:
+            continue
+        keys = ", ".join(f"{group}.{k}" for k in _leaf_keys(experiment.pop(group)))
+        notes.append(
+            f"{group}={option} ({CLI}) keeps its own values: experiment={name}'s {keys} "
+            f"(meant for {group}={choices[group]}) left out; set them on the command line to "
+            "keep them"
+        )
+    return notes
+
+
+def _new_targets(
+    layers: list[tuple[DictConfig, str]], targets: list[str]
+) -> tuple[list[str], set[str]]:
+    """A `_target_` changed on the command line drops the node's keys from the files (they
+    were arguments of the old class), all but those in KEPT_ON_NEW_TARGET. Returns a note
+    per changed node and the keys dropped."""
+    notes, every_dropped = [], set()
+    for word in targets:
+        key, _, new = word.partition("=")
+        path = key.removesuffix("._target_")
+        nodes = [(n, s) for n, s in layers if isinstance(OmegaConf.select(n, path), DictConfig)]
+        old = [OmegaConf.select(n, key) for n, _ in nodes if OmegaConf.select(n, key) is not None]
+        if not old or old[-1] == new:
+            continue
+        dropped = []
+        for node, _ in nodes:
+            sub = OmegaConf.select(node, path)
+            for name in [str(k) for k in sub if k not in KEPT_ON_NEW_TARGET]:
+                if name != "_target_":
+                    dropped.append(f"{path}.{name}")
+                del sub[name]
+            if not sub:  # nothing of this file is left in the node: it is no source of it
+                parent, _, last = path.rpartition(".")
+                del (OmegaConf.select(node, parent) if parent else node)[last]
+        every_dropped.update(dropped)
+        if dropped:
+            keys = ", ".join(dict.fromkeys(dropped))
+            notes.append(
+                f"{word} ({CLI}): {keys} of {old[-1]} left out (set them again if {new} takes them)"
+            )
+    return notes, every_dropped
 
 
 def _group_layers(
@@ -127,7 +244,7 @@ def _option_layers(group: str, option: str) -> list[tuple[DictConfig, str, dict]
     """The file of `group=option` as (node, source, its picks of other groups), preceded
     by the option it names in its own group, if any (trainer/gpu.yaml starts from
     `- trainer: default` and changes only what differs)."""
-    path = _option_path(CONFIG_DIR, group, option)
+    path = _option_path(group, option)
     source = _rel(path, CONFIG_DIR)
     node = _load(path)
     picks = _defaults(node, source)
@@ -186,12 +303,13 @@ def _defaults(node: DictConfig, where: str) -> dict[str, str | None]:
     return selection
 
 
-def _option_path(config_dir: Path, group: str, option: str) -> Path:
-    path = config_dir / group / f"{option}.yaml"
-    if not path.is_file():
-        allowed = ", ".join(groups().get(group, []))
-        raise ConfigError([f"{group}={option}: no such option; choose one of: {allowed}"])
-    return path
+def _option_path(group: str, option: str) -> Path:
+    """The file of `group=option`: in the working directory's configs/, else the shipped."""
+    for path in (root / group / f"{option}.yaml" for root in config_dirs()):
+        if path.is_file():
+            return path
+    allowed = ", ".join(groups().get(group, []))
+    raise ConfigError([f"{group}={option}: no such option; choose one of: {allowed}"])
 
 
 def _load(path: Path) -> DictConfig:
@@ -220,7 +338,11 @@ def _delete(composed: Composed, keys: list[str]) -> Composed:
 
 
 def _rel(path: Path, config_dir: Path) -> str:
-    return str(path.relative_to(config_dir.parent))
+    """A shipped file as `configs/...`; a user's as `./configs/...` (or its full path)."""
+    if path.is_relative_to(config_dir):
+        return str(path.relative_to(config_dir.parent))
+    cwd = Path.cwd().resolve()
+    return f"./{path.relative_to(cwd)}" if path.is_relative_to(cwd) else str(path)
 
 
 def _merge(layers: list[tuple[DictConfig, str]], choices: dict[str, str | None]) -> Composed:

@@ -9,11 +9,13 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from PIL import Image
+from torch import Tensor
 from torch.utils.tensorboard.summary import hparams
 from typing_extensions import override
 
@@ -60,29 +62,37 @@ def log_start(trainer: L.Trainer, composed: Composed, datamodule: TensorDataModu
     if epochs > 0:
         rates = planned_rates(optimizer, scheduler, epochs * steps_per_epoch)
         add_figure(tb, "schedule/learning_rate", figures.learning_rate(rates, interval), 0)
-    for name, figure in datamodule.figures().items():
+    pictures = datamodule.figures() if hasattr(datamodule, "figures") else {}
+    for name, figure in pictures.items():
         add_figure(tb, f"data/{name}", figure, 0)
 
 
-def log_hparams(trainer: L.Trainer, cfg: DictConfig, metrics: dict[str, Any]) -> None:
+def log_hparams(trainer: L.Trainer, composed: Composed, metrics: dict[str, Any]) -> None:
     """Once, at the end: the run's choices with the final metrics they are ranked by
-    (the HPARAMS tab reads the metrics' values from the scalars already logged)."""
+    (the HPARAMS tab reads the metrics' values from the scalars already logged). The
+    baselines are columns beside the choices, not scalars: one point each, they would
+    open the SCALARS tab on charts with nothing to see."""
     tb = writer(trainer)
     if tb is None:
         return
-    choices = {
-        k: v
-        for k, v in flatten(OmegaConf.to_container(cfg)).items()
-        if not k.startswith(("callbacks.", "logger."))
-    }
-    ranked = {
-        k: v
-        for k, v in metrics.items()
-        if k.startswith(("test/", "baseline/")) and isinstance(v, float)
-    }
+    ranked = {k: v for k, v in metrics.items() if k.startswith("test/") and isinstance(v, float)}
+    baselines = {k: v for k, v in metrics.items() if k.startswith("baseline/")}
     # Written into this run (SummaryWriter.add_hparams would make a new run of its own).
-    for summary in hparams(choices, ranked):
+    for summary in hparams(hyperparameters(composed) | baselines, ranked):
         tensorboard_file_writer(tb).add_summary(summary)
+
+
+def hyperparameters(composed: Composed) -> dict[str, bool | int | float | str]:
+    """What tells runs apart: the option of each group (`choice/optimizer: momentum`,
+    where optimizer._target_ would only say SGD), the seed, the run's length, and the keys
+    of what is trained (data, model, module, optimizer, scheduler). The machinery
+    (trainer, callbacks, logger, folders) would only add columns that never change."""
+    shown = ("data", "model", "module", "optimizer", "scheduler")
+    cfg = OmegaConf.to_container(composed.cfg)
+    values = {f"choice/{g}": str(o) for g, o in composed.choices.items() if g not in ("debug",)}
+    values |= {"seed": cfg["seed"], "trainer.max_epochs": str(cfg["trainer"].get("max_epochs"))}
+    trained = {group: cfg[group] for group in shown if isinstance(cfg.get(group), dict)}
+    return values | {k: v for k, v in flatten(trained).items() if not k.endswith("_partial_")}
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
@@ -106,16 +116,54 @@ class Dashboard(L.Callback):
     probabilities over the plane: one forward pass), so the TensorBoard slider shows the
     boundary forming. A figure takes 50-100 ms to render, as long as 100 steps of the
     lesson's network, so every picture is drawn once testing is done.
+
+    The loss figure shows every training step (the lesson's 1000-epoch curve), not only
+    the steps Lightning logs: each step's loss stays on the device, detached (no
+    `.item()`, which would wait for the device every step), and is copied once at the end.
+    Under DDP it is rank 0's loss. A resumed run's curve starts where it resumed.
     """
 
-    def __init__(self, every_n_epochs: int = 100):
+    CHUNK = 1024  # losses stacked into one tensor every CHUNK steps: few Python objects
+
+    def __init__(self, every_n_epochs: int | None = 100):  # None: no snapshots
         self.every_n_epochs = every_n_epochs
         self.snapshots: list[tuple[int, Snapshot]] = []
-        self.losses: dict[str, list[tuple[int, float]]] = {"train/loss": [], "val/loss": []}
+        self.losses: dict[str, list[tuple[int, float]]] = {"val/loss": []}
+        self.first_step: int | None = None
+        self.step_losses: list[Tensor] = []  # this chunk's, one 0-d tensor a step
+        self.loss_chunks: list[Tensor] = []
+
+    @override
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if not isinstance(loss, Tensor):
+            return
+        if self.first_step is None:
+            self.first_step = trainer.global_step  # counted after this step's update
+        self.step_losses.append(loss.detach())
+        if len(self.step_losses) == self.CHUNK:
+            self.loss_chunks.append(torch.stack(self.step_losses))
+            self.step_losses = []
+
+    def training_curve(self) -> list[tuple[int, float]]:
+        """(step, loss) of every training step, copied from the device once."""
+        chunks = self.loss_chunks + ([torch.stack(self.step_losses)] if self.step_losses else [])
+        if not chunks:
+            return []
+        values = torch.cat(chunks).float().cpu().tolist()
+        return list(enumerate(values, start=self.first_step or 1))
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if (trainer.current_epoch + 1) % self.every_n_epochs == 0 and writer(trainer):
+        every = self.every_n_epochs
+        if every and (trainer.current_epoch + 1) % every == 0 and writer(trainer):
             snapshot = pl_module.snapshot(trainer.datamodule)
             if snapshot is not None:
                 self.snapshots.append((trainer.global_step, snapshot))
@@ -137,7 +185,8 @@ class Dashboard(L.Callback):
         for step, (name, draw) in self.snapshots:
             add_figure(tb, f"pictures/{name}", draw(), step)
         final = pl_module.final_figures(trainer.datamodule)
-        final["loss"] = figures.loss_curves({k: v for k, v in self.losses.items() if v})
+        curves = {"train/loss": self.training_curve(), **self.losses}
+        final["loss"] = figures.loss_curves({k: v for k, v in curves.items() if v})
         plots = Path(trainer.default_root_dir) / "plots"
         plots.mkdir(exist_ok=True)
         for name, figure in final.items():

@@ -20,7 +20,8 @@ CLASS_COLORS = ("red", "blue")  # class 0, class 1, as in the lesson's scatter p
 
 
 def _figure() -> tuple[Figure, Axes]:
-    figure = Figure(figsize=SIZE, dpi=DPI)
+    # constrained layout: at 4 x 3.5 inches the default margins clip tick labels (".0100")
+    figure = Figure(figsize=SIZE, dpi=DPI, layout="constrained")
     return figure, figure.add_subplot()
 
 
@@ -145,7 +146,7 @@ def image_grid(
 ) -> Figure:
     """Images (N, H, W) with 'predicted (actual)' above each; mistakes titled in red."""
     rows = -(-len(images) // columns)
-    figure = Figure(figsize=(columns * 0.8, rows * 0.95), dpi=DPI)
+    figure = Figure(figsize=(columns * 0.8, rows * 0.95), dpi=DPI, layout="constrained")
     for i, ax in enumerate(figure.subplots(rows, columns, squeeze=False).ravel()):
         ax.set_axis_off()
         if i < len(images):
@@ -161,9 +162,11 @@ def confusion(matrix: np.ndarray) -> Figure:
     """Counts of test rows by actual class (rows) and predicted class (columns)."""
     figure, ax = _figure()
     ax.imshow(matrix, cmap="Blues")
+    dark = matrix.max() / 2  # above it the cell is dark blue: black text would not show
     for (i, j), count in np.ndenumerate(matrix):
         if count:
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=6)
+            color = "white" if count > dark else "black"
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=6, color=color)
     ax.set(xlabel="predicted", ylabel="actual", title="confusion matrix")
     ax.set_xticks(range(len(matrix)))
     ax.set_yticks(range(len(matrix)))

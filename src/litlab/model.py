@@ -5,14 +5,29 @@ from __future__ import annotations
 import itertools
 import math
 
+import torch
 from torch import Tensor, nn
 
-# torch.nn's activations by lower-case name: sigmoid, tanh, relu, gelu, silu, elu, ...
-ACTIVATIONS = {
+
+def _elementwise(name: str) -> bool:
+    """Whether torch.nn's activation `name` can sit between two Linear layers as it is:
+    built with no arguments (Threshold needs two) and keeping the width (GLU halves it;
+    the softmaxes and attention are not elementwise)."""
+    try:
+        layer = getattr(nn.modules.activation, name)()
+        return layer(torch.zeros(2, 4)).shape == (2, 4)
+    except (TypeError, RuntimeError):
+        return False
+
+
+# torch.nn's activations by lower-case name (sigmoid, tanh, relu, gelu, silu, elu, ...),
+# and none: a network without activations is linear, however deep (one of the lesson's points).
+ACTIVATIONS: dict[str, type[nn.Module]] = {
     name.lower(): getattr(nn.modules.activation, name)
     for name in nn.modules.activation.__all__
     if name not in ("MultiheadAttention", "Softmax", "Softmax2d", "LogSoftmax", "Softmin")
-}
+    and _elementwise(name)
+} | {"identity": nn.Identity, "linear": nn.Identity}
 
 
 class MLP(nn.Sequential):

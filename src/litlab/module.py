@@ -25,6 +25,7 @@ from torchmetrics.classification import (
 from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 from litlab import figures
+from litlab.data.base import tensors
 from litlab.errors import Diverged
 from litlab.optim import OptimizerFactory, SchedulerFactory, lr_scheduler_config
 
@@ -207,7 +208,11 @@ class ClassifierModule(_Supervised):
         return "boundary", lambda: figures.decision_boundary(lambda _: p, x, y.ravel())
 
     def _on_plane(self, datamodule: TensorDataModule) -> bool:
-        return self.binary and datamodule.num_features == 2
+        return (
+            self.binary
+            and datamodule.num_features == 2
+            and tensors(datamodule, "train") is not None
+        )
 
     def _proba_on(self, points: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -220,6 +225,8 @@ class ClassifierModule(_Supervised):
         if self._on_plane(datamodule):
             x, y = (t.cpu().numpy() for t in datamodule.train)
             return {"boundary": figures.decision_boundary(self._proba_on, x, y.ravel())}
+        if tensors(datamodule, "test") is None:  # a data module with loaders only
+            return {}
         x, y = datamodule.test
         predicted, actual = self._outputs(x).numpy().ravel(), y.cpu().numpy().ravel()
         matrix = confusion_matrix(actual, predicted, labels=range(self.num_classes))
@@ -295,6 +302,8 @@ class RegressorModule(_Supervised):
 
     def final_figures(self, datamodule: TensorDataModule) -> dict[str, Figure]:
         """Predicted against actual, and the residuals, on the test set."""
+        if tensors(datamodule, "test") is None:  # a data module with loaders only
+            return {}
         x, y = datamodule.test
         predicted = self._outputs(x).numpy().ravel()
         actual = self._units(y.to(self.target_mean.device)).cpu().numpy().ravel()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from litlab.checkpoints import write_atomically
-from litlab.config import Composed
+from litlab.config import CLI, Composed
 
 RUN_DIR_VARIABLE = "LITLAB_RUN_DIR"  # rank 0's run folder, for the processes DDP starts
 
@@ -28,9 +29,32 @@ def is_rank_zero() -> bool:
 
 
 def run_root(composed: Composed) -> Path:
-    """<runs_dir>/<name>, the name defaulting to the data option (circles, diabetes, csv)."""
+    """<runs_dir>/<name>, the name defaulting to the data option (circles, diabetes, csv),
+    or to the class of a data._target_ given on the command line (`moons` for mydata.Moons)."""
     cfg = composed.cfg
-    return Path(cfg.runs_dir).expanduser() / (cfg.name or composed.choices["data"])
+    name = cfg.name or composed.choices["data"]
+    if not cfg.name and composed.source("data._target_") == CLI:
+        name = str(cfg.data._target_).rpartition(".")[2].lower()
+    return Path(cfg.runs_dir).expanduser() / name
+
+
+# Words that name where a run goes, or that the run's parent folder already says.
+UNNAMED = ("runs_dir", "name", "resume", "experiment")
+MAX_LABEL = 60  # characters of the folder name after the timestamp
+
+
+def run_label(words: list[str]) -> str:
+    """What the command line changed, for the folder name: `optimizer=sgd_lr=0.5` for
+    `optimizer=sgd optimizer.lr=0.5` (a key by its last part), filesystem-safe and short."""
+    parts = []
+    for word in words:
+        key, _, value = word.partition("=")
+        if key.lstrip("~") in UNNAMED or not value:
+            continue
+        value = re.sub(r"[\[\]{}'\" ]", "", value)  # [8, 8] -> 8,8
+        parts.append(f"{key.rpartition('.')[2]}={value}")
+    label = re.sub(r"[^A-Za-z0-9._=,+-]+", "-", "_".join(parts)).strip("-")
+    return label[:MAX_LABEL]
 
 
 def open_run_dir(composed: Composed, run_dir: Path | None) -> Path:
@@ -40,19 +64,20 @@ def open_run_dir(composed: Composed, run_dir: Path | None) -> Path:
     if not is_rank_zero():
         return Path(os.environ.get(RUN_DIR_VARIABLE) or run_root(composed) / "not-rank-zero")
     if run_dir is None:
-        run_dir = claim_run_dir(run_root(composed))
+        run_dir = claim_run_dir(run_root(composed), run_label(composed.words))
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
     os.environ[RUN_DIR_VARIABLE] = str(run_dir)  # inherited by the processes DDP starts
     return run_dir
 
 
-def claim_run_dir(parent: Path) -> Path:
-    """Create `<parent>/<YYYY-MM-DD_HH-MM-SS>`; runs started in the same second get `_1`, `_2`...
+def claim_run_dir(parent: Path, label: str = "") -> Path:
+    """Create `<parent>/<YYYY-MM-DD_HH-MM-SS>[_<label>]`; runs started in the same second
+    get `_1`, `_2`...
 
     `mkdir` without `exist_ok` is atomic, so two processes never get the same folder.
     """
-    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S") + (f"_{label}" if label else "")
     parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1000):
         run_dir = parent / (stamp if attempt == 0 else f"{stamp}_{attempt}")

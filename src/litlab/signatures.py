@@ -5,7 +5,8 @@ Reading them means importing the class, and the classes live in torch and Lightn
 (about 3 s to import). So they are kept in a cache beside the package's bytecode, and a
 config error is reported in a fraction of a second once each class has been seen. An
 entry is used only while the package it came from is unchanged: litlab's own by the
-times of its files, torch's and Lightning's by their installed versions.
+times of its files, torch's and Lightning's by their installed versions. Other classes (a
+user's `mymodels.ResMLP`) are read afresh every time: they change between runs.
 """
 
 from __future__ import annotations
@@ -43,8 +44,12 @@ class Signature:
 
 
 def locate(dotted: str) -> Any:
-    """Import `package.module.Name` and return `Name`."""
+    """Import `package.module.Name` and return `Name`; modules in the working directory
+    are importable (`mymodels.ResMLP` for ./mymodels.py), as under `python -m` or Hydra:
+    the `litlab` script alone would not see them."""
     module_name, _, attr = str(dotted).rpartition(".")
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # after the installed packages: never shadows them
     try:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError):

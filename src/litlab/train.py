@@ -30,6 +30,7 @@ from litlab.rundirs import (
     open_run_dir,
     read_status,
     remove_empty,
+    run_label,
     run_root,
     write_json,
     write_status,
@@ -99,11 +100,9 @@ def train(
     except (Diverged, Interrupted, OSError) as exc:  # OSError: a file that could not be written
         _record_stop(job.dir, exc)
         raise
-    scores = datamodule.baselines()
-    if trainer.logger is not None:
-        trainer.logger.log_metrics(scores, step=trainer.global_step)
+    scores = datamodule.baselines() if hasattr(datamodule, "baselines") else {}
     metrics = test(job) | scores
-    dashboard.log_hparams(trainer, composed.cfg, metrics)
+    dashboard.log_hparams(trainer, composed, metrics)
     write_status(job.dir, "finished", **metrics)
     if trainer.logger is not None:  # baselines and hparams came after Lightning's close
         trainer.logger.finalize("success")
@@ -162,7 +161,8 @@ def cross_validate(composed: Composed, folds: int) -> tuple[Path, dict[str, Any]
     """Train on each of `folds` folds, each a run in `fold_<k>/` of one parent folder, and
     summarise every metric as mean and standard deviation over the folds."""
     check(composed)  # before the parent folder
-    parent = claim_run_dir(run_root(composed)) if is_rank_zero() else run_root(composed)
+    root = run_root(composed)
+    parent = claim_run_dir(root, run_label(composed.words)) if is_rank_zero() else root
     results = []
     for fold in range(folds):
         try:

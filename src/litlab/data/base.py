@@ -32,6 +32,35 @@ def short_row_problems(frame: pd.DataFrame) -> pd.Series:
     return problems
 
 
+TASKS = ("binary", "multiclass", "regression")
+
+
+def contract_errors(datamodule: L.LightningDataModule) -> list[str]:
+    """What the recipe asks of a data module once it is set up, and this one lacks: its
+    task (which picks the loss), its sizes (which size the network), and its splits."""
+    missing = [name for name in ("task", "num_features") if not hasattr(datamodule, name)]
+    if hasattr(datamodule, "task") and datamodule.task not in TASKS:
+        missing.append(f"task one of {', '.join(TASKS)} (not {datamodule.task!r})")
+    if not isinstance(datamodule, TensorDataModule):  # its own loaders, then
+        base = L.LightningDataModule
+        missing += [
+            f"{split}_dataloader()"
+            for split in ("train", "test")
+            if getattr(type(datamodule), f"{split}_dataloader")
+            is getattr(base, f"{split}_dataloader")
+        ]
+    return missing
+
+
+def tensors(datamodule: L.LightningDataModule, split: str) -> tuple[Tensor, ...] | None:
+    """A split's tensors (x, y), or None for a data module that only has loaders: the
+    pictures that need them are then left out."""
+    found = getattr(datamodule, split, None)
+    if isinstance(found, tuple) and len(found) == 2 and all(isinstance(t, Tensor) for t in found):
+        return found
+    return None
+
+
 class TensorDataModule(L.LightningDataModule):
     """Holds `train`, `val`, `test` as tuples of tensors, filled by the subclass's `setup`.
 
