@@ -24,6 +24,7 @@ from litlab.data.base import TensorDataModule
 from litlab.lightning_internals import tensorboard_file_writer
 from litlab.module import Snapshot
 from litlab.optim import planned_rates
+from litlab.signatures import Positive
 
 
 def writer(trainer: L.Trainer) -> Any | None:
@@ -108,7 +109,7 @@ class Dashboard(L.Callback):
     lesson's network, so every picture is drawn once testing is done.
     """
 
-    def __init__(self, every_n_epochs: int = 100):
+    def __init__(self, every_n_epochs: Positive = 100):
         self.every_n_epochs = every_n_epochs
         self.snapshots: list[tuple[int, Snapshot]] = []
         self.losses: dict[str, list[tuple[int, float]]] = {"train/loss": [], "val/loss": []}

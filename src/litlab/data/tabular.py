@@ -15,7 +15,7 @@ from typing_extensions import override
 
 from litlab.baselines import fit_and_score, regression_scores, regressors
 from litlab.data.base import TensorDataModule
-from litlab.data.split import check_split, split_rows
+from litlab.data.split import Folds, check_split, split_rows
 
 
 class TableEncoder:
@@ -108,7 +108,7 @@ class TableDataModule(TensorDataModule):
         test_fraction: float,
         random_state: int,
         batch_size: int | None,
-        folds: int | None,
+        folds: Folds,
         fold: int,
     ):
         super().__init__(batch_size, seed=random_state)
@@ -229,7 +229,7 @@ class DiabetesDataModule(TableDataModule):
         random_state: int = 0,
         batch_size: int | None = None,
         scale_target: bool = True,
-        folds: int | None = None,
+        folds: Folds = None,
         fold: int = 0,
     ):
         check_split(442, val_fraction, test_fraction, folds)
@@ -264,7 +264,7 @@ class CsvDataModule(TableDataModule):
         random_state: int = 0,
         batch_size: int | None = None,
         scale_target: bool = True,
-        folds: int | None = None,
+        folds: Folds = None,
         fold: int = 0,
     ):
         super().__init__(
