@@ -17,7 +17,7 @@ TINY = ("trainer.max_epochs=3", "logger=none", "callbacks.dashboard=null")
 
 
 def send(signum: int):
-    def handler(*args, **kwargs):
+    def handler(*_args, **_kwargs):
         os.kill(os.getpid(), signum)  # handled in this (the main) thread before it returns
         raise AssertionError("the signal was not taken")
 
