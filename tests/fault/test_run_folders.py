@@ -11,7 +11,6 @@ import sys
 import torch
 
 from litlab.cli import main
-from litlab.rundirs import owner
 from litlab.train import run
 
 TINY = ("logger=none", "callbacks.dashboard=null", "callbacks.progress_bar=null")
@@ -55,6 +54,8 @@ sys.stdin.read()
 
 
 def test_a_run_folder_is_owned_by_one_process(make_config, capsys):
+    from litlab.rundirs import owner
+
     run_dir, _ = run(make_config("trainer.max_epochs=2", *TINY))
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(run_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
