@@ -168,7 +168,9 @@ def _interrupted(job: Job | None, stop: Stopped) -> Interrupted:
     if job is None:
         return Interrupted(name, code, -1, "", "before its run folder was made")
     kept = (job.dir / "checkpoints" / "last.ckpt").is_file()
-    return Interrupted(name, code, 0 if kept else -1, str(job.dir), job.phase)
+    # in training only a second Ctrl-C comes here (GracefulStop takes the first)
+    phase = "in the middle of a training step" if job.trainer.training else job.phase
+    return Interrupted(name, code, 0 if kept else -1, str(job.dir), phase)
 
 
 def test(job: Job) -> dict[str, Any]:
