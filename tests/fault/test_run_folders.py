@@ -45,7 +45,8 @@ def test_resuming_a_run_stopped_after_its_training_trains_nothing_again(make_con
 
 
 HOLD = """
-import sys, time
+import sys
+from pathlib import Path
 from litlab.rundirs import lock_run_dir
 lock_run_dir(Path(sys.argv[1]))
 print("locked", flush=True)
