@@ -136,6 +136,11 @@ def type_name(expected: Spec) -> str:
             return " | ".join(type_name(option) for option in expected["union"])
         if "at_least" in expected:
             least, inner = expected["at_least"]
+            if isinstance(inner, dict) and "union" in inner:  # int | null: int >= 1 | null
+                bounded = [
+                    {"at_least": [least, o]} if o in ("int", "float") else o for o in inner["union"]
+                ]
+                return type_name({"union": bounded})
             return f"{type_name(inner)} >= {least}"
         return " | ".join(repr(value) for value in expected["literal"])
     return expected.removeprefix("object ")
