@@ -59,7 +59,7 @@ def test_print_config_shows_the_resolved_config_and_exits(capsys, tmp_path):
         ),
         (
             ["trainer.max_epochs=ten"],
-            "trainer.max_epochs='ten' (the command line): expected int | null, got str",
+            "trainer.max_epochs='ten' (the command line): expected int >= 1 | null, got str",
         ),
         (["optimizer.lr=-1"], "optimizer.lr=-1 (the command line): must be >= 0"),
         (

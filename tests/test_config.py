@@ -87,7 +87,7 @@ def test_unknown_top_level_key_suggests_the_nearest_name():
 
 def test_wrong_type_names_key_value_and_expected_type():
     (error,) = errors_of("trainer.max_epochs=many")
-    assert "trainer.max_epochs='many'" in error and "expected int | null" in error
+    assert "trainer.max_epochs='many'" in error and "expected int >= 1 | null" in error
 
 
 def test_all_errors_are_reported_at_once():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -16,8 +18,9 @@ from tqdm.auto import tqdm
 from typing_extensions import override
 
 from litlab.checkpoints import KEY
-from litlab.errors import Interrupted
+from litlab.errors import Interrupted, Stopped
 from litlab.lightning_internals import claim_last_checkpoint
+from litlab.signatures import Positive
 
 
 class StoreConfig(L.Callback):
@@ -71,6 +74,7 @@ class GracefulStop(L.Callback):
         self.run_dir, self.checkpoint = run_dir, run_dir / "checkpoints" / "last.ckpt"
         self.received: signal.Signals | None = None
         self.previous: dict[signal.Signals, Any] = {}
+        self.validated, self.saved_step = False, -1
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -108,8 +112,11 @@ class GracefulStop(L.Callback):
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # after the epoch's validation, whose checkpoint callbacks have saved best.ckpt
         if self._signalled(trainer):
             self._stop(trainer)
+        if self.validated:
+            self._save_last(trainer)
 
     @override
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -117,6 +124,20 @@ class GracefulStop(L.Callback):
         self._restore()
         if signalled:
             self._stop(trainer)
+        self._save_last(trainer)  # a finished run's last.ckpt is its final state
+
+    @override
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.validated = not trainer.sanity_checking
+
+    def _save_last(self, trainer: L.Trainer) -> None:
+        """Save last.ckpt (when a checkpoint callback keeps one) unless it holds this step.
+        Lightning 2.6's `save_last` writes it only beside a new best checkpoint, so a run
+        resumed from it would retrain the epochs since."""
+        self.validated = False
+        if self.saved_step != trainer.global_step and self._claim_last(trainer):
+            trainer.save_checkpoint(self.checkpoint, weights_only=False)
+            self.saved_step = trainer.global_step
 
     @override
     def on_exception(
@@ -138,14 +159,60 @@ class GracefulStop(L.Callback):
         trainer.save_checkpoint(self.checkpoint, weights_only=False)  # all, to resume
         raise Interrupted(received.name, 128 + received, trainer.global_step, str(self.run_dir))
 
-    def _claim_last(self, trainer: L.Trainer) -> None:
+    def _claim_last(self, trainer: L.Trainer) -> bool:
         """Tell the checkpoint callback that writes last.ckpt that this one is its own (it
         is saved with the callback's state), so the resumed run overwrites it, rather than
-        keeping it and starting last-v1.ckpt."""
+        keeping it and starting last-v1.ckpt; whether there is such a callback."""
+        claimed = False
         for callback in trainer.checkpoint_callbacks:
             name = callback.format_checkpoint_name({}, callback.CHECKPOINT_NAME_LAST)
             if callback.save_last and Path(name).resolve() == self.checkpoint.resolve():
                 claim_last_checkpoint(callback, Path(name))
+                claimed = True
+        return claimed
+
+
+class StopOnSignal:
+    """From the claim of a run folder to its metrics.json, SIGINT and SIGTERM raise
+    `Stopped` (outside the training loop, where GracefulStop takes them): a run stopped
+    while it is set up, fits its baselines or tests still writes its status. Inside
+    `held()` (claiming the folder, writing a status) the signal waits for the block's end.
+
+    Without it SIGTERM kills the process with no word and SIGINT prints a traceback, and
+    the run folder keeps no status."""
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self.holding = False
+        self.previous: dict[signal.Signals, Any] = {}
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():  # where Python allows it
+            self.previous = {s: signal.signal(s, self._receive) for s in GracefulStop.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def _receive(self, signum: int, _frame: FrameType | None) -> None:
+        if self.holding:
+            self.pending = self.pending or signum
+        else:
+            raise Stopped(signum)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Signals wait during the block; `raise_pending` raises one that came."""
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+
+    def raise_pending(self) -> None:
+        if self.pending:
+            raise Stopped(self.pending)
 
 
 class EpochProgressBar(ProgressBar):
@@ -155,7 +222,7 @@ class EpochProgressBar(ProgressBar):
     which cost more than the steps (and fill a log file with lines).
     """
 
-    def __init__(self, refresh_rate: int = 50):
+    def __init__(self, refresh_rate: Positive = 50):
         super().__init__()
         self.refresh_rate, self.enabled = refresh_rate, True
         self.bar: tqdm | None = None

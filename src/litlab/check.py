@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import typing
+from collections.abc import Iterator
+from pathlib import PurePath
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.config import GLOBAL_GROUPS, Composed, RunConfig, groups
+from litlab.config import CONFIG_DIR, GLOBAL_GROUPS, Composed, RunConfig, groups
 from litlab.errors import ConfigError
 from litlab.signatures import Spec, accepts, signature, spec, type_name
 
@@ -32,6 +35,21 @@ DIRECTIVES = ("_target_", "_partial_")  # keys of a node that instantiate reads 
 REQUIRED = ("data", "model", "module", "optimizer", "trainer")
 # What the recipe gives every network when it builds it: the data's sizes.
 NETWORK_ARGUMENTS = ("in_features", "out_features")
+# Library parameters that count steps or epochs, and the least value that works: an
+# interval of 0 divides by zero deep inside the run, max_epochs=-1 trains until killed.
+# (litlab's own classes say it in their signatures: Annotated[int, AtLeast(1)].)
+AT_LEAST = {
+    "lightning.Trainer": {
+        "max_epochs": 1,
+        "log_every_n_steps": 1,
+        "check_val_every_n_epoch": 1,
+        "accumulate_grad_batches": 1,
+    },
+    "torch.optim.lr_scheduler.StepLR": {"step_size": 1},
+}
+# Modules whose public classes a stored config may build besides those named in
+# configs/: any optimiser or schedule, any Lightning callback.
+ALLOWED_MODULES = ("torch.optim", "torch.optim.lr_scheduler", "lightning.pytorch.callbacks")
 
 
 def check(composed: Composed, build: bool = True) -> Composed:
@@ -51,7 +69,10 @@ def check(composed: Composed, build: bool = True) -> Composed:
 
 def key_errors(composed: Composed) -> list[str]:
     """Unknown keys, wrong types and values out of range, read from the config alone."""
-    cfg, errors = composed.cfg, []
+    errors = target_errors(composed)
+    if errors:  # before signature() imports anything a stored file named
+        return errors
+    cfg = composed.cfg
     expected = {f.name for f in dataclasses.fields(RunConfig)} | set(groups()) - set(GLOBAL_GROUPS)
     for key in cfg:
         if key not in expected:
@@ -85,6 +106,77 @@ def _network_errors(composed: Composed, target: str) -> list[str]:
         f"the keyword arguments in_features and out_features (the data's sizes); it lacks "
         f"{', '.join(missing)}"
     ]
+
+
+def target_errors(composed: Composed) -> list[str]:
+    """Every `_target_` set by a file that may come from someone else (a checkpoint, a
+    shared run folder's config.yaml) that is not `allowed_target`: checked as a string,
+    so nothing it names is imported."""
+    errors = []
+    for key, target in _keys_named(composed.cfg, "_target_"):
+        where = composed.source(key)
+        if where in composed.untrusted and not allowed_target(target):
+            errors.append(
+                f"{key}={target} ({where}): a stored config may build only litlab's classes, "
+                "torch.optim's, Lightning's callbacks and the targets in configs/; "
+                "pass --trust if you trust this file"
+            )
+    return errors
+
+
+def allowed_target(target: Any) -> bool:
+    """A target named in the shipped configs/ files, or a public class (by its capital
+    initial) of litlab or of ALLOWED_MODULES. Functions are left out: litlab.cli.main or
+    litlab.signatures.locate would run or import whatever their arguments name."""
+    if not isinstance(target, str):
+        return False
+    if target in shipped_targets():
+        return True
+    module, _, name = target.rpartition(".")
+    parts = module.split(".")
+    public = all(p.isidentifier() and not p.startswith("_") for p in parts)
+    ours = parts[0] == "litlab" or module in ALLOWED_MODULES
+    return public and ours and name.isidentifier() and name[:1].isupper()
+
+
+@functools.cache
+def shipped_targets() -> frozenset[str]:
+    """Every `_target_` in the files under configs/ (a model added there is allowed)."""
+    found = set()
+    for path in CONFIG_DIR.rglob("*.yaml"):
+        node = OmegaConf.load(path)
+        found |= {str(target) for _, target in _keys_named(node, "_target_")}
+    return frozenset(found)
+
+
+def _keys_named(node: Any, name: str, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every key `name` in `node`, at any depth, lists included."""
+    if OmegaConf.is_config(node):
+        node = OmegaConf.to_container(node)
+    items: Any = ()
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    for key, child in items:
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key == name:
+            yield path, child
+        else:
+            yield from _keys_named(child, name, path)
+
+
+def monitor_errors(composed: Composed, logged: set[str]) -> list[str]:
+    """Every `monitor` (a callback's, the schedule's) naming a metric that the module,
+    which logs `logged`, never logs: Lightning would stop at the first validation."""
+    errors = []
+    for key, value in _keys_named(composed.cfg, "monitor"):
+        if isinstance(value, str) and value not in logged:
+            errors.append(
+                f"{key}={value} ({composed.source(key)}): no such metric; the module logs "
+                f"{', '.join(sorted(logged))}"
+            )
+    return errors
 
 
 def target_nodes(composed: Composed) -> tuple[dict[str, DictConfig], list[str]]:
@@ -130,7 +222,10 @@ def _check_node(
             if not found.takes_any:
                 errors.append(_unknown(composed, f"{path}.{key}", found.params, target))
         else:
-            errors += _check_value(composed, f"{path}.{key}", value, found.params[key])
+            expected = found.params[key]
+            least = AT_LEAST.get(target, {}).get(key)
+            expected = expected if least is None else {"at_least": [least, expected]}
+            errors += _check_value(composed, f"{path}.{key}", value, expected)
     return errors
 
 
@@ -184,21 +279,41 @@ def _schedule_notes(node: DictConfig | None, epochs: int) -> list[str]:
 
 def _value_errors(composed: Composed) -> list[str]:
     """Values of the right type that no class would take."""
+    errors = []
     lr = OmegaConf.select(composed.cfg, "optimizer.lr")
     if isinstance(lr, int | float) and not isinstance(lr, bool) and lr < 0:
         where = composed.source("optimizer.lr")
-        return [f"optimizer.lr={lr} ({where}): must be >= 0 (the size of each step)"]
-    return []
+        errors.append(f"optimizer.lr={lr} ({where}): must be >= 0 (the size of each step)")
+    name = composed.cfg.get("name")
+    if isinstance(name, str) and not _inside(name):
+        errors.append(
+            f"name={name} ({composed.source('name')}): must stay inside runs_dir "
+            "(a relative path without '..')"
+        )
+    return errors
+
+
+def _inside(name: str) -> bool:
+    """Whether <runs_dir>/<name> is a folder under runs_dir (not itself, not outside)."""
+    path = PurePath(name)
+    return not path.is_absolute() and ".." not in path.parts and str(path) not in ("", ".")
 
 
 def _check_value(composed: Composed, key: str, value: Any, expected: Spec) -> list[str]:
     plain = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
     if accepts(plain, expected):
         return []
-    return [
-        f"{key}={plain!r} ({composed.source(key)}): expected {type_name(expected)}, "
-        f"got {type(plain).__name__}"
-    ]
+    got = "" if _typed(plain, expected) else f", got {type(plain).__name__}"  # out of bounds
+    return [f"{key}={plain!r} ({composed.source(key)}): expected {type_name(expected)}{got}"]
+
+
+def _typed(value: Any, expected: Spec) -> bool:
+    """Whether `value` has a type `expected` takes, its bounds aside."""
+    if isinstance(expected, dict) and "at_least" in expected:
+        return accepts(value, expected["at_least"][1])
+    if isinstance(expected, dict) and "union" in expected:
+        return any(_typed(value, option) for option in expected["union"])
+    return accepts(value, expected)
 
 
 def _unknown(composed: Composed, key: str, allowed: Any, target: str | None = None) -> str:

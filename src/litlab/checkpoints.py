@@ -84,7 +84,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ValueError,
         OSError,
     ) as exc:
-        reason = str(exc).splitlines()[0]
+        # an empty file's EOFError has no text: name the exception then
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ConfigError([f"{file}: not a readable checkpoint ({reason})"]) from None
     if not isinstance(checkpoint, dict) or KEY not in checkpoint:
         raise ConfigError([f"{file}: not a litlab checkpoint (no stored config)"])

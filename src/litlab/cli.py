@@ -39,14 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "eval":
-            return _eval(args.checkpoint)
+            return _eval(args.checkpoint, args.trust)
         if args.command == "predict":
-            return _predict(args.checkpoint, args.input, args.output)
+            return _predict(args.checkpoint, args.input, args.output, args.trust)
         if args.command == "sweep":
             return _sweep(args.words, args.jobs)
         if args.command == "compare":
             return _compare(args.words, args.seeds, args.jobs)
-        composed = compose(args.words)
+        composed = compose(args.words, trust=args.trust)
         # keys and types first, from cached signatures: a typo is reported before imports
         check(composed, build=not args.print_config)
         for note in composed.notes:
@@ -93,20 +93,20 @@ def _hydra_habit(argv: list[str]) -> str | None:
     return None
 
 
-def _eval(checkpoint: str) -> int:
+def _eval(checkpoint: str, trust: bool) -> int:
     from litlab.predict import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(checkpoint)
+    metrics = evaluate_checkpoint(checkpoint, trust)
     out = Path(checkpoint).with_suffix(".eval.json")
     out.write_text(json.dumps(metrics, indent=2) + "\n")
     _report(out, metrics)
     return 0
 
 
-def _predict(checkpoint: str, input_csv: str, output_csv: str) -> int:
+def _predict(checkpoint: str, input_csv: str, output_csv: str, trust: bool) -> int:
     from litlab.predict import Predictor
 
-    predictor = Predictor.from_checkpoint(checkpoint)
+    predictor = Predictor.from_checkpoint(checkpoint, trust)
     frame = predictor.read(input_csv)
     out = predictor.predict(frame)
     out.to_csv(output_csv, index=False)
@@ -216,10 +216,12 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--print-config", action="store_true", help="print the resolved config and exit"
     )
+    _trust_flag(train, "the resume= folder's config.yaml")
     evaluate = commands.add_parser(
         "eval", help="test metrics of a checkpoint, with its stored config"
     )
     evaluate.add_argument("checkpoint", help="a .ckpt file of a run")
+    _trust_flag(evaluate, "the checkpoint's stored config")
     predict = commands.add_parser(
         "predict", help="predictions of a checkpoint for the rows of a CSV"
     )
@@ -229,6 +231,7 @@ def _parser() -> argparse.ArgumentParser:
         help="CSV: x1,x2 (circles), feature columns (tables), 64 values a row or a PNG (digits)",
     )
     predict.add_argument("output", help="CSV to write: the input plus prediction (and probability)")
+    _trust_flag(predict, "the checkpoint's stored config")
     sweep = commands.add_parser("sweep", help="a grid of runs: optimizer=sgd,adam seed=1,2,3")
     sweep.add_argument("-j", "--jobs", type=int, default=1, help="runs at a time (processes)")
     sweep.add_argument("words", nargs="+", metavar="WORDS", help="as for train; a,b,c sweeps a key")
@@ -239,3 +242,12 @@ def _parser() -> argparse.ArgumentParser:
         "words", nargs="*", metavar="WORDS", help="changes to the job, as for train"
     )
     return parser
+
+
+def _trust_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help=f"let {what} build any _target_ (default: only litlab's classes, torch.optim's, "
+        "Lightning's callbacks and the targets in configs/)",
+    )

@@ -56,6 +56,10 @@ class Composed:
     checked: bool = False  # set by check.check: a command checks its config once
     notes: list[str] = dataclasses.field(default_factory=list)  # told once, before the run
     words: list[str] = dataclasses.field(default_factory=list)  # the command line's words
+    # Files that may come from someone else (a checkpoint, a run folder's config.yaml):
+    # a _target_ they set must be one check.allowed_target accepts. configs/ and the
+    # command line are the user's own and may name any target.
+    untrusted: tuple[str, ...] = ()
 
     def source(self, key: str) -> str:
         """Where the value of `key` came from: for a node, every file that set part of it;
@@ -117,14 +121,15 @@ def groups() -> dict[str, list[str]]:
     return {group: sorted(found[group]) for group in sorted(found)}
 
 
-def compose(words: list[str]) -> Composed:
+def compose(words: list[str], trust: bool = False) -> Composed:
     """Build the resolved config from `train.yaml` and the user's words; with
-    `resume=FOLDER`, from that run's config.yaml and the user's `a.b=value` words."""
+    `resume=FOLDER`, from that run's config.yaml (whose targets are checked unless
+    `trust`) and the user's `a.b=value` words."""
     words = [_plain(w) for w in words]
     picked, dotted = _parse_words(words, groups())
     resume = [w.partition("=")[2] for w in dotted if w.startswith("resume=")]
     if resume and resume[-1] not in ("null", ""):
-        return _resumed(resume[-1], picked, dotted)
+        return _resumed(resume[-1], picked, dotted, trust)
     primary = _load(CONFIG_DIR / "train.yaml")
     selection = _defaults(primary, PRIMARY)
     experiment = picked.get("experiment", selection.get("experiment"))
@@ -254,7 +259,9 @@ def _option_layers(group: str, option: str) -> list[tuple[DictConfig, str, dict]
     return [*(_option_layers(group, base) if base else []), (node, source, picks)]
 
 
-def _resumed(folder: str, picked: dict[str, str | None], dotted: list[str]) -> Composed:
+def _resumed(
+    folder: str, picked: dict[str, str | None], dotted: list[str], trust: bool
+) -> Composed:
     """The config a run ran with, changed by the command line's single keys."""
     stored = Path(folder).expanduser() / "config.yaml"
     if not stored.is_file():
@@ -265,7 +272,19 @@ def _resumed(folder: str, picked: dict[str, str | None], dotted: list[str]) -> C
             [f"{words} ({CLI}): a resumed run keeps its groups; change keys (a.b=value)"]
         )
     layers = [(_load(stored), str(stored)), (_from_dotlist(dotted), CLI)]
-    return _merge(layers, {})
+    composed = _merge(layers, {})
+    composed.untrusted = () if trust else (str(stored),)
+    return composed
+
+
+def stored_config(
+    config: dict[str, Any], choices: dict[str, Any], source: str, trust: bool
+) -> Composed:
+    """A config read back from a checkpoint: every value comes from `source`, whose
+    targets are checked unless `trust`."""
+    cfg = OmegaConf.create(config)
+    sources = dict.fromkeys(_leaf_keys(cfg), source)
+    return Composed(cfg, sources, choices, untrusted=() if trust else (source,))
 
 
 def _parse_words(words: list[str], options: dict[str, list[str]]) -> tuple[dict, list[str]]:

@@ -26,6 +26,7 @@ from litlab.data.base import TensorDataModule
 from litlab.lightning_internals import tensorboard_file_writer
 from litlab.module import Snapshot
 from litlab.optim import planned_rates
+from litlab.signatures import Positive
 
 
 def writer(trainer: L.Trainer) -> Any | None:
@@ -125,7 +126,7 @@ class Dashboard(L.Callback):
 
     CHUNK = 1024  # losses stacked into one tensor every CHUNK steps: few Python objects
 
-    def __init__(self, every_n_epochs: int | None = 100):  # None: no snapshots
+    def __init__(self, every_n_epochs: Positive | None = 100):  # None: no snapshots
         self.every_n_epochs = every_n_epochs
         self.snapshots: list[tuple[int, Snapshot]] = []
         self.losses: dict[str, list[tuple[int, float]]] = {"val/loss": []}

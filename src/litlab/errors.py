@@ -20,12 +20,32 @@ class Diverged(RuntimeError):
         )
 
 
-class Interrupted(RuntimeError):
-    """A signal (Ctrl-C, SIGTERM) stopped training after a step that was saved."""
+class RunBusy(OSError):
+    """Another process owns the run folder (rundirs.lock_run_dir)."""
 
-    def __init__(self, signal_name: str, exit_code: int, step: int, run_dir: str):
+
+class Stopped(Exception):
+    """Raised by a SIGINT or SIGTERM handler outside the training loop (StopOnSignal)."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(f"signal {signum}")
+
+
+class Interrupted(RuntimeError):
+    """A signal (Ctrl-C, SIGTERM) stopped a run: in training after a step that was saved,
+    or elsewhere (`when`) at once, with what to run next."""
+
+    def __init__(
+        self, signal_name: str, exit_code: int, step: int, run_dir: str, when: str | None = None
+    ):
         self.exit_code = exit_code  # 128 + the signal's number, as shells report it
-        super().__init__(
-            f"{signal_name}: training stopped after step {step}, saved in "
-            f'{run_dir}/checkpoints/last.ckpt. Continue it with: make train ARGS="resume={run_dir}"'
-        )
+        resume = f'Continue it with: make train ARGS="resume={run_dir}"'
+        if when is None:
+            text = f"training stopped after step {step}, saved in {run_dir}/checkpoints/last.ckpt"
+        elif step >= 0:  # a checkpoint was kept: resume= goes on from it
+            text = f"stopped {when}; {run_dir}/checkpoints/last.ckpt is kept"
+        else:  # no checkpoint: nothing to continue from
+            text = f"stopped {when}; nothing was kept" + (f" in {run_dir}" if run_dir else "")
+            resume = "Start the run again"
+        super().__init__(f"{signal_name}: {text}. {resume}")

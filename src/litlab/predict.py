@@ -11,17 +11,23 @@ from typing import Any
 
 import lightning as L
 import pandas as pd
-from omegaconf import OmegaConf
 
 from litlab.builders import build_data, build_module, build_node
+from litlab.check import target_errors
 from litlab.checkpoints import KEY, load_checkpoint
-from litlab.config import Composed, ConfigError
+from litlab.config import Composed, ConfigError, stored_config
 from litlab.data.base import TensorDataModule
 
 
-def _composed(checkpoint: dict[str, Any]) -> Composed:
+def _composed(checkpoint: dict[str, Any], path: str | Path, trust: bool) -> Composed:
+    """The config stored in the checkpoint at `path`; unless `trust`, refused if it names
+    a target a stored config may not build (check.target_errors)."""
     stored = checkpoint[KEY]
-    return Composed(OmegaConf.create(stored["config"]), {}, stored["choices"])
+    composed = stored_config(stored["config"], stored["choices"], str(path), trust)
+    errors = target_errors(composed)
+    if errors:
+        raise ConfigError(errors)
+    return composed
 
 
 def _data_state(checkpoint: dict[str, Any], composed: Composed) -> dict[str, Any] | None:
@@ -30,10 +36,11 @@ def _data_state(checkpoint: dict[str, Any], composed: Composed) -> dict[str, Any
     return checkpoint.get(name) or None
 
 
-def evaluate_checkpoint(path: str | Path) -> dict[str, float]:
-    """Test metrics of the checkpoint on the test split of the data it was trained on."""
+def evaluate_checkpoint(path: str | Path, trust: bool = False) -> dict[str, float]:
+    """Test metrics of the checkpoint on the test split of the data it was trained on;
+    `trust` lets its stored config build any target."""
     checkpoint = load_checkpoint(path)
-    composed = _composed(checkpoint)
+    composed = _composed(checkpoint, path, trust)
     stored = _data_state(checkpoint, composed)
     datamodule = build_data(composed, checkpoint[KEY]["fold"], stored)
     module = build_module(composed, datamodule)
@@ -60,11 +67,12 @@ class Predictor:
         self.notes: list[str] = []  # what the last predict ignored or filled in
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> Predictor:
+    def from_checkpoint(cls, path: str | Path, trust: bool = False) -> Predictor:
         """The network of a checkpoint and its data module, which is not set up (no data
-        file is read) but given the encoding stored in the checkpoint."""
+        file is read) but given the encoding stored in the checkpoint; `trust` lets its
+        stored config build any target."""
         checkpoint = load_checkpoint(path)
-        composed = _composed(checkpoint)
+        composed = _composed(checkpoint, path, trust)
         datamodule = build_node(composed, "data")
         state = _data_state(checkpoint, composed)
         if state:

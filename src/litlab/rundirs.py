@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -15,8 +16,11 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from litlab.checkpoints import write_atomically
 from litlab.config import CLI, Composed
+from litlab.errors import RunBusy
 
 RUN_DIR_VARIABLE = "LITLAB_RUN_DIR"  # rank 0's run folder, for the processes DDP starts
+LOCK = ".lock"  # in every run folder: who owns it (rank 0's pid), flock'ed while it runs
+_held: dict[Path, int] = {}  # run folders this process owns -> the lock file's descriptor
 
 
 def is_rank_zero() -> bool:
@@ -67,6 +71,7 @@ def open_run_dir(composed: Composed, run_dir: Path | None) -> Path:
         run_dir = claim_run_dir(run_root(composed), run_label(composed.words))
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
+        lock_run_dir(run_dir)
     os.environ[RUN_DIR_VARIABLE] = str(run_dir)  # inherited by the processes DDP starts
     return run_dir
 
@@ -83,10 +88,59 @@ def claim_run_dir(parent: Path, label: str = "") -> Path:
         run_dir = parent / (stamp if attempt == 0 else f"{stamp}_{attempt}")
         try:
             run_dir.mkdir()
-            return run_dir
         except FileExistsError:
             continue
+        lock_run_dir(run_dir)
+        return run_dir
     raise RuntimeError(f"{parent}: 1000 runs started in the same second")
+
+
+def lock_run_dir(run_dir: Path) -> None:
+    """Own `run_dir` until `release_run_dir` or the end of this process: an exclusive
+    `flock` on its .lock file, which the OS drops when the process ends however it ends
+    (a crash, SIGKILL), so a lock is never stale. Held already: RunBusy naming the pid.
+
+    Why: two processes in one folder would share checkpoint names, events and
+    metrics.json (two resume= at once, or a sweep started twice)."""
+    key = run_dir.resolve()
+    if key in _held:  # this process owns it already (resume= locks before prepare)
+        return
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunBusy(
+            f"{run_dir}: in use by process {pid}; a run folder is written by one process "
+            "at a time: wait for it to end (or stop it) and try again"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _held[key] = fd
+
+
+def release_run_dir(run_dir: Path) -> None:
+    """Give up the lock `lock_run_dir` took (the next process may resume the run)."""
+    fd = _held.pop(run_dir.resolve(), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def owner(run_dir: Path) -> int | None:
+    """The pid of the process that owns `run_dir` now; None when none does."""
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    finally:
+        os.close(fd)
+    return None
 
 
 def remove_empty(run_dir: Path, runs_dir: Path) -> None:
@@ -94,6 +148,7 @@ def remove_empty(run_dir: Path, runs_dir: Path) -> None:
     while they are empty (claiming the folder may have made them)."""
     if not is_rank_zero():
         return
+    release_run_dir(run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)
     for parent in run_dir.parents:
         if not parent.is_relative_to(runs_dir):

@@ -23,7 +23,7 @@ import types
 import typing
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from litlab.errors import ConfigError
 
@@ -33,8 +33,20 @@ CACHE = PACKAGE / "__pycache__" / f"signatures.{sys.implementation.cache_tag}.js
 CACHED_PACKAGES = ("litlab", "lightning", "torch", "torchmetrics")
 
 # A type as plain data: "any", "null", "bool", "int", "float", "str", "list", "dict",
-# "object <class name>", {"union": [types]} or {"literal": [values]}.
+# "object <class name>", {"union": [types]}, {"literal": [values]} or
+# {"at_least": [least, type]}.
 Spec = str | dict[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class AtLeast:
+    """`Annotated[int, AtLeast(1)]`: the least value a parameter takes (an interval of 0
+    divides by zero deep inside a run; a count of -1 runs forever)."""
+
+    least: int | float
+
+
+Positive = Annotated[int, AtLeast(1)]  # an interval or a count of steps or epochs
 
 
 @dataclass(frozen=True)
@@ -80,6 +92,10 @@ def spec(annotation: Any) -> Spec:
         return {"union": [spec(arg) for arg in args]}
     if origin is typing.Literal:
         return {"literal": list(args)}
+    if origin is typing.Annotated:
+        bounds = [m.least for m in annotation.__metadata__ if isinstance(m, AtLeast)]
+        inner = spec(args[0])
+        return {"at_least": [bounds[0], inner]} if bounds else inner
     if annotation is type(None):
         return "null"
     if annotation in (bool, int, float, str):
@@ -98,6 +114,10 @@ def accepts(value: Any, expected: Spec) -> bool:
     if isinstance(expected, dict):
         if "union" in expected:
             return any(accepts(value, option) for option in expected["union"])
+        if "at_least" in expected:
+            least, inner = expected["at_least"]
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            return accepts(value, inner) and (not number or value >= least)
         return value in expected["literal"]
     number = isinstance(value, int | float) and not isinstance(value, bool)
     return {
@@ -119,6 +139,14 @@ def type_name(expected: Spec) -> str:
     if isinstance(expected, dict):
         if "union" in expected:
             return " | ".join(type_name(option) for option in expected["union"])
+        if "at_least" in expected:
+            least, inner = expected["at_least"]
+            if isinstance(inner, dict) and "union" in inner:  # int | null: int >= 1 | null
+                bounded = [
+                    {"at_least": [least, o]} if o in ("int", "float") else o for o in inner["union"]
+                ]
+                return type_name({"union": bounded})
+            return f"{type_name(inner)} >= {least}"
         return " | ".join(repr(value) for value in expected["literal"])
     return expected.removeprefix("object ")
 
@@ -137,7 +165,7 @@ def _read(target: Any) -> Signature:
 def _hints(target: Any) -> dict[str, Any]:
     func = target.__init__ if inspect.isclass(target) else target
     try:
-        return typing.get_type_hints(inspect.unwrap(func))
+        return typing.get_type_hints(inspect.unwrap(func), include_extras=True)
     except Exception:  # unresolvable forward references in a library: check nothing
         return {}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +20,19 @@ from omegaconf import OmegaConf
 
 from litlab import dashboard
 from litlab.builders import build_data, build_module, build_trainer
-from litlab.check import check
+from litlab.callbacks import StopOnSignal
+from litlab.check import check, monitor_errors
 from litlab.checkpoints import KEY, load_checkpoint
 from litlab.config import CLI, Composed, ConfigError
 from litlab.data.base import TensorDataModule
-from litlab.errors import Diverged, Interrupted
+from litlab.errors import Diverged, Interrupted, Stopped
 from litlab.rundirs import (
     claim_run_dir,
     is_rank_zero,
+    lock_run_dir,
     open_run_dir,
     read_status,
+    release_run_dir,
     remove_empty,
     run_label,
     run_root,
@@ -60,37 +64,81 @@ class Job:
     trainer: L.Trainer
     module: L.LightningModule
     datamodule: TensorDataModule
+    phase: str = "before the first step"  # what a signal interrupts, for its message
 
 
-def prepare(composed: Composed, fold: int | None = None, run_dir: Path | None = None) -> Job:
+def prepare(
+    composed: Composed,
+    fold: int | None = None,
+    run_dir: Path | None = None,
+    signals: StopOnSignal | None = None,
+    resume_from: tuple[Path, dict[str, Any]] | None = None,
+) -> Job:
     """Everything before the first step, in the lesson's order; a config error stops it
-    before a folder is made."""
+    before a folder is made. A signal while the folder is claimed waits for its
+    config.yaml (`signals`); `resume_from` (a checkpoint and its weights) must fit."""
     cfg = check(composed).cfg
     datamodule = build_data(composed, fold)  # 1. prepare the data
     L.seed_everything(cfg.seed, verbose=False)  # the seed fixes the network's first weights
     module = build_module(composed, datamodule)  # 2-4. network, loss, optimiser
-    new = run_dir is None or not run_dir.exists()
-    run_dir = open_run_dir(composed, run_dir)
-    try:
-        trainer = build_trainer(composed, run_dir, fold)  # 5. the loop over the epochs
-    except BaseException:
-        if new:  # nothing was written yet
-            remove_empty(run_dir, Path(cfg.runs_dir).expanduser())
-        raise
-    if is_rank_zero():
-        OmegaConf.save(cfg, run_dir / "config.yaml")
+    errors = monitor_errors(composed, module.logged_metrics())
+    if errors:
+        raise ConfigError(errors)
+    if resume_from is not None:
+        _check_fits(module, *resume_from)
+    with signals.held() if signals else contextlib.nullcontext():
+        new = run_dir is None or not run_dir.exists()
+        run_dir = open_run_dir(composed, run_dir)
+        try:
+            trainer = build_trainer(composed, run_dir, fold)  # 5. the loop over the epochs
+        except BaseException:
+            if new:  # nothing was written yet
+                remove_empty(run_dir, Path(cfg.runs_dir).expanduser())
+            raise
+        if is_rank_zero():
+            OmegaConf.save(cfg, run_dir / "config.yaml")
     return Job(run_dir, trainer, module, datamodule)
+
+
+def _check_fits(module: L.LightningModule, path: Path, weights: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose weights do not fit this run's network (another job's)."""
+    try:
+        module.load_state_dict(weights)  # fit loads them again from the checkpoint
+    except RuntimeError as exc:
+        reason = str(exc).splitlines()[0]
+        raise ConfigError([f"{path}: not a checkpoint of this run ({reason})"]) from None
 
 
 def train(
     composed: Composed,
     fold: int | None = None,
     run_dir: Path | None = None,
-    checkpoint: Path | None = None,
+    resume_from: tuple[Path, dict[str, Any]] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Train (from `checkpoint`, when resuming) and test the configured job in its run
-    folder (`run_dir`, or a new one); return the folder and the metrics."""
-    job = prepare(composed, fold, run_dir)
+    """Train (from the checkpoint `resume_from`, when resuming) and test the configured
+    job in its run folder (`run_dir`, or a new one); return the folder and the metrics.
+    From the folder's claim to its metrics.json, a signal ends it with the status
+    `interrupted` and the exit code 128 + the signal."""
+    job = None
+    with StopOnSignal() as signals:
+        try:
+            job = prepare(composed, fold, run_dir, signals, resume_from)
+            signals.raise_pending()  # one that came while the folder was claimed
+            return _fit_and_test(job, composed, resume_from and resume_from[0], signals)
+        except Stopped as stop:
+            exc = _interrupted(job, stop)
+            if job is not None:
+                with signals.held():
+                    _record_stop(job.dir, exc)
+            raise exc from None
+        finally:
+            if job is not None:
+                release_run_dir(job.dir)
+
+
+def _fit_and_test(
+    job: Job, composed: Composed, checkpoint: Path | None, signals: StopOnSignal
+) -> tuple[Path, dict[str, Any]]:
     trainer, module, datamodule = job.trainer, job.module, job.datamodule
     datamodule.report(job.dir)  # what the data became: printed, and saved in the folder
     if checkpoint is None:
@@ -100,13 +148,29 @@ def train(
     except (Diverged, Interrupted, OSError) as exc:  # OSError: a file that could not be written
         _record_stop(job.dir, exc)
         raise
+    job.phase = "while the baselines were fitted"
     scores = datamodule.baselines() if hasattr(datamodule, "baselines") else {}
+    job.phase = "during the test"
     metrics = test(job) | scores
+    job.phase = "while the summary was written"
     dashboard.log_hparams(trainer, composed, metrics)
-    write_status(job.dir, "finished", **metrics)
-    if trainer.logger is not None:  # baselines and hparams came after Lightning's close
-        trainer.logger.finalize("success")
+    with signals.held():  # finished is finished: a signal now changes nothing
+        write_status(job.dir, "finished", **metrics)
+        if trainer.logger is not None:  # baselines and hparams came after Lightning's close
+            trainer.logger.finalize("success")
     return job.dir, {"status": "finished", **metrics}
+
+
+def _interrupted(job: Job | None, stop: Stopped) -> Interrupted:
+    """The Interrupted to report for a signal outside the training loop: what to run next
+    depends on whether a checkpoint was kept."""
+    name, code = signal.Signals(stop.signum).name, 128 + stop.signum
+    if job is None:
+        return Interrupted(name, code, -1, "", "before its run folder was made")
+    kept = (job.dir / "checkpoints" / "last.ckpt").is_file()
+    # in training only a second Ctrl-C comes here (GracefulStop takes the first)
+    phase = "in the middle of a training step" if job.trainer.training else job.phase
+    return Interrupted(name, code, 0 if kept else -1, str(job.dir), phase)
 
 
 def test(job: Job) -> dict[str, Any]:
@@ -136,8 +200,17 @@ def _record_stop(run_dir: Path, exc: Exception) -> None:
 def resume(composed: Composed) -> tuple[Path, dict[str, Any]]:
     """Continue the run in folder `resume` from its last.ckpt, in the same folder and
     TensorBoard run; a finished run goes on only if trainer.max_epochs was raised."""
+    run_dir = Path(composed.cfg.resume).expanduser()
+    if is_rank_zero():  # before reading its state: another process may be writing it
+        lock_run_dir(run_dir)
+    try:
+        return _resume(composed, run_dir)
+    finally:
+        release_run_dir(run_dir)
+
+
+def _resume(composed: Composed, run_dir: Path) -> tuple[Path, dict[str, Any]]:
     cfg = composed.cfg
-    run_dir = Path(cfg.resume).expanduser()
     last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
         raise ConfigError(
@@ -154,7 +227,7 @@ def resume(composed: Composed) -> tuple[Path, dict[str, Any]]:
             ]
         )
     # a fold of a cross-validation trains on its own split again
-    return train(composed, checkpoint[KEY]["fold"], run_dir, last)
+    return train(composed, checkpoint[KEY]["fold"], run_dir, (last, checkpoint["state_dict"]))
 
 
 def cross_validate(composed: Composed, folds: int) -> tuple[Path, dict[str, Any]]:
@@ -164,15 +237,18 @@ def cross_validate(composed: Composed, folds: int) -> tuple[Path, dict[str, Any]
     root = run_root(composed)
     parent = claim_run_dir(root, run_label(composed.words)) if is_rank_zero() else root
     results = []
-    for fold in range(folds):
-        try:
-            results.append(train(composed, fold, parent / f"fold_{fold}")[1])
-        except ConfigError:
-            if fold == 0:
-                remove_empty(parent, Path(composed.cfg.runs_dir).expanduser())
-            raise
-    summary = summarise(results)
-    write_json(parent / "cv_summary.json", summary)
+    try:
+        for fold in range(folds):
+            try:
+                results.append(train(composed, fold, parent / f"fold_{fold}")[1])
+            except ConfigError:
+                if fold == 0:
+                    remove_empty(parent, Path(composed.cfg.runs_dir).expanduser())
+                raise
+        summary = summarise(results)
+        write_json(parent / "cv_summary.json", summary)
+    finally:
+        release_run_dir(parent)
     return parent, summary
 
 

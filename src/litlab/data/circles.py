@@ -13,7 +13,7 @@ from typing_extensions import override
 
 from litlab.baselines import binary_scores, classifiers, fit_and_score
 from litlab.data.base import TensorDataModule
-from litlab.data.split import check_split, split_rows
+from litlab.data.split import Folds, check_split, split_rows
 from litlab.figures import data_scatter
 
 
@@ -40,7 +40,7 @@ class CirclesDataModule(TensorDataModule):
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         batch_size: int | None = None,
-        folds: int | None = None,
+        folds: Folds = None,
         fold: int = 0,
     ):
         super().__init__(batch_size, seed=random_state)

@@ -15,7 +15,7 @@ from typing_extensions import override
 
 from litlab.baselines import classifiers, fit_and_score, multiclass_scores
 from litlab.data.base import TensorDataModule
-from litlab.data.split import check_split, split_rows
+from litlab.data.split import Folds, check_split, split_rows
 from litlab.errors import ConfigError
 
 PIXELS = [f"p{i}" for i in range(64)]  # an 8x8 image as a row, row by row
@@ -38,7 +38,7 @@ class DigitsDataModule(TensorDataModule):
         random_state: int = 0,
         batch_size: int | None = 64,
         shift: int = 0,
-        folds: int | None = None,
+        folds: Folds = None,
         fold: int = 0,
     ):
         super().__init__(batch_size, seed=random_state)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
+from litlab.signatures import AtLeast
+
+# k of a k-fold cross-validation (null: one split by fractions)
+Folds = Annotated[int, AtLeast(2)] | None
 Split = tuple[np.ndarray, np.ndarray, np.ndarray]  # row indices of train, val, test
 
 

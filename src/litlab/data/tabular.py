@@ -34,7 +34,7 @@ from litlab.data.columns import (
     short_rows,
     sniff_delimiter,
 )
-from litlab.data.split import check_split, split_rows
+from litlab.data.split import Folds, check_split, split_rows
 from litlab.rundirs import is_rank_zero
 
 TASKS = ("auto", "binary", "multiclass", "regression")
@@ -133,7 +133,7 @@ class TableDataModule(TensorDataModule):
         test_fraction: float,
         random_state: int,
         batch_size: int | None,
-        folds: int | None,
+        folds: Folds,
         fold: int,
         task: Literal["auto", "binary", "multiclass", "regression"] = "regression",
         keep: list[str] | None = None,
@@ -410,7 +410,7 @@ class DiabetesDataModule(TableDataModule):
         random_state: int = 0,
         batch_size: int | None = None,
         scale_target: bool = True,
-        folds: int | None = None,
+        folds: Folds = None,
         fold: int = 0,
     ):
         check_split(442, val_fraction, test_fraction, folds)
@@ -450,7 +450,7 @@ class CsvDataModule(TableDataModule):
         random_state: int = 0,
         batch_size: int | None = None,
         scale_target: bool = True,
-        folds: int | None = None,
+        folds: Folds = None,
         fold: int = 0,
     ):
         super().__init__(
