@@ -17,12 +17,12 @@ import difflib
 import functools
 import typing
 from collections.abc import Iterator
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.config import CONFIG_DIR, GLOBAL_GROUPS, Composed, RunConfig, groups
+from litlab.config import GLOBAL_GROUPS, Composed, RunConfig, config_dirs, groups
 from litlab.errors import ConfigError
 from litlab.signatures import Spec, accepts, signature, spec, type_name
 
@@ -139,11 +139,16 @@ def allowed_target(target: Any) -> bool:
     return public and ours and name.isidentifier() and name[:1].isupper()
 
 
-@functools.cache
 def shipped_targets() -> frozenset[str]:
-    """Every `_target_` in the files under configs/ (a model added there is allowed)."""
-    found = set()
-    for path in CONFIG_DIR.rglob("*.yaml"):
+    """Every `_target_` in the config files: litlab's configs/ and the user's own
+    ./configs/ (a model added there as an option is the user's choice, so allowed)."""
+    return frozenset().union(*(_targets_under(folder) for folder in config_dirs()))
+
+
+@functools.cache
+def _targets_under(folder: Path) -> frozenset[str]:
+    found: set[str] = set()
+    for path in folder.rglob("*.yaml"):
         node = OmegaConf.load(path)
         found |= {str(target) for _, target in _keys_named(node, "_target_")}
     return frozenset(found)

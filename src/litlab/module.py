@@ -95,16 +95,14 @@ class _Supervised(L.LightningModule):
         raise Diverged(self.trainer.global_step, what, value.item(), lr)
 
     def _train_metrics(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
-        """Cheap metrics of the training batch (named in TRAIN_METRICS), logged with the loss."""
+        """Cheap metrics of the training batch, logged with the loss."""
         raise NotImplementedError
 
-    TRAIN_METRICS: tuple[str, ...] = ()
-
     def logged_metrics(self) -> set[str]:
-        """Every metric this module logs during fit: what a callback or a schedule may
-        monitor."""
-        train = {f"train/{name}" for name in ("loss", *self.TRAIN_METRICS)}
-        return train | {f"val/{name}" for name in self.metric_names}
+        """What a callback or a schedule may monitor: what each validation logs. (The
+        training metrics are logged every log_every_n_steps steps only, so a checkpoint
+        due at a validation could find none, and Lightning would stop the run.)"""
+        return {f"val/{name}" for name in self.metric_names}
 
     def validation_step(self, batch: Batch) -> None:
         self._evaluate(batch, "val")
@@ -193,8 +191,6 @@ class ClassifierModule(_Supervised):
 
     def _for_metrics(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return (torch.sigmoid(out), y.int()) if self.binary else (out.argmax(dim=1), y)
-
-    TRAIN_METRICS = ("acc",)
 
     def _train_metrics(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
         right = (
@@ -303,8 +299,6 @@ class RegressorModule(_Supervised):
 
     def _for_metrics(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return self._units(out).flatten(), self._units(y).flatten()
-
-    TRAIN_METRICS = ("mae",)
 
     def _train_metrics(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
         return {"mae": (self._units(out) - self._units(y)).abs().mean()}

@@ -140,7 +140,8 @@ def _fit_and_test(
     job: Job, composed: Composed, checkpoint: Path | None, signals: StopOnSignal
 ) -> tuple[Path, dict[str, Any]]:
     trainer, module, datamodule = job.trainer, job.module, job.datamodule
-    datamodule.report(job.dir)  # what the data became: printed, and saved in the folder
+    if hasattr(datamodule, "report"):  # what a table became: printed, saved in the folder
+        datamodule.report(job.dir)
     if checkpoint is None:
         dashboard.log_start(trainer, composed, datamodule)
     try:

@@ -78,8 +78,8 @@ def test_a_run_folder_is_owned_by_one_process(make_config, capsys):
     assert owner(run_dir) is None
     assert main(["train", f"resume={run_dir}", "trainer.max_epochs=4"]) == 0
     assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 4
-    # no validation in 4 epochs: no best.ckpt; and no stray last-v1.ckpt or partial file
-    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.ckpt"]
+    # the last epoch validates (best.ckpt); no stray last-v1.ckpt, best-v1.ckpt or partial file
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
 def test_a_zero_byte_checkpoint_is_one_error_naming_it(make_config, tmp_path, capsys):
