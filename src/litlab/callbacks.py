@@ -135,7 +135,11 @@ class GracefulStop(L.Callback):
         Lightning 2.6's `save_last` writes it only beside a new best checkpoint, so a run
         resumed from it would retrain the epochs since."""
         self.validated = False
-        if self.saved_step != trainer.global_step and self._claim_last(trainer):
+        # Decided alike on every rank (save_checkpoint is collective under DDP): another
+        # machine's ranks name the run folder differently and cannot match its path.
+        keeps_last = any(callback.save_last for callback in trainer.checkpoint_callbacks)
+        if self.saved_step != trainer.global_step and keeps_last:
+            self._claim_last(trainer)
             trainer.save_checkpoint(self.checkpoint, weights_only=False)
             self.saved_step = trainer.global_step
 
@@ -159,17 +163,14 @@ class GracefulStop(L.Callback):
         trainer.save_checkpoint(self.checkpoint, weights_only=False)  # all, to resume
         raise Interrupted(received.name, 128 + received, trainer.global_step, str(self.run_dir))
 
-    def _claim_last(self, trainer: L.Trainer) -> bool:
+    def _claim_last(self, trainer: L.Trainer) -> None:
         """Tell the checkpoint callback that writes last.ckpt that this one is its own (it
         is saved with the callback's state), so the resumed run overwrites it, rather than
-        keeping it and starting last-v1.ckpt; whether there is such a callback."""
-        claimed = False
+        keeping it and starting last-v1.ckpt."""
         for callback in trainer.checkpoint_callbacks:
             name = callback.format_checkpoint_name({}, callback.CHECKPOINT_NAME_LAST)
             if callback.save_last and Path(name).resolve() == self.checkpoint.resolve():
                 claim_last_checkpoint(callback, Path(name))
-                claimed = True
-        return claimed
 
 
 class StopOnSignal:
