@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from functools import partial
 
 import pytest
@@ -44,3 +46,14 @@ def test_predict_is_probability_at_least_one_half():
         torch.sigmoid(x).flatten().tolist()
     )
     assert module.predict(x).flatten().tolist() == [0, 1, 1]
+
+
+def test_importing_the_networks_leaves_the_seeded_generator_alone():
+    """A seed fixes the first weights however late litlab.model is first imported (the
+    activation list is probed at import; RReLU draws random numbers)."""
+    code = (
+        "import torch; torch.manual_seed(0); import litlab.model; a = torch.rand(3); "
+        "torch.manual_seed(0); b = torch.rand(3); print(torch.equal(a, b))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

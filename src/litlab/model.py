@@ -13,11 +13,14 @@ def _elementwise(name: str) -> bool:
     """Whether torch.nn's activation `name` can sit between two Linear layers as it is:
     built with no arguments (Threshold needs two) and keeping the width (GLU halves it;
     the softmaxes and attention are not elementwise)."""
-    try:
-        layer = getattr(nn.modules.activation, name)()
-        return layer(torch.zeros(2, 4)).shape == (2, 4)
-    except (TypeError, RuntimeError):
-        return False
+    # fork_rng: RReLU draws random slopes; an import must not move the seeded generator,
+    # or a seed would give other first weights depending on when litlab.model is imported
+    with torch.random.fork_rng(devices=[]):
+        try:
+            layer = getattr(nn.modules.activation, name)()
+            return layer(torch.zeros(2, 4)).shape == (2, 4)
+        except (TypeError, RuntimeError):
+            return False
 
 
 # torch.nn's activations by lower-case name (sigmoid, tanh, relu, gelu, silu, elu, ...),
