@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 import torch
 from conftest import free_port
 
-from litlab.callbacks import RandomState
+from litlab.callbacks import GracefulStop, RandomState, first_bad
 from litlab.config import ConfigError
 from litlab.data import CirclesDataModule, DiabetesDataModule
 from litlab.data.batches import TensorBatches
@@ -321,3 +322,16 @@ def test_each_ddp_rank_resumes_its_own_random_state(tmp_path):
         after = read_json(resumed / f"draws_{rank}.json")
         assert sorted(after) == ["4", "5", "6"]
         assert after == {step: read_json(straight / f"draws_{rank}.json")[step] for step in after}
+
+
+def test_the_first_bad_loss_is_kept_on_the_device_as_read_on_the_cpu():
+    """first_bad (the GPU's way: no value read back) keeps what the CPU's way reads."""
+    losses = [0.5, 0.4, math.nan, math.inf, 0.3]
+    on_device, on_cpu = None, GracefulStop(Path("unused"))
+    for step, loss in enumerate(losses):
+        on_device = first_bad(on_device, torch.tensor(loss), step, 0.1 * step)
+        on_cpu._note(torch.tensor(loss), step, 0.1 * step)
+    step, value, lr = on_device.tolist()
+    assert step == 2 and math.isnan(value) and lr == pytest.approx(0.2)
+    torch.testing.assert_close(on_device, on_cpu.bad, equal_nan=True)
+    assert first_bad(None, torch.tensor(1.0), 0, 0.1).tolist() == [-1.0, -1.0, -1.0]
