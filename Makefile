@@ -60,6 +60,9 @@ test-fast: $(STAMP)  ## the tests not marked slow: the edit-run loop
 bench: $(STAMP)  ## the template against raw PyTorch loops, side by side (QUICK=1: a short check)
 	$(BIN)/python scripts/bench.py $(if $(QUICK),--quick)
 
+gpu-check: $(STAMP)  ## on a GPU machine: GPU tests, speed, DDP, resume; one PASS/FAIL line each
+	$(BIN)/python scripts/gpu_check.py
+
 lint: $(STAMP)  ## check style with ruff
 	$(BIN)/ruff check src tests scripts
 	$(BIN)/ruff format --check src tests scripts
@@ -72,4 +75,4 @@ clean:  ## remove runs, caches and the virtual environment
 	rm -rf $(VENV) $(RUNS) .pytest_cache .ruff_cache bench.json src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install train eval predict sweep compare tensorboard test test-fast bench lint format clean
+.PHONY: help install train eval predict sweep compare tensorboard test test-fast bench gpu-check lint format clean

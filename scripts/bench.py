@@ -12,14 +12,20 @@
 4. Whole process: scripts/lesson.py against `litlab train experiment=seed`; and
    `litlab --help` and a config error against `python -c "import lightning"`.
 5. Peak memory of a 500k-row fit, raw and template each in a fresh process.
-6. The GPU, where there is one: steps/s of jobs 1 and 2 (500k) on trainer=gpu.
+6. The GPU, where there is one: steps/s of jobs 1 and 2 (500k) on trainer=gpu, at each
+   precision in --precisions, against a raw CUDA loop (fp32).
 7. What each knob adds per step to the lesson's job (for the README).
+8. DDP on two CPU processes (trainer=ddp_cpu trainer.devices=2): the lesson's job per
+   step, against the same job in one process.
 
-Steady state is (last - first) / (steps - 1) over the stamps taken at the end of every
-step, so fit's start-up (sanity check, first allocations) and its end are left out;
-target 1 and the whole-process timings include them on purpose. Raw and template runs
-alternate, so a drift of the machine hits both alike. Prints median and range (min-max)
-of each case, ratios of medians and PASS/MISS per target; writes bench.json.
+Sections 1-5, 7 and 8 run on the CPU (trainer=cpu), where the raw loops run, even on a
+machine with a GPU. Steady state is (end of the last step - end of the first) / (steps
+- 1), so fit's start-up (sanity check, first allocations) and its end are left out;
+target 1 and the whole-process timings include them on purpose. On the GPU both sides
+wait for the device at those two ends only, not every step (a wait every step would
+time the waiting). Raw and template runs alternate, so a drift of the machine hits both
+alike. Prints median and range (min-max) of each case, ratios of medians and PASS/MISS
+per target; writes bench.json. `--only gpu ddp` runs the sections named.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from lesson import Model, lesson  # noqa: E402
 
 SEED, DATA_SEED = 0, 123  # train.yaml's seed; circles.yaml's random_state
 SEED_JOB = ["experiment=seed"]
+CPU = "trainer=cpu"  # the device the raw loops run on, even where there is a GPU
 NO_GPU = "no GPU on this machine: GPU targets not measured"
 Stats = dict[str, float]
 
@@ -69,6 +76,8 @@ class Sizes:
     mini_steps: int
     memory: tuple[int, int]  # rows, epochs
     knob_epochs: int
+    ddp_epochs: int
+    precisions: tuple[str, ...] = ("32-true", "bf16-mixed", "16-mixed")
 
 
 FULL = Sizes(
@@ -79,6 +88,7 @@ FULL = Sizes(
     mini_steps=2000,
     memory=(500_000, 5),
     knob_epochs=1000,
+    ddp_epochs=1000,
 )
 QUICK = Sizes(
     repeats=1,
@@ -88,21 +98,31 @@ QUICK = Sizes(
     mini_steps=300,
     memory=(50_000, 3),
     knob_epochs=100,
+    ddp_epochs=100,
 )
 
 
 # --------------------------------------------------------------------------- the runs
 
 
-def stamp(stamps: list[float], cuda: bool) -> None:
-    if cuda:  # the GPU runs behind the Python that queues its work
-        torch.cuda.synchronize()
-    stamps.append(time.perf_counter())
+class Clock:
+    """The time at the end of the first and of the last of `steps` steps; on the GPU,
+    which runs behind the Python that queues its work, it waits for the device there."""
 
+    def __init__(self, steps: int, cuda: bool):
+        self.steps, self.cuda = steps, cuda
+        self.ends: dict[int, float] = {}
 
-def steady(stamps: list[float]) -> float:
-    """Seconds per step between the first step's end and the last one's."""
-    return (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+    def tick(self, done: int) -> None:
+        """`done` steps are done."""
+        if done in (1, self.steps):
+            if self.cuda:
+                torch.cuda.synchronize()
+            self.ends[done] = time.perf_counter()
+
+    def per_step(self) -> float:
+        """Seconds per step between the first step's end and the last one's."""
+        return (self.ends[self.steps] - self.ends[1]) / (self.steps - 1)
 
 
 @functools.cache
@@ -133,47 +153,54 @@ def raw_loop(n: int, steps: int, batch_size: int | None = None, device: str = "c
     model = Model(2, 4, 1).to(device)
     criterion = nn.BCELoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    stamps: list[float] = []
-    for _, (xb, yb) in zip(range(steps), batches(x, y, batch_size), strict=False):
+    clock = Clock(steps, device == "cuda")
+    for done, (xb, yb) in zip(range(1, steps + 1), batches(x, y, batch_size), strict=False):
         optimizer.zero_grad()
         loss = criterion(model(xb), yb)
         loss.backward()
         optimizer.step()
-        stamp(stamps, device == "cuda")
-    return steady(stamps)
+        clock.tick(done)
+    return clock.per_step()
 
 
-def template_fit(words: list[str], runs_dir: str, stamps: list[float] | None = None) -> float:
+def template_fit(words: list[str], runs_dir: str, steady: bool = False) -> float:
     """`trainer.fit` of the job `words`, built as `litlab train` builds it; return its wall
-    seconds per step. With `stamps`, stamp the end of every step into it."""
+    seconds per step, or with `steady` its steady-state seconds per step."""
     from lightning.pytorch.callbacks import LambdaCallback
 
     from litlab.config import compose
     from litlab.train import prepare
 
     run = prepare(compose([*words, f"runs_dir={runs_dir}"]))
-    if stamps is not None:  # only then: each callback costs every hook of every step
-        cuda = run.trainer.strategy.root_device.type == "cuda"
-        clock = LambdaCallback(on_train_batch_end=lambda *_: stamp(stamps, cuda))
-        run.trainer.callbacks.append(clock)
+    clock = Clock(0, run.trainer.strategy.root_device.type == "cuda")
+    if steady:  # only then: each callback costs every hook of every step
+        run.trainer.callbacks.append(
+            LambdaCallback(
+                on_train_start=lambda trainer, _: setattr(
+                    clock, "steps", int(trainer.estimated_stepping_batches)
+                ),
+                on_train_batch_end=lambda trainer, *_: clock.tick(trainer.global_step),
+            )
+        )
     start = time.perf_counter()
     run.trainer.fit(run.module, datamodule=run.datamodule)
+    if steady:
+        return clock.per_step()
     return (time.perf_counter() - start) / run.trainer.global_step
 
 
 def template_steady(words: list[str], runs_dir: str) -> float:
     """Steady-state seconds per step of the job `words`."""
-    stamps: list[float] = []
-    template_fit(words, runs_dir, stamps)
-    return steady(stamps)
+    return template_fit(words, runs_dir, steady=True)
 
 
-def full_words(n: int, epochs: int) -> list[str]:
-    return [*SEED_JOB, f"data.n_samples={n}", f"trainer.max_epochs={epochs}"]
+def full_words(n: int, epochs: int, trainer: str = CPU) -> list[str]:
+    return [*SEED_JOB, trainer, f"data.n_samples={n}", f"trainer.max_epochs={epochs}"]
 
 
 def mini_words(n: int, steps: int) -> list[str]:
-    return [*SEED_JOB, f"data.n_samples={n}", "data.batch_size=64", f"trainer.max_steps={steps}"]
+    words = [f"data.n_samples={n}", "data.batch_size=64", f"trainer.max_steps={steps}"]
+    return [*SEED_JOB, CPU, *words]
 
 
 def interleave(
@@ -243,14 +270,14 @@ def heading(title: str) -> None:
 def warm_up(runs_dir: str) -> None:
     """Lazy imports, first allocations and first-call caches, before any clock runs."""
     lesson(epochs=50)
-    template_fit([*SEED_JOB, "trainer.max_epochs=50"], runs_dir)
+    template_fit([*SEED_JOB, CPU, "trainer.max_epochs=50"], runs_dir)
     raw_loop(500, 50, batch_size=64)
     template_fit(mini_words(500, 50), runs_dir)
 
 
 def lesson_job(sizes: Sizes, runs_dir: str) -> dict[str, Any]:
     heading(f"1. lesson's job: experiment=seed, {sizes.lesson_epochs} epochs, fit wall / steps")
-    words = [*SEED_JOB, f"trainer.max_epochs={sizes.lesson_epochs}"]
+    words = [*SEED_JOB, CPU, f"trainer.max_epochs={sizes.lesson_epochs}"]
     raw, templ = interleave(
         lambda: lesson(epochs=sizes.lesson_epochs)[1],
         lambda: template_fit(words, runs_dir),
@@ -297,7 +324,7 @@ def whole_process(sizes: Sizes, runs_dir: str) -> dict[str, Any]:
     python, litlab = sys.executable, [sys.executable, "-m", "litlab"]
     commands = {
         "lesson": ([python, "scripts/lesson.py"], 0),
-        "train": ([*litlab, "train", *SEED_JOB, f"runs_dir={runs_dir}"], 0),
+        "train": ([*litlab, "train", *SEED_JOB, CPU, f"runs_dir={runs_dir}"], 0),
         "help": ([*litlab, "--help"], 0),
         # a config error: answered before Lightning is imported, exit status 2
         "config_error": ([*litlab, "train", "optimizer.lr=oops", f"runs_dir={runs_dir}"], 2),
@@ -360,8 +387,11 @@ def rss_mb() -> float:
     return int(line.split()[1]) / 1024  # kB
 
 
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+
+
 def gpu(sizes: Sizes, runs_dir: str) -> dict[str, Any]:
-    heading("6. GPU: trainer=gpu against a raw CUDA loop")
+    heading("6. GPU: trainer=gpu against a raw CUDA loop (fp32)")
     if not torch.cuda.is_available():
         print(f"  {NO_GPU}")
         return {"measured": False, "note": NO_GPU}
@@ -369,17 +399,21 @@ def gpu(sizes: Sizes, runs_dir: str) -> dict[str, Any]:
     jobs = {"lesson": (500, sizes.lesson_epochs), f"full batch n={largest}": (largest, 200)}
     result: dict[str, Any] = {"measured": True, "device": torch.cuda.get_device_name()}
     for label, (n, epochs) in jobs.items():
-        words = [*full_words(n, epochs), "trainer=gpu"]
-        raw, templ = interleave(
-            lambda n=n, e=epochs: raw_loop(n, e, device="cuda"),
-            lambda w=words: template_steady(w, runs_dir),
-            sizes.repeats,
-        )
-        result[label] = case(f"{label} on the GPU, per step", raw, templ, "ms", None)
-        for side in ("raw", "template"):
-            result[label][side]["steps_per_s"] = 1 / result[label][side]["median"]
-        steps = {side: result[label][side]["steps_per_s"] for side in ("raw", "template")}
-        print(f"     steps/s (medians): raw {steps['raw']:.0f}, template {steps['template']:.0f}")
+        for precision in sizes.precisions:
+            words = [*full_words(n, epochs, "trainer=gpu"), f"trainer.precision={precision}"]
+            raw, templ = interleave(
+                lambda n=n, e=epochs: raw_loop(n, e, device="cuda"),
+                lambda w=words: template_steady(w, runs_dir),
+                sizes.repeats,
+            )
+            name = f"{label} {precision}"
+            result[name] = case(f"{name} on the GPU, per step", raw, templ, "ms", None)
+            for side in ("raw", "template"):
+                result[name][side]["steps_per_s"] = 1 / result[name][side]["median"]
+            steps = {side: result[name][side]["steps_per_s"] for side in ("raw", "template")}
+            print(
+                f"     steps/s (medians): raw {steps['raw']:.0f}, template {steps['template']:.0f}"
+            )
     return result
 
 
@@ -397,7 +431,7 @@ KNOBS = [
 
 def knobs(sizes: Sizes, runs_dir: str) -> dict[str, Any]:
     heading(f"7. knob costs: the lesson's job ({sizes.knob_epochs} epochs), steady-state step")
-    words = [*SEED_JOB, f"trainer.max_epochs={sizes.knob_epochs}"]
+    words = [*SEED_JOB, CPU, f"trainer.max_epochs={sizes.knob_epochs}"]
     times: dict[str, list[float]] = {knob: [] for knob in ["default", *KNOBS]}
     for _ in range(sizes.repeats):
         for knob in times:
@@ -411,6 +445,37 @@ def knobs(sizes: Sizes, runs_dir: str) -> dict[str, Any]:
         print(f"  {'':<46} {1e3 * added:+10.3f} ms per step ({step['median'] / base:.2f}x)")
         result[knob] = {"step": step, "added_s": added, "ratio": step["median"] / base}
     return result
+
+
+def ddp(sizes: Sizes, runs_dir: str) -> dict[str, Any]:
+    heading(f"8. DDP on 2 CPU processes: the lesson's job ({sizes.ddp_epochs} epochs), steady step")
+    words = [*SEED_JOB, f"trainer.max_epochs={sizes.ddp_epochs}", "callbacks.progress_bar=null"]
+    one, two = interleave(
+        lambda: template_steady([*words, CPU], runs_dir),
+        lambda: child_ddp_run(words, runs_dir),
+        sizes.repeats,
+    )
+    result = {"one_process": show("one process (trainer=cpu)", one, "ms")}
+    result["ddp_cpu"] = show("trainer=ddp_cpu trainer.devices=2", two, "ms")
+    ratio = result["ddp_cpu"]["median"] / result["one_process"]["median"]
+    return result | verdict("a ddp_cpu x2 step / one process's", ratio, None)
+
+
+def child_ddp_run(words: list[str], runs_dir: str) -> float:
+    """Lightning starts DDP's second process by running the command again: a child of
+    its own, so that it is this small command and not the whole benchmark."""
+    command = [sys.executable, "scripts/bench.py", "--child-ddp", *words, "--runs-dir", runs_dir]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stderr}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["seconds_per_step"]
+
+
+def child_ddp(words: list[str], runs_dir: str) -> None:
+    """In each DDP process: the job on trainer=ddp_cpu x2; rank 0 prints its steady step."""
+    seconds_per_step = template_steady([*words, "trainer=ddp_cpu", "trainer.devices=2"], runs_dir)
+    if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+        print(json.dumps({"seconds_per_step": seconds_per_step}))
 
 
 # --------------------------------------------------------------------------- main
@@ -444,7 +509,10 @@ def targets(results: dict[str, Any], path: str = "") -> list[str]:
     return lines
 
 
-def bench(sizes: Sizes, output: Path) -> None:
+SECTIONS = [lesson_job, full_batch, mini_batch, whole_process, memory, gpu, knobs, ddp]
+
+
+def bench(sizes: Sizes, output: Path, only: list[str] | None = None) -> None:
     import logging
 
     # Lightning's start-up notices (devices, model summary) once per fit drown the results.
@@ -455,9 +523,9 @@ def bench(sizes: Sizes, output: Path) -> None:
     results: dict[str, Any] = {"machine": info, "sizes": dataclasses.asdict(sizes)}
     with tempfile.TemporaryDirectory() as runs_dir:
         warm_up(runs_dir)
-        sections = [lesson_job, full_batch, mini_batch, whole_process, memory, gpu, knobs]
-        for section in sections:
-            results[section.__name__] = section(sizes, runs_dir)
+        for section in SECTIONS:
+            if only is None or section.__name__ in only:
+                results[section.__name__] = section(sizes, runs_dir)
     heading("targets")
     print("\n".join(targets(results)))
     output.write_text(json.dumps(results, indent=2) + "\n")
@@ -471,19 +539,30 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="every section, tiny, 1 repeat")
     parser.add_argument("--repeats", type=int, help="runs of each case (default 5; quick 1)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench.json")
+    names = [section.__name__ for section in SECTIONS]
+    parser.add_argument("--only", nargs="+", choices=names, help="run only these sections")
+    parser.add_argument(
+        "--precisions", nargs="+", choices=PRECISIONS, help="GPU precisions (default: all)"
+    )
     child = parser.add_argument_group("internal: section 5 runs this script in a child")
     child.add_argument("--child-memory", choices=["raw", "template"])
     child.add_argument("--rows", type=int, default=FULL.memory[0])
     child.add_argument("--epochs", type=int, default=FULL.memory[1])
     child.add_argument("--runs-dir", default=tempfile.gettempdir())
+    child.add_argument("--child-ddp", nargs="+", metavar="WORD", help="section 8's job")
     args = parser.parse_args()
     if args.child_memory:
         child_memory(args.child_memory, args.rows, args.epochs, args.runs_dir)
         return
+    if args.child_ddp:
+        child_ddp(args.child_ddp, args.runs_dir)
+        return
     sizes = QUICK if args.quick else FULL
     if args.repeats is not None:
         sizes = dataclasses.replace(sizes, repeats=args.repeats)
-    bench(sizes, args.output)
+    if args.precisions:
+        sizes = dataclasses.replace(sizes, precisions=tuple(args.precisions))
+    bench(sizes, args.output, args.only)
 
 
 if __name__ == "__main__":

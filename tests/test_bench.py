@@ -22,6 +22,7 @@ SECTIONS = {  # bench.json key -> what the printed heading names
     "memory": "5. peak memory",
     "gpu": "6. GPU",
     "knobs": "7. knob costs",
+    "ddp": "8. DDP",
 }
 
 

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
+import warnings
 from functools import partial
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from conftest import free_port
 
+from litlab.callbacks import GracefulStop, RandomState, first_bad
 from litlab.config import ConfigError
 from litlab.data import CirclesDataModule, DiabetesDataModule
+from litlab.data.batches import TensorBatches
 from litlab.model import MLP
 from litlab.module import ClassifierModule, RegressorModule
+from litlab.predict import evaluate_checkpoint
 from litlab.train import prepare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,8 +66,6 @@ def single_process_test(run_dir: Path, task: str) -> dict[str, float]:
         module = RegressorModule(
             net, partial(torch.optim.SGD, lr=0.1), **datamodule.module_kwargs()
         )
-    import lightning as L
-
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     (results,) = trainer.test(
         module,
@@ -149,10 +153,185 @@ def test_half_precision_on_the_cpu_is_refused(make_config):
         prepare(make_config("trainer=cpu", "trainer.precision=16-mixed"))
 
 
+class Placement(L.Callback):
+    """Where the module and the batches are while training: Lightning's teardown moves
+    the module back to the CPU when fit ends, so asking after fit says nothing."""
+
+    def __init__(self):
+        self.seen: set[tuple[str, str]] = set()
+
+    def on_train_batch_end(self, _trainer, pl_module, _outputs, batch, *_) -> None:
+        self.seen.add((pl_module.device.type, batch[0].device.type))
+
+
+class HostSyncs(L.Callback):
+    """Counts the steps during which torch saw a host sync: CUDA's sync debug mode
+    warns on each one, from a step's start to its end (our callbacks' work included)."""
+
+    def __init__(self):
+        self.synced_steps: list[int] = []
+        self.catcher = None
+
+    def on_train_batch_start(self, *_) -> None:
+        self.catcher = warnings.catch_warnings(record=True)
+        self.caught = self.catcher.__enter__()
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+
+    def on_train_batch_end(self, trainer, *_) -> None:
+        torch.cuda.set_sync_debug_mode("default")
+        self.catcher.__exit__(None, None, None)
+        if any("synchroniz" in str(w.message) for w in self.caught):
+            self.synced_steps.append(trainer.global_step)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed", "16-mixed"])
 def test_gpu_run_in_each_precision(make_config, precision):
     run = prepare(make_config("trainer=gpu", f"trainer.precision={precision}", *SHORT))
+    placement = Placement()
+    run.trainer.callbacks.append(placement)
     run.trainer.fit(run.module, datamodule=run.datamodule)
-    assert run.module.device.type == "cuda" and run.datamodule.train[0].device.type == "cpu"
+    assert placement.seen == {("cuda", "cuda")}
+    assert run.datamodule.train[0].device.type == "cpu"  # the GPU gets a copy, once per fit
     assert torch.isfinite(run.trainer.callback_metrics["val/loss"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_gpu_steps_wait_for_the_gpu_only_at_the_checking_cadence(make_config):
+    """Mini-batches (an index per batch) at 32-true: the only steps that read a number
+    back from the GPU are those that log and check (every log_every_n_steps)."""
+    words = ("trainer=gpu", "data.batch_size=32", "trainer.max_steps=60")
+    run = prepare(
+        make_config(*words, "trainer.log_every_n_steps=20", "callbacks.progress_bar=null")
+    )
+    syncs = HostSyncs()
+    run.trainer.callbacks.append(syncs)
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    assert set(syncs.synced_steps) <= {20, 40, 60}, syncs.synced_steps
+
+
+PATCHED = [sys.executable, str(ROOT / "tests" / "ddp_patched.py")]
+DDP = ["trainer=ddp_cpu", "trainer.devices=2"]
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+@pytest.mark.slow
+def test_a_loss_not_finite_on_one_rank_stops_every_rank_as_diverged(tmp_path):
+    """Rank 1 alone sees a NaN loss at step 13: no rank raises while the others wait
+    in the gradient all-reduce; all agree at the next check (the validation after step
+    20, where a checkpoint is due) and the run ends as a single process's does."""
+    process = litlab("nan_on_rank_1:13", *DDP, *SHORT, cwd=tmp_path, command=PATCHED)
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 3, err[-3000:]
+    assert "litlab: training diverged at step 13: the loss is nan" in err
+    assert "Traceback" not in err
+    run_dir = only_run(tmp_path / "runs")
+    metrics = read_json(run_dir / "metrics.json")
+    assert metrics["status"] == "diverged" and "at step 13: the loss is nan" in metrics["error"]
+    assert metrics["last_good_checkpoint"] == "checkpoints/last.ckpt"
+    for path in (run_dir / "checkpoints").iterdir():
+        checkpoint = torch.load(path, weights_only=True)
+        assert checkpoint["global_step"] == 10  # the validation before the bad step
+        assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values())
+
+
+def test_an_evaluation_shard_without_rows_is_one_empty_batch():
+    """3 ranks, 1 row: rank 0 evaluates it; ranks 1 and 2 take one empty batch each, so
+    they still join the gathering of metrics at the end."""
+    x, y = torch.arange(4.0).reshape(1, 4), torch.ones(1, 1)
+    shards = [list(TensorBatches((x, y), None, rank=r, world_size=3)) for r in range(3)]
+    assert [len(TensorBatches((x, y), None, rank=r, world_size=3)) for r in range(3)] == [1] * 3
+    assert torch.equal(shards[0][0][0], x)
+    for shard in shards[1:]:
+        ((xb, yb),) = shard
+        assert xb.shape == (0, 4) and yb.shape == (0, 1)
+
+
+@pytest.mark.slow
+def test_more_ranks_than_evaluation_rows_gives_exact_metrics(tmp_path):
+    """Two validation rows and two test rows on three ranks: rank 2 evaluates nothing,
+    and the metrics equal one process's on the same checkpoint."""
+    rows = ["data.n_samples=40", "data.val_fraction=0.05", "data.test_fraction=0.05"]
+    finish(litlab("trainer=ddp_cpu", "trainer.devices=3", *rows, *SHORT, cwd=tmp_path))
+    run_dir = only_run(tmp_path / "runs")
+    metrics = assert_written_once(run_dir)
+    reference = evaluate_checkpoint(run_dir / "checkpoints" / "best.ckpt")
+    assert {key: metrics[key] for key in reference} == pytest.approx(reference, abs=1e-6)
+
+
+class FakeCuda:
+    """torch.cuda's generator functions over fake devices, each state a small tensor;
+    a device that is not there raises IndexError, as torch's do."""
+
+    def __init__(self, monkeypatch, states: list[torch.Tensor]):
+        self.states = states
+        for name, value in {
+            "is_available": lambda: True,
+            "device_count": lambda: len(self.states),
+            "get_rng_state": lambda device=0: self.states[device],
+            "get_rng_state_all": lambda: list(self.states),
+            "set_rng_state": self.set,
+            "set_rng_state_all": lambda states: [self.set(s, i) for i, s in enumerate(states)],
+        }.items():
+            monkeypatch.setattr(torch.cuda, name, value)
+
+    def set(self, state: torch.Tensor, device: int = 0) -> None:
+        if device >= len(self.states):
+            raise IndexError(f"cuda:{device}: no such device")
+        self.states[device] = state
+
+
+def test_resuming_on_fewer_gpus_restores_those_there_are_and_says_so(monkeypatch):
+    cuda = FakeCuda(monkeypatch, [torch.tensor([1]), torch.tensor([2])])
+    saved = RandomState().state_dict()
+    cuda.states = [torch.tensor([0])]  # resumed on a machine with one GPU
+    with pytest.warns(UserWarning) as record:
+        RandomState().load_state_dict(saved)
+    assert [str(w.message) for w in record] == [
+        "random state: 2 CUDA generators were saved, this machine has 1: restored cuda:0; "
+        "draws on the GPU (dropout) will differ from an uninterrupted run's"
+    ]
+    assert cuda.states == [torch.tensor([1])]
+
+
+@pytest.mark.slow
+def test_each_ddp_rank_resumes_its_own_random_state(tmp_path):
+    """Each rank draws rank + 1 numbers a step (as dropout on its own shard would), so
+    their generators differ; after a resume each must go on drawing what it would have
+    in a run that never stopped."""
+    draws = {run: tmp_path / run for run in ("straight", "stopped", "resumed")}
+    for folder in draws.values():
+        folder.mkdir()
+    words = [*DDP, "trainer.check_val_every_n_epoch=1"]
+
+    def train(run: str, *more: str) -> None:
+        finish(litlab(f"draws:{draws[run]}", *more, cwd=tmp_path, command=PATCHED))
+
+    train("straight", *words, "trainer.max_epochs=6")
+    runs = tmp_path / "runs" / "circles"
+    before = set(runs.iterdir())
+    train("stopped", *words, "trainer.max_epochs=3")
+    (stopped,) = set(runs.iterdir()) - before
+    train("resumed", f"resume={stopped}", "trainer.max_epochs=6")
+    straight, resumed = draws["straight"], draws["resumed"]
+    for rank in (0, 1):
+        after = read_json(resumed / f"draws_{rank}.json")
+        assert sorted(after) == ["4", "5", "6"]
+        assert after == {step: read_json(straight / f"draws_{rank}.json")[step] for step in after}
+
+
+def test_the_first_bad_loss_is_kept_on_the_device_as_read_on_the_cpu():
+    """first_bad (the GPU's way: no value read back) keeps what the CPU's way reads."""
+    losses = [0.5, 0.4, math.nan, math.inf, 0.3]
+    on_device, on_cpu = None, GracefulStop(Path("unused"))
+    for step, loss in enumerate(losses):
+        on_device = first_bad(on_device, torch.tensor(loss), step, 0.1 * step)
+        on_cpu._note(torch.tensor(loss), step, 0.1 * step)
+    step, value, lr = on_device.tolist()
+    assert step == 2 and math.isnan(value) and lr == pytest.approx(0.2)
+    torch.testing.assert_close(on_device, on_cpu.bad, equal_nan=True)
+    assert first_bad(None, torch.tensor(1.0), 0, 0.1).tolist() == [-1.0, -1.0, -1.0]

@@ -64,7 +64,8 @@ def test_random_state_travels_in_the_checkpoint(make_config):
     run_dir, _ = run(make_config("trainer.max_epochs=5", "trainer.check_val_every_n_epoch=5"))
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     (state,) = [v for k, v in checkpoint["callbacks"].items() if k.startswith("RandomState")]
-    torch.set_rng_state(state["cpu"])
+    (own,) = state["ranks"]  # one process: one rank
+    torch.set_rng_state(own["cpu"])
     expected = torch.rand(3)
     torch.manual_seed(123)  # elsewhere
     RandomState().load_state_dict(state)

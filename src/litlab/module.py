@@ -70,9 +70,7 @@ class _Supervised(L.LightningModule):
     def training_step(self, batch: Batch) -> Tensor:
         x, y = batch
         out = self(x)
-        loss = self.criterion(out, y)
-        if not torch.isfinite(loss):  # stop here: every later step would only spread it
-            self._diverged("the loss", loss)
+        loss = self.criterion(out, y)  # GracefulStop notes one that is not finite
         # self.log costs about as much as a step of a small network, and Lightning
         # writes only every log_every_n_steps-th value: log just those.
         if (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0:
@@ -113,8 +111,11 @@ class _Supervised(L.LightningModule):
     def _evaluate(self, batch: Batch, stage: str) -> None:
         x, y = batch
         out = self(x)
-        self.mean_loss[stage].update(self.criterion(out, y), weight=len(y))
-        self.metrics[stage].update(*self._for_metrics(out, y))
+        # A DDP rank with no row gets an empty batch: it updates nothing (torchmetrics
+        # refuses empty tensors), yet logs, so it joins the gathering of every metric.
+        if len(y):
+            self.mean_loss[stage].update(self.criterion(out, y), weight=len(y))
+            self.metrics[stage].update(*self._for_metrics(out, y))
         self.log(f"{stage}/loss", self.mean_loss[stage])
         self.log_dict(self.metrics[stage])
 

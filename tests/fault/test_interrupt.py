@@ -162,7 +162,7 @@ def test_sigterm_to_a_training_process(make_config, tmp_path):
 @pytest.mark.slow
 def test_sigterm_to_rank_zero_of_ddp_stops_every_rank_after_the_same_step(tmp_path):
     """Lightning starts rank 1 as a child of rank 0; a signal to rank 0 alone stops both
-    after the same step (they agree every step), and rank 0 saves."""
+    after the same step (they agree every log_every_n_steps steps), and rank 0 saves."""
     words = ["trainer=ddp_cpu", "data.batch_size=8", "trainer.max_epochs=300"]
     runs, log = tmp_path / "runs", tmp_path / "stderr.txt"
     assert train_and_signal(words, runs, log) == 128 + signal.SIGTERM

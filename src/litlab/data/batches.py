@@ -24,7 +24,8 @@ class TensorBatches:
     Under DDP each of `world_size` ranks takes every `world_size`-th row: when shuffling
     (training) the shards are cut to equal length so every rank takes the same number of
     steps; otherwise (evaluation) nothing is dropped or repeated, so metrics gathered
-    over all ranks equal those of one process.
+    over all ranks equal those of one process. The permutation is drawn on the data's
+    device, so on a GPU the order differs from the CPU's (each is repeatable).
 
     `trained` counts the batches of this epoch that have been trained on (`count_trained`,
     called as each batch enters its step): a checkpoint saved in the middle of an epoch
@@ -80,17 +81,24 @@ class TensorBatches:
         rows = self._rows()
         step = rows if self.batch_size is None else self.batch_size
         first = self.trained * step
-        for start in range(first, rows, step):
+        # A rank with no row (more ranks than evaluation rows) still takes one, empty,
+        # batch: every rank must join the gathering of metrics at the end.
+        starts = range(first, rows, step) if step else range(1)
+        for start in starts:
             if index is None:
                 yield tuple(t[start : start + step] for t in self.tensors)
             else:
                 yield tuple(t[index[start : start + step]] for t in self.tensors)
 
     def _index(self) -> Tensor | None:
-        """Row indices of this rank in this epoch's order; None means rows 0..n in order."""
-        n = len(self.tensors[0])
+        """Row indices of this rank in this epoch's order, made on the data's device (an
+        index made on the CPU would be copied to the GPU for every batch); None means
+        rows 0..n in order."""
+        n, device = len(self.tensors[0]), self.tensors[0].device
         if self.shuffle_seed is None:
-            return None if self.world_size == 1 else torch.arange(self.rank, n, self.world_size)
-        generator = torch.Generator().manual_seed(self.shuffle_seed * 100_003 + self.epoch())
-        order = torch.randperm(n, generator=generator)
+            if self.world_size == 1:
+                return None
+            return torch.arange(n, device=device)[self.rank :: self.world_size]
+        generator = torch.Generator(device).manual_seed(self.shuffle_seed * 100_003 + self.epoch())
+        order = torch.randperm(n, generator=generator, device=device)
         return order[self.rank :: self.world_size][: self._rows()]
