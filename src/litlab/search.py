@@ -18,6 +18,7 @@ import json
 import os
 import socket
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,8 @@ def parse(words: list[str]) -> Search:
     if not option:
         allowed = ", ".join(groups().get("search", []))
         raise ConfigError([f"search: pick a search space with search=<option>; one of: {allowed}"])
-    path = CONFIG_DIR / "search" / f"{option[-1]}.yaml"
+    own = Path(option[-1]).expanduser()  # a file of your own: search=~/my_space.yaml
+    path = own if own.suffix == ".yaml" else CONFIG_DIR / "search" / f"{option[-1]}.yaml"
     if not path.is_file():
         allowed = ", ".join(groups().get("search", []))
         raise ConfigError(
@@ -81,9 +83,12 @@ def parse(words: list[str]) -> Search:
     named = [w.partition("=")[2] for w in user if w.startswith("name=")]
     job = [*(str(w) for w in cfg.get("job") or []), *user]
     runs_dir = compose(job).cfg.runs_dir
-    name = named[-1] if named else option[-1]
+    name = named[-1] if named else path.stem
     folder = Path(runs_dir).expanduser() / "searches" / name
-    return Search(name, str(path.relative_to(CONFIG_DIR.parent)), cfg, job, folder)
+    source = (
+        str(path.relative_to(CONFIG_DIR.parent)) if path.is_relative_to(CONFIG_DIR) else str(path)
+    )
+    return Search(name, source, cfg, job, folder)
 
 
 def check(search: Search) -> dict[str, BaseDistribution]:
@@ -225,7 +230,7 @@ def storage(search: Search) -> optuna.storages.BaseStorage:
             str(where),
             heartbeat_interval=60,
             grace_period=180,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(),
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
         )
     path = Path(str(where)).expanduser() if where else search.folder / "study.journal"
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
@@ -263,8 +268,10 @@ def _pruner(name: str) -> optuna.pruners.BasePruner:
 def counted(trials: list[FrozenTrial]) -> int:
     """Trials that use up the budget: all but those waiting, and those a killed or
     stopped worker left, which were queued again as a new trial."""
-    retried = optuna.storages.RetryFailedTrialCallback.retried_trial_number
-    replaced = {retried(t) for t in trials} - {None}
+    retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
+    with warnings.catch_warnings():  # experimental since Optuna 2.8, still there in 5.0
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        replaced = {retried(t) for t in trials} - {None}
     return sum(t.state != TrialState.WAITING and t.number not in replaced for t in trials)
 
 
@@ -273,7 +280,9 @@ def requeue(study: optuna.Study, number: int, why: str) -> None:
     failed (a killed worker left it running) with the reason in its metrics.json."""
     store = study._storage  # the one we built: storage(search)
     trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
-    optuna.storages.RetryFailedTrialCallback()(study, trial)
+    with warnings.catch_warnings():  # experimental since Optuna 2.8, still there in 5.0
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
     if trial.state == TrialState.RUNNING:
         study_id = store.get_study_id_from_name(study.study_name)
         trial_id = store.get_trial_id_from_study_id_trial_number(study_id, number)
@@ -447,6 +456,7 @@ def search(words: list[str], jobs: int = 1) -> tuple[Path, list[dict[str, Any]],
     from litlab.children import Job, run_jobs
     from litlab.devices import gpus_per_job, visible_gpus, worker_environment
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the workers' logs say it all
     spec = parse(words)
     check(spec)
     spec.folder.mkdir(parents=True, exist_ok=True)
@@ -555,8 +565,6 @@ def _write_best(trial: FrozenTrial, search: Search) -> None:
 def _figures(study: optuna.Study, folder: Path) -> None:
     """Optuna's optimisation history and parameter importances, as PNG in the folder
     (importances need two finished trials that differ)."""
-    import warnings
-
     import matplotlib
 
     matplotlib.use("Agg")
