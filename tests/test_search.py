@@ -274,7 +274,7 @@ def test_a_killed_search_resumes_to_exactly_its_budget(tmp_path, kill):
     assert stopped is None
     study = study_of(folder)
     done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
-    assert len(done) == 8
+    assert len(done) == 8, [(t.number, t.state.name, t.user_attrs) for t in study.trials]
     numbers = [t.number for t in study.trials]
     assert len(numbers) == len(set(numbers))
     folders = {int(p.name.removeprefix("trial_")) for p in folder.glob("trial_*")}

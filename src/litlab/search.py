@@ -306,6 +306,8 @@ def requeue_dead(study: optuna.Study, folder: Path) -> list[int]:
 
 
 def _dead(worker: str) -> bool:
+    """Whether the worker `host:pid` of this machine has ended (a zombie too: killed,
+    not yet reaped; a container's init may take its time)."""
     host, _, pid = worker.partition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
@@ -315,6 +317,8 @@ def _dead(worker: str) -> bool:
         return True
     except PermissionError:  # alive, someone else's
         return False
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
     return False
 
 
