@@ -154,10 +154,8 @@ def test_every_error_of_a_space_is_reported_before_any_trial(tmp_path, capsys):
         in errors
     )
     assert f"  search.pruner=medain ({source}): choose one of: median, hyperband, none" in errors
-    assert (
-        f"  search.params.optimizer.lr ({source}): low=1.0, high=0.1: expected numbers with low < high"
-        in errors
-    )
+    bounds = "low=1.0, high=0.1: expected numbers with low < high"
+    assert f"  search.params.optimizer.lr ({source}): {bounds}" in errors
     assert not (tmp_path / "runs").exists()
     # With the bounds mended, the options and keys are checked by composing the job.
     option = space_file(tmp_path, {"optimizer": ["sgd", "adm"], "model.hiddn": [[8]]})

@@ -226,11 +226,14 @@ def storage(search: Search) -> optuna.storages.BaseStorage:
     trial) or the path of a journal file on a shared disk."""
     where = search.cfg.get("storage")
     if where and "://" in str(where):
+        with warnings.catch_warnings():  # the retry callback: experimental since Optuna 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback()
         return optuna.storages.RDBStorage(
             str(where),
             heartbeat_interval=60,
             grace_period=180,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+            heartbeat_stale_trial_callback=retry,
         )
     path = Path(str(where)).expanduser() if where else search.folder / "study.journal"
     return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
