@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from litlab.check import check
 from litlab.config import ConfigError, compose, groups
-from litlab.errors import Diverged, Interrupted
+from litlab.errors import Diverged, Interrupted, SweepStopped
 
 
 def command() -> None:
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     except Diverged as exc:
         print(f"litlab: {exc}", file=sys.stderr)
         return 3
-    except Interrupted as exc:
+    except (Interrupted, SweepStopped) as exc:
         print(f"litlab: {exc}", file=sys.stderr)
         return exc.exit_code
     except ConfigError as exc:
@@ -130,7 +130,8 @@ def _sweep(words: list[str], jobs: int) -> int:
     table = [["setting", "runs", *names]]
     for row in rows:
         cells = [f"{row[n]:.4f} ± {row[n + ' std']:.4f}" if n in row else "" for n in names]
-        runs = f"{row['runs']}" + (f" ({row['failed']} failed)" if row["failed"] else "")
+        others = [f"{row[k]} {k}" for k in ("interrupted", "failed") if row[k]]
+        runs = f"{row['runs']}" + (f" ({', '.join(others)})" if others else "")
         table.append([row["setting"], runs, *cells])
     _print_table(table)
     print(f"sweep folder: {folder} (sweep_summary.csv)")
