@@ -278,19 +278,13 @@ def counted(trials: list[FrozenTrial]) -> int:
     return sum(t.state != TrialState.WAITING and t.number not in replaced for t in trials)
 
 
-def requeue(study: optuna.Study, number: int, why: str) -> None:
-    """Queue trial `number` again with its parameters (Optuna's own retry), and mark it
-    failed (a killed worker left it running) with the reason in its metrics.json."""
-    store = study._storage  # the one we built: storage(search)
+def requeue(study: optuna.Study, number: int) -> None:
+    """Queue trial `number` again with its parameters: Optuna's own retry, which the
+    budget (`counted`) knows as a replacement."""
     trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
     with warnings.catch_warnings():  # experimental since Optuna 2.8, still there in 5.0
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
-    if trial.state == TrialState.RUNNING:
-        study_id = store.get_study_id_from_name(study.study_name)
-        trial_id = store.get_trial_id_from_study_id_trial_number(study_id, number)
-        store.set_trial_user_attr(trial_id, "error", why)
-        store.set_trial_state_values(trial_id, TrialState.FAIL)
 
 
 def requeue_dead(study: optuna.Study, folder: Path) -> list[int]:
@@ -302,8 +296,13 @@ def requeue_dead(study: optuna.Study, folder: Path) -> list[int]:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if _dead(t.user_attrs.get("worker", ""))
     ]
+    store = study._storage  # the storage we built: storage(search)
+    study_id = store.get_study_id_from_name(study.study_name)
     for number in dead:
-        requeue(study, number, "its worker was killed; queued again")
+        requeue(study, number)
+        trial_id = store.get_trial_id_from_study_id_trial_number(study_id, number)
+        store.set_trial_user_attr(trial_id, "error", "its worker was killed; queued again")
+        store.set_trial_state_values(trial_id, TrialState.FAIL)
         _record(folder / f"trial_{number}", {"status": "interrupted", "error": "worker killed"})
     return dead
 
@@ -409,7 +408,7 @@ class _Objective:
             raise
         except Interrupted as exc:  # SIGTERM/Ctrl-C: this trial runs again on resume
             self.stopped.append(exc)
-            requeue(trial.study, trial.number, str(exc))
+            requeue(trial.study, trial.number)  # Optuna marks this one failed
             raise
         except Exception as exc:  # diverged, failed: recorded, and the search goes on
             trial.set_user_attr("error", str(exc).splitlines()[0] if str(exc) else repr(exc))
