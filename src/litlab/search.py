@@ -20,6 +20,7 @@ import socket
 import sys
 import warnings
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -292,9 +293,7 @@ def requeue_dead(study: optuna.Study, folder: Path) -> list[int]:
     cut): queued again; their folders say so. Database storages find those of other
     machines by their heartbeat."""
     dead = [
-        t.number
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if _dead(t.user_attrs.get("worker", ""))
+        t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if _dead(t)
     ]
     store = study._storage  # the storage we built: storage(search)
     study_id = store.get_study_id_from_name(study.study_name)
@@ -307,9 +306,14 @@ def requeue_dead(study: optuna.Study, folder: Path) -> list[int]:
     return dead
 
 
-def _dead(worker: str) -> bool:
-    """Whether the worker `host:pid` of this machine has ended (a zombie too: killed,
-    not yet reaped; a container's init may take its time)."""
+def _dead(trial: FrozenTrial) -> bool:
+    """Whether the worker (`host:pid`) of a running trial, on this machine, has ended (a
+    zombie too: killed, not yet reaped; a container's init may take its time). A trial
+    killed before its worker wrote its name is taken for dead after a minute."""
+    worker = trial.user_attrs.get("worker")
+    if worker is None:
+        started = trial.datetime_start or datetime.now()
+        return (datetime.now() - started).total_seconds() > 60
     host, _, pid = worker.partition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
@@ -441,7 +445,8 @@ def _train(trial: Trial, search: Search, words: list[str], run_dir: Path) -> flo
 
 
 def _best(trial: Trial, search: Search) -> dict[str, float]:
-    frozen = trial.study._storage.get_trial(trial._trial_id)
+    """The best value the trial reported, and the epochs it ran."""
+    frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
     values = list(frozen.intermediate_values.values())
     if not values:
         return {}
