@@ -10,27 +10,25 @@ import sys
 
 import lightning as L
 
-from litlab.baselines import baselines
+from litlab.builders import build_data, build_module
 from litlab.checkpoints import KEY, load_checkpoint
 from litlab.predict import _composed
-from litlab.train import build, build_module
 
 
 def quality(path: str) -> dict[str, float]:
     checkpoint = load_checkpoint(path)
     composed = _composed(checkpoint)
-    datamodule = build(composed, "data")
-    datamodule.setup("fit")
-    module = build_module(
-        composed, datamodule.num_features, datamodule.num_outputs, datamodule.module_kwargs()
-    )
+    datamodule = build_data(composed)
+    module = build_module(composed, datamodule)
     module.load_state_dict(checkpoint["state_dict"])
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     (val,) = trainer.validate(module, datamodule=datamodule, verbose=False)
     (test,) = trainer.test(module, datamodule=datamodule, verbose=False)
-    scores = {k: float(v) for k, v in (val | test).items()} | baselines(datamodule)
+    scores = {k: float(v) for k, v in (val | test).items()} | datamodule.baselines()
     datamodule.test = datamodule.val  # the same baselines, scored on the validation rows
-    scores |= {k.replace("baseline/", "val_baseline/"): v for k, v in baselines(datamodule).items()}
+    scores |= {
+        k.replace("baseline/", "val_baseline/"): v for k, v in datamodule.baselines().items()
+    }
     assert checkpoint[KEY]["fold"] is None, "a single split, not a fold"
     return scores
 

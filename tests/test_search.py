@@ -15,8 +15,9 @@ import optuna
 import pytest
 import yaml
 
+from litlab.check import check as check_run
 from litlab.cli import main
-from litlab.config import compose, validate
+from litlab.config import compose
 from litlab.errors import ConfigError
 from litlab.search import check, counted, distribution, parse, search, storage, words_of
 from litlab.train import run
@@ -172,7 +173,7 @@ def test_every_error_of_a_space_is_reported_before_any_trial(tmp_path, capsys):
 
 def test_a_search_option_is_not_part_of_a_run(make_config):
     with pytest.raises(ConfigError, match=r"search \(configs/search/circles.yaml.*litlab search"):
-        validate(make_config("search=circles"))
+        check_run(make_config("search=circles"), build=False)
 
 
 def test_a_ddp_trial_is_refused_in_one_line(tmp_path):
