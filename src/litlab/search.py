@@ -35,7 +35,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from litlab.config import CLI, CONFIG_DIR, compose, groups
+from litlab.config import CLI, compose, config_dirs, groups
 from litlab.errors import ConfigError, Interrupted
 
 KEYS = ("job", "n_trials", "metric", "direction", "sampler", "seed", "pruner", "storage", "params")
@@ -68,7 +68,8 @@ def parse(words: list[str]) -> Search:
         allowed = ", ".join(groups().get("search", []))
         raise ConfigError([f"search: pick a search space with search=<option>; one of: {allowed}"])
     own = Path(option[-1]).expanduser()  # a file of your own: search=~/my_space.yaml
-    path = own if own.suffix == ".yaml" else CONFIG_DIR / "search" / f"{option[-1]}.yaml"
+    shipped = [root / "search" / f"{option[-1]}.yaml" for root in config_dirs()]
+    path = own if own.suffix == ".yaml" else next((p for p in shipped if p.is_file()), own)
     if not path.is_file():
         allowed = ", ".join(groups().get("search", []))
         raise ConfigError(
@@ -86,9 +87,8 @@ def parse(words: list[str]) -> Search:
     runs_dir = compose(job).cfg.runs_dir
     name = named[-1] if named else path.stem
     folder = Path(runs_dir).expanduser() / "searches" / name
-    source = (
-        str(path.relative_to(CONFIG_DIR.parent)) if path.is_relative_to(CONFIG_DIR) else str(path)
-    )
+    roots = [root for root in config_dirs() if path.is_relative_to(root)]
+    source = str(path.relative_to(roots[0].parent)) if roots else str(path)
     return Search(name, source, cfg, job, folder)
 
 
