@@ -153,6 +153,16 @@ def test_gpus_by_slot(devices, slot, expected):
     assert worker_environment(slot, gpus_per_job(cpu, len(gpus)), gpus) == {}
 
 
+def test_cpu_workers_share_the_cores(monkeypatch):
+    from litlab.devices import worker_environment
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert worker_environment(0, 0, [], workers=2) == {"OMP_NUM_THREADS": "4"}
+    assert worker_environment(1, 1, [], workers=16) == {"OMP_NUM_THREADS": "1"}
+    assert worker_environment(0, 0, [], workers=1) == {}  # one worker: torch decides
+
+
 def _sweep_process(words: list[str]) -> subprocess.Popen:
     command = [sys.executable, "-m", "litlab", "sweep", "-j", "2", *words]
     return subprocess.Popen(command, stderr=subprocess.PIPE, text=True)

@@ -41,12 +41,18 @@ def gpus_per_job(trainer: Any, available: int) -> int:
     return available  # "auto" or -1
 
 
-def worker_environment(slot: int, per_job: int, gpus: list[str]) -> dict[str, str]:
+def worker_environment(
+    slot: int, per_job: int, gpus: list[str], workers: int = 1
+) -> dict[str, str]:
     """The environment change for worker `slot`: its `per_job` GPUs, taken in turn from
     `gpus` (slot 0 the first ones); with more slots than GPUs, slots share them round
-    robin. Nothing changes without GPUs or for a job that asks for none."""
+    robin. A job on the CPU gets its share of the cores instead: torch would start as
+    many threads as the machine has cores in every worker (measured: 4 circles trials
+    took 11 s one at a time and 22 s with -j 2 on two cores, oversubscribed)."""
     if not gpus or per_job <= 0:
-        return {}
+        if workers <= 1 or "OMP_NUM_THREADS" in os.environ:
+            return {}
+        return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
     start = slot * per_job
     mine = [gpus[(start + i) % len(gpus)] for i in range(min(per_job, len(gpus)))]
     return {"CUDA_VISIBLE_DEVICES": ",".join(mine)}

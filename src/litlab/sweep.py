@@ -54,7 +54,7 @@ def sweep(words: list[str], jobs: int = 1) -> tuple[Path, list[dict[str, Any]]]:
     outcome = run_jobs(
         [Job(_command(run, path), path / "output.log") for run, path in pending],
         jobs,
-        lambda slot: worker_environment(slot, per_job, gpus),
+        lambda slot: worker_environment(slot, per_job, gpus, jobs),
     )
     for (run, path), code in zip(pending, outcome.codes, strict=True):
         if code not in (0, None) and outcome.signal is None:
