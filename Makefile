@@ -15,6 +15,8 @@ OUTPUT ?= predictions.csv
 J ?= 1
 HOST ?= 127.0.0.1
 PORT ?= 6006
+DASHBOARD_PORT ?= 8080
+SEARCH ?= $(RUNS)/searches/circles
 RUNS ?= runs
 QUICK ?=
 
@@ -43,6 +45,14 @@ predict: $(STAMP)  ## predictions for new rows: make predict CKPT=... INPUT=rows
 
 sweep: $(STAMP)  ## a grid of runs, J at a time: make sweep ARGS="optimizer=sgd,adam seed=1,2,3" J=2
 	$(BIN)/litlab sweep -j $(J) $(ARGS)
+
+search: $(STAMP)  ## a hyperparameter search with Optuna, J workers: make search ARGS="search=circles"
+	$(BIN)/litlab search -j $(J) $(ARGS)
+
+search-dashboard: $(STAMP)  ## optuna-dashboard of a search on 127.0.0.1:8080: SEARCH=runs/searches/circles
+	@test -x $(BIN)/optuna-dashboard || $(BIN)/pip install --quiet -e ".[dashboard]"
+	@echo "optuna-dashboard: http://$(HOST):$(DASHBOARD_PORT)/"
+	$(BIN)/optuna-dashboard $(SEARCH)/study.journal --host $(HOST) --port $(DASHBOARD_PORT)
 
 compare: $(STAMP)  ## the lesson's comparison: GD, momentum, RMSProp, Adam; then decay schedules
 	$(BIN)/litlab compare -j $(J) $(ARGS)
@@ -75,4 +85,4 @@ clean:  ## remove runs, caches and the virtual environment
 	rm -rf $(VENV) $(RUNS) .pytest_cache .ruff_cache bench.json src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install train eval predict sweep compare tensorboard test test-fast bench gpu-check lint format clean
+.PHONY: help install train eval predict sweep search search-dashboard compare tensorboard test test-fast bench gpu-check lint format clean

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -24,10 +29,11 @@ def test_grid_is_every_combination_and_lists_stay_whole():
 
 
 def test_summary_averages_seeds_and_ranks_by_the_monitor():
+    F = "finished"
     results = [
-        (["optimizer=sgd", "seed=1"], {"best_val/loss": 0.5, "test/acc": 0.8}),
-        (["optimizer=sgd", "seed=2"], {"best_val/loss": 0.7, "test/acc": 0.6}),
-        (["optimizer=adam", "seed=1"], {"best_val/loss": 0.2, "test/acc": 0.9}),
+        (["optimizer=sgd", "seed=1"], {"status": F, "best_val/loss": 0.5, "test/acc": 0.8}),
+        (["optimizer=sgd", "seed=2"], {"status": F, "best_val/loss": 0.7, "test/acc": 0.6}),
+        (["optimizer=adam", "seed=1"], {"status": F, "best_val/loss": 0.2, "test/acc": 0.9}),
         (["optimizer=adam", "seed=2"], None),  # failed
     ]
     rows = summarise(results, ["optimizer", "seed"], "best_val/loss", "min")
@@ -74,3 +80,126 @@ def test_failed_runs_are_reported_the_others_finish_and_reruns_skip(tmp_path):
         again_folder == folder and sorted(folder.glob("*/run/*/metrics.json")) == finished
     )  # skipped
     assert again[0]["test/r2"] == rows[0]["test/r2"]
+
+
+def test_only_finished_runs_are_averaged_the_others_counted():
+    results = [
+        (
+            ["optimizer=sgd", "seed=1"],
+            {"status": "finished", "best_val/loss": 0.5, "test/acc": 0.8},
+        ),
+        (["optimizer=sgd", "seed=2"], {"status": "interrupted", "error": "SIGTERM"}),
+        (["optimizer=adam", "seed=1"], {"status": "diverged", "error": "nan"}),
+        (["optimizer=adam", "seed=2"], None),  # never wrote one (a config error, a kill)
+    ]
+    rows = summarise(results, ["optimizer", "seed"], "best_val/loss", "min")
+    by_setting = {row["setting"]: row for row in rows}
+    assert by_setting["optimizer=sgd"] | {} == {
+        "setting": "optimizer=sgd",
+        "runs": 1,
+        "interrupted": 1,
+        "failed": 0,
+        "best_val/loss": 0.5,
+        "best_val/loss std": 0.0,
+        "test/acc": 0.8,
+        "test/acc std": 0.0,
+    }
+    assert by_setting["optimizer=adam"] == {
+        "setting": "optimizer=adam",
+        "runs": 0,
+        "interrupted": 0,
+        "failed": 2,
+    }
+
+
+def test_each_worker_slot_sees_its_own_gpu(tmp_path, monkeypatch):
+    """Two slots on a machine of two (pretended) GPUs: every run records the GPUs its
+    process was given."""
+    import litlab.sweep
+
+    record = "import os, sys; open(sys.argv[1], 'w').write(os.environ['CUDA_VISIBLE_DEVICES'])"
+    monkeypatch.setattr(litlab.sweep, "visible_gpus", lambda: ["0", "1"])
+    monkeypatch.setattr(
+        litlab.sweep,
+        "_command",
+        lambda _words, folder: [sys.executable, "-c", record, str(folder / "gpus.txt")],
+    )
+    words = [f"runs_dir={tmp_path}", "trainer.accelerator=auto", "seed=1,2,3,4"]
+    folder, _ = sweep(words, jobs=2)
+    seen = [(folder / f"seed={s}" / "gpus.txt").read_text() for s in (1, 2, 3, 4)]
+    assert sorted(set(seen)) == ["0", "1"]  # both GPUs used, each run on one
+
+
+@pytest.mark.parametrize(
+    ("devices", "slot", "expected"),
+    [
+        (1, 0, "0"),
+        (1, 1, "1"),
+        (1, 5, "1"),  # more slots than GPUs: they share, round robin
+        (2, 0, "0,1"),  # trainer=ddp trainer.devices=2: a job takes two
+        (2, 1, "2,3"),
+        ("auto", 1, "0,1,2,3"),
+    ],
+)
+def test_gpus_by_slot(devices, slot, expected):
+    from omegaconf import OmegaConf
+
+    from litlab.devices import gpus_per_job, worker_environment
+
+    gpus = ["0", "1", "2", "3"] if devices != 1 else ["0", "1"]
+    per_job = gpus_per_job(OmegaConf.create({"accelerator": "gpu", "devices": devices}), len(gpus))
+    assert worker_environment(slot, per_job, gpus) == {"CUDA_VISIBLE_DEVICES": expected}
+    cpu = OmegaConf.create({"accelerator": "cpu", "devices": 1})
+    assert worker_environment(slot, gpus_per_job(cpu, len(gpus)), gpus) == {}
+
+
+def test_cpu_workers_share_the_cores(monkeypatch):
+    from litlab.devices import worker_environment
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert worker_environment(0, 0, [], workers=2) == {"OMP_NUM_THREADS": "4"}
+    assert worker_environment(1, 1, [], workers=16) == {"OMP_NUM_THREADS": "1"}
+    assert worker_environment(0, 0, [], workers=1) == {}  # one worker: torch decides
+
+
+def _sweep_process(words: list[str]) -> subprocess.Popen:
+    command = [sys.executable, "-m", "litlab", "sweep", "-j", "2", *words]
+    return subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+
+
+def _wait(condition, what: str, timeout_s: float = 600) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_every_run_and_a_rerun_resumes_them(tmp_path, signum):
+    words = [
+        f"runs_dir={tmp_path}",
+        "seed=1,2",
+        "trainer.max_epochs=600",  # the signal comes long before the end
+        "trainer.check_val_every_n_epoch=50",
+        "callbacks.dashboard=null",
+    ]
+    process = _sweep_process(words)
+    folder = tmp_path / "sweeps"
+    _wait(lambda: len(list(folder.glob("*/*/run/*/checkpoints/last.ckpt"))) == 2, "2 checkpoints")
+    process.send_signal(signum)  # to the sweep only: it must stop its runs itself
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 128 + signum
+    assert "Traceback" not in err and "sweep stopped; the summary so far is in" in err
+    statuses = [json.loads(p.read_text())["status"] for p in folder.glob("*/*/run/*/metrics.json")]
+    assert statuses == ["interrupted", "interrupted"]  # no run trains on as an orphan
+    (summary,) = folder.glob("*/sweep_summary.csv")
+    with open(summary) as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["runs"], row["interrupted"], row["failed"]) == ("0", "2", "0")
+    # Run again: both resume in their own folders and finish.
+    runs_before = sorted(folder.glob("*/*/run/*"))
+    folder_again, rows = sweep(words, jobs=2)
+    assert folder_again == summary.parent and sorted(folder.glob("*/*/run/*")) == runs_before
+    assert (rows[0]["runs"], rows[0]["interrupted"], rows[0]["failed"]) == (2, 0, 0)

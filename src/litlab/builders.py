@@ -4,6 +4,7 @@ build through these."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,12 @@ def build_module(composed: Composed, datamodule: TensorDataModule) -> L.Lightnin
     return module
 
 
-def build_trainer(composed: Composed, run_dir: Path, fold: int | None = None) -> L.Trainer:
+def build_trainer(
+    composed: Composed,
+    run_dir: Path,
+    fold: int | None = None,
+    extra: Sequence[L.Callback] = (),
+) -> L.Trainer:
     """The Trainer with its logger and callbacks, all writing inside `run_dir`; every
     checkpoint also carries the config (for eval and predict) and the random state (for
     an exact resume), and is written atomically. A signal stops it after a saved step."""
@@ -134,6 +140,7 @@ def build_trainer(composed: Composed, run_dir: Path, fold: int | None = None) ->
         if flag not in cfg.trainer
     }
     callbacks += [
+        *extra,  # the caller's own (a search trial's pruning callback)
         StoreConfig(OmegaConf.to_container(cfg), composed.choices, fold),
         RandomState(),
         GracefulStop(run_dir),

@@ -22,7 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.config import GLOBAL_GROUPS, Composed, RunConfig, config_dirs, groups
+from litlab.config import GLOBAL_GROUPS, SEARCH_GROUP, Composed, RunConfig, config_dirs, groups
 from litlab.errors import ConfigError
 from litlab.signatures import Spec, accepts, signature, spec, type_name
 
@@ -75,7 +75,9 @@ def key_errors(composed: Composed) -> list[str]:
     cfg = composed.cfg
     expected = {f.name for f in dataclasses.fields(RunConfig)} | set(groups()) - set(GLOBAL_GROUPS)
     for key in cfg:
-        if key not in expected:
+        if key == SEARCH_GROUP:
+            errors.append(f"search ({composed.source(key)}): a search space is for `litlab search`")
+        elif key not in expected:
             errors.append(_unknown(composed, str(key), expected))
     for group in REQUIRED:
         if cfg.get(group) is None:
@@ -191,7 +193,7 @@ def target_nodes(composed: Composed) -> tuple[dict[str, DictConfig], list[str]]:
     cfg, nodes, errors = composed.cfg, {}, []
     for group in groups():
         node = cfg.get(group)
-        if group in GLOBAL_GROUPS or node is None:
+        if group in (*GLOBAL_GROUPS, SEARCH_GROUP) or node is None:
             continue
         if isinstance(node, DictConfig) and "_target_" not in node:
             children = {f"{group}.{name}": child for name, child in node.items() if child}

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from litlab.check import check
 from litlab.config import ConfigError, compose, groups
-from litlab.errors import Diverged, Interrupted
+from litlab.errors import Diverged, Interrupted, SweepStopped
 
 
 def command() -> None:
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             return _predict(args.checkpoint, args.input, args.output, args.trust)
         if args.command == "sweep":
             return _sweep(args.words, args.jobs)
+        if args.command == "search":
+            return _search(args.words, args.jobs)
         if args.command == "compare":
             return _compare(args.words, args.seeds, args.jobs)
         composed = compose(args.words, trust=args.trust)
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     except Diverged as exc:
         print(f"litlab: {exc}", file=sys.stderr)
         return 3
-    except Interrupted as exc:
+    except (Interrupted, SweepStopped) as exc:
         print(f"litlab: {exc}", file=sys.stderr)
         return exc.exit_code
     except ConfigError as exc:
@@ -128,11 +130,31 @@ def _sweep(words: list[str], jobs: int) -> int:
     table = [["setting", "runs", *names]]
     for row in rows:
         cells = [f"{row[n]:.4f} ± {row[n + ' std']:.4f}" if n in row else "" for n in names]
-        runs = f"{row['runs']}" + (f" ({row['failed']} failed)" if row["failed"] else "")
+        others = [f"{row[k]} {k}" for k in ("interrupted", "failed") if row[k]]
+        runs = f"{row['runs']}" + (f" ({', '.join(others)})" if others else "")
         table.append([row["setting"], runs, *cells])
     _print_table(table)
     print(f"sweep folder: {folder} (sweep_summary.csv)")
     return 1 if any(row["failed"] for row in rows) else 0
+
+
+def _search(words: list[str], jobs: int) -> int:
+    from litlab.search import search
+
+    folder, rows, stopped = search(words, jobs)
+    table = [["trial", "status", "value", "epochs", "params"]]
+    table += [[_text(v) for v in row.values()] for row in rows[:10]]
+    print("best trials:" if rows else "no trial has ended yet")
+    if rows:
+        _print_table(table)
+    best = folder / "best.yaml"
+    if best.exists():
+        print(best.read_text().splitlines()[1].removeprefix("#").strip())
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "pruned")}
+    others = len(rows) - sum(counts.values())
+    print(f"{counts['finished']} finished, {counts['pruned']} pruned, {others} failed or stopped")
+    print(f"search folder: {folder} (best.yaml, trials.csv, history.png, importances.png)")
+    return stopped or 0
 
 
 def _compare(words: list[str], seeds: str, jobs: int) -> int:
@@ -235,6 +257,16 @@ def _parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser("sweep", help="a grid of runs: optimizer=sgd,adam seed=1,2,3")
     sweep.add_argument("-j", "--jobs", type=int, default=1, help="runs at a time (processes)")
     sweep.add_argument("words", nargs="+", metavar="WORDS", help="as for train; a,b,c sweeps a key")
+    search = commands.add_parser(
+        "search",
+        help="a hyperparameter search with Optuna: search=circles [key=value ...]",
+        description="Search the space of configs/search/<option>.yaml; running it again "
+        "resumes the study. search.n_trials=, search.storage= change the option.",
+    )
+    search.add_argument("-j", "--jobs", type=int, default=1, help="worker processes (one study)")
+    search.add_argument(
+        "words", nargs="+", metavar="WORDS", help="search=<option>, then as for train"
+    )
     compare = commands.add_parser("compare", help="the lesson's optimiser and decay comparison")
     compare.add_argument("-j", "--jobs", type=int, default=1, help="runs at a time (processes)")
     compare.add_argument("--seeds", default="1,2,3", help="seeds of each setting (default 1,2,3)")

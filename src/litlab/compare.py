@@ -11,6 +11,7 @@ themselves are in TensorBoard under runs/sweeps/.
 from __future__ import annotations
 
 import csv
+import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -55,9 +56,11 @@ def compare(
 
 
 def _runs_by_setting(folder: Path) -> dict[str, list[Path]]:
-    """Run folders of a sweep by setting (the folder name without its seed)."""
+    """Finished run folders of a sweep by setting (the folder name without its seed)."""
     settings: dict[str, list[Path]] = {}
     for metrics in sorted(folder.glob("*/run/*/metrics.json")):
+        if json.loads(metrics.read_text()).get("status") != "finished":
+            continue  # an earlier attempt that was interrupted or failed
         name = metrics.parents[2].name
         setting = "_".join(part for part in name.split("_") if not part.startswith("seed="))
         settings.setdefault(setting, []).append(metrics.parent)

@@ -34,6 +34,8 @@ USER_CONFIG_DIR = Path("configs")
 KEPT_ON_NEW_TARGET = ("_partial_", "lightning")
 # Options of these groups are merged at the top level: they change several groups at once.
 GLOBAL_GROUPS = ("experiment", "debug")
+# Options of this group are read by `litlab search`, never part of a run's config.
+SEARCH_GROUP = "search"
 CLI = "the command line"
 PRIMARY = "configs/train.yaml"
 

@@ -49,3 +49,15 @@ class Interrupted(RuntimeError):
             text = f"stopped {when}; nothing was kept" + (f" in {run_dir}" if run_dir else "")
             resume = "Start the run again"
         super().__init__(f"{signal_name}: {text}. {resume}")
+
+
+class SweepStopped(RuntimeError):
+    """A signal stopped a sweep: its runs were stopped first (each saved its step), and
+    the summary so far was written."""
+
+    def __init__(self, signal_name: str, exit_code: int, summary: str):
+        self.exit_code = exit_code  # 128 + the signal's number, as shells report it
+        super().__init__(
+            f"{signal_name}: sweep stopped; the summary so far is in {summary}. Run the same "
+            "command again to go on: finished runs are kept, interrupted ones resume"
+        )

@@ -2,7 +2,9 @@
 
 `optimizer=sgd,adam seed=1,2,3` is six runs. They go under one sweep folder named after
 the words, each in its own process (so one that fails cannot take the others down), `-j`
-at a time. Running the same sweep again skips the runs that finished. At the end a table,
+at a time, each worker slot on its own GPUs. Running the same sweep again skips the runs
+that finished, resumes those interrupted and reruns those that failed. SIGTERM or Ctrl-C
+stops every run (each saves its step) and writes the summary so far. At the end a table,
 also written as sweep_summary.csv, ranks the settings by the monitored metric, with the
 mean and standard deviation over seeds when `seed` is swept.
 """
@@ -14,14 +16,15 @@ import hashlib
 import itertools
 import json
 import statistics
-import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from litlab.check import check
+from litlab.children import Job, run_jobs
 from litlab.config import ConfigError, compose
+from litlab.devices import gpus_per_job, visible_gpus, worker_environment
+from litlab.errors import SweepStopped
 
 
 def grid(words: list[str]) -> list[list[str]]:
@@ -36,7 +39,8 @@ def grid(words: list[str]) -> list[list[str]]:
 
 def sweep(words: list[str], jobs: int = 1) -> tuple[Path, list[dict[str, Any]]]:
     """Run the grid of `words` (checked whole before anything runs); return the sweep
-    folder and the summary rows, best first."""
+    folder and the summary rows, best first. A signal stops the runs, writes the summary
+    so far and raises SweepStopped."""
     runs = grid(words)
     swept = [w.partition("=")[0] for w in words if len(grid([w])) > 1]
     checked = [_check(run) for run in runs]
@@ -44,13 +48,23 @@ def sweep(words: list[str], jobs: int = 1) -> tuple[Path, list[dict[str, Any]]]:
     folder = Path(first.runs_dir).expanduser() / "sweeps" / _name(words)
     folder.mkdir(parents=True, exist_ok=True)
     todo = [(run, folder / _run_id(run, swept)) for run in runs]
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        failures = [f for f in pool.map(lambda item: _run(*item), todo) if f]
-    for failure in failures:
-        print(f"failed: {failure}", file=sys.stderr)
+    pending = [(run, path) for run, path in todo if _status(path) != "finished"]
+    gpus = visible_gpus()
+    per_job = gpus_per_job(first.trainer, len(gpus))
+    outcome = run_jobs(
+        [Job(_command(run, path), path / "output.log") for run, path in pending],
+        jobs,
+        lambda slot: worker_environment(slot, per_job, gpus, jobs),
+    )
+    for (run, path), code in zip(pending, outcome.codes, strict=True):
+        if code not in (0, None) and outcome.signal is None:
+            print(f"failed: {_failure(run, path, code)}", file=sys.stderr)
     monitor, mode = first.callbacks.checkpoint.monitor, first.callbacks.checkpoint.mode
     rows = summarise([(run, _metrics(path)) for run, path in todo], swept, f"best_{monitor}", mode)
     _write_csv(folder / "sweep_summary.csv", rows)
+    if outcome.signal is not None:
+        code = 128 + int(outcome.signal)
+        raise SweepStopped(outcome.signal.name, code, str(folder / "sweep_summary.csv"))
     return folder, rows
 
 
@@ -72,30 +86,48 @@ def _run_id(run: list[str], swept: list[str]) -> str:
     return "_".join(chosen).replace("/", "-") or "run"
 
 
-def _run(words: list[str], folder: Path) -> str | None:
-    """Train one run in its own process; the reason it failed, or None."""
-    if _metrics(folder) is not None:
-        return None  # finished by an earlier sweep
-    folder.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "litlab", "train", *words, f"runs_dir={folder}", "name=run"]
-    with open(folder / "output.log", "w") as log:
-        code = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT).returncode
-    if code != 0:
-        last = (folder / "output.log").read_text().strip().splitlines()[-1:]
-        return f"{' '.join(words)} (exit {code}; {folder / 'output.log'}): {''.join(last)}"
-    return None
+def _command(words: list[str], folder: Path) -> list[str]:
+    """Train the run in its own process: continue its last attempt when that was
+    interrupted (a signal, a kill) and left a checkpoint, else start it anew (a failed
+    or diverged run is tried again from the start)."""
+    train = [sys.executable, "-m", "litlab", "train"]
+    last = _last_run(folder)
+    resumable = last is not None and (last / "checkpoints" / "last.ckpt").is_file()
+    if resumable and _status(folder) in ("interrupted", None):
+        return [*train, f"resume={last}"]
+    return [*train, *words, f"runs_dir={folder}", "name=run"]
+
+
+def _failure(words: list[str], folder: Path, code: int) -> str:
+    last = (folder / "output.log").read_text().strip().splitlines()[-1:]
+    return f"{' '.join(words)} (exit {code}; {folder / 'output.log'}): {''.join(last)}"
+
+
+def _last_run(folder: Path) -> Path | None:
+    found = sorted(p for p in folder.glob("run/*") if p.is_dir())
+    return found[-1] if found else None
 
 
 def _metrics(folder: Path) -> dict[str, Any] | None:
-    found = sorted(folder.glob("run/*/metrics.json"))
-    return json.loads(found[-1].read_text()) if found else None
+    """metrics.json of the run's last attempt (None: it never wrote one)."""
+    last = _last_run(folder)
+    if last is None or not (last / "metrics.json").is_file():
+        return None
+    return json.loads((last / "metrics.json").read_text())
+
+
+def _status(folder: Path) -> str | None:
+    """How the run's last attempt ended: finished, interrupted, diverged, failed, None."""
+    return (_metrics(folder) or {}).get("status")
 
 
 def summarise(
     results: list[tuple[list[str], dict[str, Any] | None]], swept: list[str], key: str, mode: str
 ) -> list[dict[str, Any]]:
-    """One row per setting (the swept words but seed), its runs' metrics as mean ± std,
-    ranked by `key` (`mode` min or max); failed runs are counted, not averaged."""
+    """One row per setting (the swept words but seed), its finished runs' metrics as
+    mean ± std, ranked by `key` (`mode` min or max); interrupted runs (a signal, a kill:
+    they resume on a re-run) and failed ones (an error, a divergence, never started)
+    are counted, not averaged."""
     settings: dict[str, list[dict[str, Any] | None]] = {}
     for words, metrics in results:
         setting = " ".join(
@@ -104,11 +136,13 @@ def summarise(
         settings.setdefault(setting or "(all)", []).append(metrics)
     rows = []
     for setting, runs in settings.items():
-        done = [m for m in runs if m is not None]
+        done = [m for m in runs if m is not None and m.get("status") == "finished"]
+        stopped = [m for m in runs if m is not None and m.get("status") == "interrupted"]
         row: dict[str, Any] = {
             "setting": setting,
             "runs": len(done),
-            "failed": len(runs) - len(done),
+            "interrupted": len(stopped),
+            "failed": len(runs) - len(done) - len(stopped),
         }
         for name in [k for k, v in (done[0] if done else {}).items() if isinstance(v, float)]:
             values = [m[name] for m in done]

@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,10 +74,12 @@ def prepare(
     run_dir: Path | None = None,
     signals: StopOnSignal | None = None,
     resume_from: tuple[Path, dict[str, Any]] | None = None,
+    callbacks: Sequence[L.Callback] = (),
 ) -> Job:
     """Everything before the first step, in the lesson's order; a config error stops it
     before a folder is made. A signal while the folder is claimed waits for its
-    config.yaml (`signals`); `resume_from` (a checkpoint and its weights) must fit."""
+    config.yaml (`signals`); `resume_from` (a checkpoint and its weights) must fit.
+    `callbacks` join the configured ones (a search trial's pruning callback)."""
     cfg = check(composed).cfg
     datamodule = build_data(composed, fold)  # 1. prepare the data
     L.seed_everything(cfg.seed, verbose=False)  # the seed fixes the network's first weights
@@ -90,7 +93,7 @@ def prepare(
         new = run_dir is None or not run_dir.exists()
         run_dir = open_run_dir(composed, run_dir)
         try:
-            trainer = build_trainer(composed, run_dir, fold)  # 5. the loop over the epochs
+            trainer = build_trainer(composed, run_dir, fold, callbacks)  # 5. the epochs
         except BaseException:
             if new:  # nothing was written yet
                 remove_empty(run_dir, Path(cfg.runs_dir).expanduser())
@@ -114,15 +117,17 @@ def train(
     fold: int | None = None,
     run_dir: Path | None = None,
     resume_from: tuple[Path, dict[str, Any]] | None = None,
+    callbacks: Sequence[L.Callback] = (),
 ) -> tuple[Path, dict[str, Any]]:
     """Train (from the checkpoint `resume_from`, when resuming) and test the configured
     job in its run folder (`run_dir`, or a new one); return the folder and the metrics.
+    `callbacks` join the configured ones (a search trial's pruning callback).
     From the folder's claim to its metrics.json, a signal ends it with the status
     `interrupted` and the exit code 128 + the signal."""
     job = None
     with StopOnSignal() as signals:
         try:
-            job = prepare(composed, fold, run_dir, signals, resume_from)
+            job = prepare(composed, fold, run_dir, signals, resume_from, callbacks)
             signals.raise_pending()  # one that came while the folder was claimed
             return _fit_and_test(job, composed, resume_from and resume_from[0], signals)
         except Stopped as stop:

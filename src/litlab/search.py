@@ -1,0 +1,605 @@
+"""`litlab search [-j N] search=<option> [key=value ...]`: a hyperparameter search on Optuna.
+
+An option of configs/search/ names the job (`job`), the space (`params`: a list is a
+categorical choice, of config-group options too; `{type: float|int, low, high, log,
+step}` a range), the budget (`n_trials`, in all) and how to judge and stop trials
+(`metric`, `direction`, `sampler`, `pruner`). The whole space is checked like any config
+before a trial starts. Each trial is an ordinary run folder, `trial_<n>/`, trained
+in-process by a worker (`-j N` workers share one study), with Optuna's Lightning pruning
+callback added to its Trainer. The study is a journal file in the search folder (or
+`search.storage`, a database URL), so running the same command again resumes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import sys
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from litlab.config import CLI, compose, config_dirs, groups
+from litlab.errors import ConfigError, Interrupted
+
+KEYS = ("job", "n_trials", "metric", "direction", "sampler", "seed", "pruner", "storage", "params")
+RANGE_KEYS = ("type", "low", "high", "log", "step")
+CHOICES = {
+    "direction": ("minimize", "maximize"),
+    "sampler": ("tpe", "random"),
+    "pruner": ("median", "hyperband", "none"),
+}
+SPEC = "search.yaml"  # the search as the workers read it, beside the trials
+DONE = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+@dataclass
+class Search:
+    name: str  # the folder under <runs_dir>/searches/ and the study's name
+    source: str  # the option's file, for error messages
+    cfg: DictConfig  # the option's keys (KEYS), with the command line's search.* words
+    job: list[str]  # every trial's words before its own: the option's job, then the user's
+    folder: Path
+
+
+# --------------------------------------------------------------------------- the space
+
+
+def parse(words: list[str]) -> Search:
+    """Split the words into the search option (`search=`, `search.key=`) and the job."""
+    option = [w.partition("=")[2] for w in words if w.startswith("search=")]
+    if not option:
+        allowed = ", ".join(groups().get("search", []))
+        raise ConfigError([f"search: pick a search space with search=<option>; one of: {allowed}"])
+    own = Path(option[-1]).expanduser()  # a file of your own: search=~/my_space.yaml
+    shipped = [root / "search" / f"{option[-1]}.yaml" for root in config_dirs()]
+    path = own if own.suffix == ".yaml" else next((p for p in shipped if p.is_file()), own)
+    if not path.is_file():
+        allowed = ", ".join(groups().get("search", []))
+        raise ConfigError(
+            [f"search={option[-1]} ({CLI}): no such option; choose one of: {allowed}"]
+        )
+    cfg = OmegaConf.merge(
+        OmegaConf.load(path),
+        OmegaConf.from_dotlist(
+            [w.removeprefix("search.") for w in words if w.startswith("search.")]
+        ),
+    )
+    user = [w for w in words if not w.startswith(("search=", "search."))]
+    named = [w.partition("=")[2] for w in user if w.startswith("name=")]
+    job = [*(str(w) for w in cfg.get("job") or []), *user]
+    runs_dir = compose(job).cfg.runs_dir
+    name = named[-1] if named else path.stem
+    folder = Path(runs_dir).expanduser() / "searches" / name
+    roots = [root for root in config_dirs() if path.is_relative_to(root)]
+    source = str(path.relative_to(roots[0].parent)) if roots else str(path)
+    return Search(name, source, cfg, job, folder)
+
+
+def check(search: Search) -> dict[str, BaseDistribution]:
+    """Every error of the search option at once (keys, values, bounds), then every value
+    of the space composed into the job and checked as a run would be; the space."""
+    errors = [
+        f"search.{key} ({search.source}): unknown key; allowed: {', '.join(KEYS)}"
+        for key in search.cfg
+        if key not in KEYS
+    ]
+    errors += _check_values(search)
+    space: dict[str, BaseDistribution] = {}
+    for name, node in (search.cfg.get("params") or {}).items():
+        try:
+            space[str(name)] = distribution(node)
+        except ConfigError as exc:
+            errors += [f"search.params.{name} ({search.source}): {e}" for e in exc.errors]
+    if errors:
+        raise ConfigError(errors)
+    errors = _check_samples(search, space)
+    if errors:
+        raise ConfigError(list(dict.fromkeys(errors)))
+    return space
+
+
+def _check_values(search: Search) -> list[str]:
+    cfg, errors = search.cfg, []
+    for key, allowed in CHOICES.items():
+        if cfg.get(key) not in allowed:
+            choose = ", ".join(allowed)
+            errors.append(f"search.{key}={cfg.get(key)} ({search.source}): choose one of: {choose}")
+    n_trials = cfg.get("n_trials")
+    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or n_trials < 1:
+        errors.append(f"search.n_trials={n_trials} ({search.source}): expected an int >= 1")
+    if not isinstance(cfg.get("seed"), int):
+        errors.append(f"search.seed={cfg.get('seed')} ({search.source}): expected an int")
+    if not isinstance(cfg.get("metric"), str):
+        errors.append(
+            f"search.metric={cfg.get('metric')} ({search.source}): expected a metric name"
+        )
+    if not isinstance(cfg.get("params"), DictConfig) or not cfg.params:
+        errors.append(
+            f"search.params ({search.source}): expected a mapping of keys to ranges or lists"
+        )
+    return errors
+
+
+def distribution(node: Any) -> BaseDistribution:
+    """The Optuna distribution of one entry of `params`: a list is a categorical choice
+    (a list value, like hidden sizes, is kept as its text: Optuna's choices are scalars),
+    a mapping a float or int range."""
+    if isinstance(node, ListConfig):
+        if not node:
+            raise ConfigError(["an empty list: give the values to choose from"])
+        return CategoricalDistribution([_choice(v) for v in OmegaConf.to_container(node)])
+    if not isinstance(node, DictConfig):
+        raise ConfigError([f"{node!r}: expected a list of choices or {{type, low, high}}"])
+    unknown = [k for k in node if k not in RANGE_KEYS]
+    if unknown:
+        raise ConfigError([f"unknown key {unknown[0]}; allowed: {', '.join(RANGE_KEYS)}"])
+    kind, low, high = node.get("type"), node.get("low"), node.get("high")
+    log, step = bool(node.get("log", False)), node.get("step")
+    if kind not in ("float", "int"):
+        raise ConfigError([f"type={kind}: choose one of: float, int (a list for choices)"])
+    if not isinstance(low, int | float) or not isinstance(high, int | float) or low >= high:
+        raise ConfigError([f"low={low}, high={high}: expected numbers with low < high"])
+    if log and low <= 0:
+        raise ConfigError([f"low={low} with log: true: a log range needs low > 0"])
+    try:
+        if kind == "int":
+            return IntDistribution(int(low), int(high), log=log, step=int(step or 1))
+        return FloatDistribution(float(low), float(high), log=log, step=step)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
+
+
+def _choice(value: Any) -> Any:
+    return json.dumps(value, separators=(",", ":")) if isinstance(value, list | dict) else value
+
+
+def words_of(params: dict[str, Any]) -> list[str]:
+    """The command-line words of a trial's parameters (`optimizer=adam`, `optimizer.lr=…`)."""
+    return [f"{name}={_text(value)}" for name, value in params.items()]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "null" if value is None else repr(value) if isinstance(value, float) else str(value)
+
+
+def _check_samples(search: Search, space: dict[str, BaseDistribution]) -> list[str]:
+    """Compose the job with every choice and both ends of every range (the other
+    parameters at their first value), as a run would check it."""
+    from litlab.check import check as check_run  # torch: only once the option is sound
+
+    first = {name: _samples(d)[0] for name, d in space.items()}
+    errors = []
+    for name, dist in space.items():
+        for value in _samples(dist):
+            words = [*search.job, *words_of(first | {name: value})]
+            try:
+                composed = check_run(compose(words))
+                _check_trainer(composed.cfg.trainer)
+            except ConfigError as exc:
+                where = f"search.params.{name}={_text(value)} ({search.source})"
+                errors += [f"{where}: {e}" for e in exc.errors]
+    return errors
+
+
+def _samples(dist: BaseDistribution) -> list[Any]:
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    return [dist.low, dist.high]
+
+
+def _check_trainer(trainer: DictConfig) -> None:
+    """A DDP trial would start this worker again in every process it launches (Lightning
+    re-runs the command), and Optuna's callback prunes under DDP only from a database."""
+    if "ddp" in str(trainer.get("strategy", "")):
+        raise ConfigError(
+            [
+                f"trainer.strategy={trainer.strategy}: a search trial runs inside a worker and "
+                "cannot launch DDP processes; use -j N (one trial per GPU) instead"
+            ]
+        )
+
+
+# --------------------------------------------------------------------------- the study
+
+
+def storage(search: Search) -> optuna.storages.BaseStorage:
+    """A journal file in the search folder (one machine, no server); `search.storage` a
+    database URL (workers on several machines; a heartbeat re-queues a dead worker's
+    trial) or the path of a journal file on a shared disk."""
+    where = search.cfg.get("storage")
+    if where and "://" in str(where):
+        with warnings.catch_warnings():  # the retry callback: experimental since Optuna 2.8
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            retry = optuna.storages.RetryHeartbeatStaleTrialCallback()
+        return optuna.storages.RDBStorage(
+            str(where),
+            heartbeat_interval=60,
+            grace_period=180,
+            heartbeat_stale_trial_callback=retry,
+        )
+    path = Path(str(where)).expanduser() if where else search.folder / "study.journal"
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+def open_study(search: Search, seed_offset: int = 0) -> optuna.Study:
+    """Create the study, or load it to resume. The sampler's seed moves on with the
+    trials already run (and the worker), so a resumed or parallel search does not draw
+    its first random trials again."""
+    cfg = search.cfg
+    study = optuna.create_study(
+        study_name=search.name,
+        storage=storage(search),
+        direction=cfg.direction,
+        pruner=_pruner(cfg.pruner),
+        load_if_exists=True,
+    )
+    seed = cfg.seed + seed_offset + len(study.get_trials(deepcopy=False))
+    study.sampler = (
+        optuna.samplers.TPESampler(seed=seed)
+        if cfg.sampler == "tpe"
+        else optuna.samplers.RandomSampler(seed=seed)
+    )
+    return study
+
+
+def _pruner(name: str) -> optuna.pruners.BasePruner:
+    if name == "median":  # prune below the median of earlier trials at the same epoch
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
+
+
+def counted(trials: list[FrozenTrial]) -> int:
+    """Trials that use up the budget: all but those waiting, and those a killed or
+    stopped worker left, which were queued again as a new trial."""
+    retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
+    with warnings.catch_warnings():  # experimental since Optuna 2.8, still there in 5.0
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        replaced = {retried(t) for t in trials} - {None}
+    return sum(t.state != TrialState.WAITING and t.number not in replaced for t in trials)
+
+
+def requeue(study: optuna.Study, number: int) -> None:
+    """Queue trial `number` again with its parameters: Optuna's own retry, which the
+    budget (`counted`) knows as a replacement."""
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    with warnings.catch_warnings():  # experimental since Optuna 2.8, still there in 5.0
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
+
+
+def requeue_dead(study: optuna.Study, folder: Path) -> list[int]:
+    """Trials left running by a worker of this machine that is gone (SIGKILL, a power
+    cut): queued again; their folders say so. Database storages find those of other
+    machines by their heartbeat."""
+    dead = [
+        t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if _dead(t)
+    ]
+    store = study._storage  # the storage we built: storage(search)
+    study_id = store.get_study_id_from_name(study.study_name)
+    for number in dead:
+        requeue(study, number)
+        trial_id = store.get_trial_id_from_study_id_trial_number(study_id, number)
+        store.set_trial_user_attr(trial_id, "error", "its worker was killed; queued again")
+        store.set_trial_state_values(trial_id, TrialState.FAIL)
+        _record(folder / f"trial_{number}", {"status": "interrupted", "error": "worker killed"})
+    return dead
+
+
+def _dead(trial: FrozenTrial) -> bool:
+    """Whether the worker (`host:pid`) of a running trial, on this machine, has ended (a
+    zombie too: killed, not yet reaped; a container's init may take its time). A trial
+    killed before its worker wrote its name is taken for dead after a minute."""
+    worker = trial.user_attrs.get("worker")
+    if worker is None:
+        started = trial.datetime_start or datetime.now()
+        return (datetime.now() - started).total_seconds() > 60
+    host, _, pid = worker.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    return False
+
+
+def _record(run_dir: Path, metrics: dict[str, Any]) -> None:
+    """metrics.json of a trial that stopped without writing its own (pruned, killed)."""
+    from litlab.checkpoints import write_atomically
+
+    if not run_dir.is_dir():
+        return
+    old = _metrics(run_dir)
+    if old.get("status") in ("finished", "pruned", "diverged", "failed"):
+        return
+    last = run_dir / "checkpoints" / "last.ckpt"
+    extra = {"last_good_checkpoint": "checkpoints/last.ckpt"} if last.exists() else {}
+    text = json.dumps({**old, **metrics, **extra}, indent=2) + "\n"
+    write_atomically(run_dir / "metrics.json", lambda f: f.write(text.encode()))
+
+
+def _metrics(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# --------------------------------------------------------------------------- a worker
+
+
+class _Claim:
+    """An exclusive lock on the search folder while a worker counts the trials and asks
+    for the next one, so -j N workers never start more than n_trials in all. (Workers on
+    several machines sharing a database each lock their own folder: they may overshoot
+    by up to one trial per machine, as Optuna's MaxTrialsCallback does.)"""
+
+    def __init__(self, folder: Path):
+        self.file = open(folder / "claim.lock", "a")  # noqa: SIM115
+        self.held = False
+
+    def acquire(self) -> None:
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.held = False
+
+
+def work(folder: Path, slot: int) -> int:
+    """A worker: claim one trial, train it, tell the study, exit (the search starts the
+    next worker). One trial a process, because a second run in a process does not give
+    the numbers of a fresh `litlab train` (measured on circles: 0.6795 against 0.6856),
+    and best.yaml must train to the trial's metric. The exit status is 128 + the signal
+    that stopped the trial, else 0."""
+    search = _load_spec(folder)
+    space = {k: distribution(v) for k, v in (search.cfg.params or {}).items()}
+    study = open_study(search, seed_offset=1000 * slot)
+    claim, stopped = _Claim(folder), []
+    claim.acquire()
+    if counted(study.get_trials(deepcopy=False)) >= search.cfg.n_trials:
+        claim.release()
+        return 0
+    objective = _Objective(search, space, claim, stopped)
+    try:  # optimize, not ask/tell: it beats the heartbeat of database storages
+        study.optimize(objective, n_trials=1, catch=(Exception,))
+    finally:
+        claim.release()
+    return stopped[0].exit_code if stopped else 0
+
+
+@dataclass
+class _Objective:
+    search: Search
+    space: dict[str, BaseDistribution]
+    claim: _Claim
+    stopped: list[Interrupted]
+
+    def __call__(self, trial: Trial) -> float:
+        self.claim.release()  # the trial is ours now, and counts
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        params = {name: _suggest(trial, name, dist) for name, dist in self.space.items()}
+        run_dir = self.search.folder / f"trial_{trial.number}"
+        try:
+            return _train(trial, self.search, words_of(params), run_dir)
+        except optuna.TrialPruned as exc:
+            _record(run_dir, {"status": "pruned", "error": str(exc), **_best(trial, self.search)})
+            raise
+        except Interrupted as exc:  # SIGTERM/Ctrl-C: this trial runs again on resume
+            self.stopped.append(exc)
+            requeue(trial.study, trial.number)  # Optuna marks this one failed
+            raise
+        except Exception as exc:  # diverged, failed: recorded, and the search goes on
+            trial.set_user_attr("error", str(exc).splitlines()[0] if str(exc) else repr(exc))
+            _record(run_dir, {"status": "failed", "error": str(exc)})
+            raise
+
+
+def _suggest(trial: Trial, name: str, dist: BaseDistribution) -> Any:
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def _train(trial: Trial, search: Search, words: list[str], run_dir: Path) -> float:
+    """The job with the trial's words, trained as an ordinary run in `run_dir` with the
+    pruning callback; the trial's value is the best `metric` it reported."""
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    from litlab.train import train
+
+    composed = compose([*search.job, *words])
+    pruning = PyTorchLightningPruningCallback(trial, monitor=search.cfg.metric)
+    train(composed, run_dir=run_dir, callbacks=[pruning])
+    best = _best(trial, search)
+    if not best:
+        raise RuntimeError(f"search.metric={search.cfg.metric}: the job never logged it")
+    return best[f"best_{search.cfg.metric}"]
+
+
+def _best(trial: Trial, search: Search) -> dict[str, float]:
+    """The best value the trial reported, and the epochs it ran."""
+    frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+    values = list(frozen.intermediate_values.values())
+    if not values:
+        return {}
+    pick = min if search.cfg.direction == "minimize" else max
+    return {
+        f"best_{search.cfg.metric}": pick(values),
+        "epochs": max(frozen.intermediate_values) + 1,
+    }
+
+
+# --------------------------------------------------------------------------- the search
+
+
+def search(words: list[str], jobs: int = 1) -> tuple[Path, list[dict[str, Any]], int | None]:
+    """Check the space, run (or resume) the study with `jobs` workers, write the report
+    (trials.csv, best.yaml, figures); return the folder, the best trials' rows and the
+    exit status of a signal that stopped it (None: it ran to its end)."""
+    from litlab.children import Job, run_jobs
+    from litlab.devices import gpus_per_job, visible_gpus, worker_environment
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the workers' logs say it all
+    spec = parse(words)
+    check(spec)
+    spec.folder.mkdir(parents=True, exist_ok=True)
+    _save_spec(spec)
+    study = open_study(spec)
+    requeue_dead(study, spec.folder)
+    gpus = visible_gpus()
+    per_job = gpus_per_job(compose(spec.job).cfg.trainer, len(gpus))
+    command = [sys.executable, "-m", "litlab.search", str(spec.folder)]
+    workers = [Job([*command, str(k)], spec.folder / f"worker_{k}.log") for k in range(jobs)]
+    while True:  # rounds of `jobs` workers, a trial each, until the budget is spent
+        outcome = run_jobs(workers, jobs, lambda k: worker_environment(k, per_job, gpus, jobs))
+        study = open_study(spec)
+        done = counted(study.get_trials(deepcopy=False)) >= spec.cfg.n_trials
+        if done or outcome.signal or any(code != 0 for code in outcome.codes):
+            break
+    rows = report(study, spec)
+    failed = [
+        k for k, code in enumerate(outcome.codes) if code not in (0, None) and not outcome.signal
+    ]
+    if failed:
+        logs = ", ".join(str(spec.folder / f"worker_{k}.log") for k in failed)
+        print(f"litlab: {len(failed)} worker(s) stopped with an error; see {logs}", file=sys.stderr)
+    return spec.folder, rows, 128 + int(outcome.signal) if outcome.signal else None
+
+
+def _save_spec(search: Search) -> None:
+    """The search as the workers read it; a folder holding another search is refused
+    (the budget may change: running again with a larger search.n_trials goes on)."""
+    spec = {"name": search.name, "source": search.source, "job": search.job}
+    spec["cfg"] = OmegaConf.to_container(search.cfg)
+    path = search.folder / SPEC
+    if path.exists():
+        old = yaml.safe_load(path.read_text())
+        same = {**old, "cfg": {**old["cfg"], "n_trials": search.cfg.n_trials}}
+        if same != spec:
+            diff = [k for k in spec if spec[k] != same.get(k)]
+            what = ", ".join(
+                diff
+                if "cfg" not in diff
+                else diff[:-1]
+                + [f"search.{k}" for k in spec["cfg"] if spec["cfg"][k] != same["cfg"].get(k)]
+            )
+            raise ConfigError(
+                [
+                    f"{search.folder}: holds a search with other settings ({what}); "
+                    f"give this one another folder with name=<name>"
+                ]
+            )
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def _load_spec(folder: Path) -> Search:
+    spec = yaml.safe_load((folder / SPEC).read_text())
+    return Search(spec["name"], spec["source"], OmegaConf.create(spec["cfg"]), spec["job"], folder)
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def report(study: optuna.Study, search: Search) -> list[dict[str, Any]]:
+    """Write trials.csv (every trial), best.yaml and the figures; return the rows of the
+    best trials, best first."""
+    trials = study.get_trials(deepcopy=False)
+    rows = [_row(t, search) for t in trials if t.state in DONE]
+    study.trials_dataframe().to_csv(search.folder / "trials.csv", index=False)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    if done:
+        _write_best(study.best_trial, search)
+        _figures(study, search.folder)
+    sign = 1 if search.cfg.direction == "minimize" else -1
+    return sorted(rows, key=lambda r: (r["value"] is None, sign * (r["value"] or 0)))
+
+
+def _row(trial: FrozenTrial, search: Search) -> dict[str, Any]:
+    metrics = _metrics(search.folder / f"trial_{trial.number}")
+    status = metrics.get("status") or trial.state.name.lower()
+    value = (
+        trial.value
+        if trial.state == TrialState.COMPLETE
+        else metrics.get(f"best_{search.cfg.metric}")
+    )
+    return {
+        "trial": trial.number,
+        "status": status,
+        "value": value,
+        "epochs": metrics.get("epochs"),
+        "params": " ".join(words_of(trial.params)),
+    }
+
+
+def best_words(trial: FrozenTrial, search: Search) -> list[str]:
+    """The words that train the trial again as an ordinary run, with its seed."""
+    seed = compose(search.job).cfg.seed
+    return [*search.job, *words_of(trial.params), f"seed={seed}"]
+
+
+def _write_best(trial: FrozenTrial, search: Search) -> None:
+    words = best_words(trial, search)
+    metric = search.cfg.metric
+    header = (
+        f"# The best trial of search {search.name}: trial {trial.number}, "
+        f"best {metric} {trial.value:.6g}. Train it again as an ordinary run:\n"
+        f"#   litlab train {' '.join(words)}\n"
+    )
+    body = {"trial": trial.number, "value": trial.value, "params": trial.params, "words": words}
+    (search.folder / "best.yaml").write_text(header + yaml.safe_dump(body, sort_keys=False))
+
+
+def _figures(study: optuna.Study, folder: Path) -> None:
+    """Optuna's optimisation history and parameter importances, as PNG in the folder
+    (importances need two finished trials that differ)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as vis
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for name, plot in (
+            ("history", vis.plot_optimization_history),
+            ("importances", vis.plot_param_importances),
+        ):
+            with contextlib.suppress(ValueError, RuntimeError, ZeroDivisionError):
+                axes = plot(study)
+                axes.figure.savefig(folder / f"{name}.png", bbox_inches="tight")
+            plt.close("all")
+
+
+if __name__ == "__main__":  # a worker: python -m litlab.search FOLDER SLOT
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    sys.exit(work(Path(sys.argv[1]), int(sys.argv[2])))
