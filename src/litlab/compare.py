@@ -10,7 +10,6 @@ themselves are in TensorBoard under runs/sweeps/.
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 from pathlib import Path
@@ -22,7 +21,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from litlab import figures
 from litlab.config import compose
 from litlab.rundirs import claim_run_dir
-from litlab.sweep import sweep
+from litlab.sweep import sweep, write_csv
 
 PANELS = {
     "optimisers": ["optimizer=sgd,momentum,rmsprop,adam"],
@@ -48,10 +47,7 @@ def compare(
             rows.append(_row(title, setting, runs, logged))
         panels[title] = curves
     figures.comparison(panels).savefig(out / "comparison.png")
-    with open(out / "comparison.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "comparison.csv", rows)
     return out, rows
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -180,3 +181,14 @@ def read_status(run_dir: Path) -> str | None:
         return json.loads((run_dir / "metrics.json").read_text()).get("status")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def metric_spread(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Over runs (the folds of a cross-validation, the seeds of a sweep's setting): the
+    mean, sample standard deviation (0 for one run) and values of every numeric metric."""
+    spread = {}
+    for key in [k for k, v in results[0].items() if isinstance(v, float)]:
+        values = [r[key] for r in results]
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        spread[key] = {"mean": statistics.fmean(values), "std": std, "values": values}
+    return spread

@@ -15,7 +15,6 @@ import csv
 import hashlib
 import itertools
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from litlab.children import Job, run_jobs
 from litlab.config import ConfigError, compose
 from litlab.devices import gpus_per_job, visible_gpus, worker_environment
 from litlab.errors import SweepStopped
+from litlab.rundirs import metric_spread
 
 
 def grid(words: list[str]) -> list[list[str]]:
@@ -61,7 +61,7 @@ def sweep(words: list[str], jobs: int = 1) -> tuple[Path, list[dict[str, Any]]]:
             print(f"failed: {_failure(run, path, code)}", file=sys.stderr)
     monitor, mode = first.callbacks.checkpoint.monitor, first.callbacks.checkpoint.mode
     rows = summarise([(run, _metrics(path)) for run, path in todo], swept, f"best_{monitor}", mode)
-    _write_csv(folder / "sweep_summary.csv", rows)
+    write_csv(folder / "sweep_summary.csv", rows)
     if outcome.signal is not None:
         code = 128 + int(outcome.signal)
         raise SweepStopped(outcome.signal.name, code, str(folder / "sweep_summary.csv"))
@@ -144,16 +144,15 @@ def summarise(
             "interrupted": len(stopped),
             "failed": len(runs) - len(done) - len(stopped),
         }
-        for name in [k for k, v in (done[0] if done else {}).items() if isinstance(v, float)]:
-            values = [m[name] for m in done]
-            row[name] = statistics.mean(values)
-            row[f"{name} std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        for name, spread in (metric_spread(done) if done else {}).items():
+            row[name], row[f"{name} std"] = spread["mean"], spread["std"]
         rows.append(row)
     sign = 1 if mode == "min" else -1
     return sorted(rows, key=lambda r: sign * r[key] if key in r else float("inf"))
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """`rows` as a CSV table, with every key any row has as a column."""
     columns = list(dict.fromkeys(k for row in rows for k in row))
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)

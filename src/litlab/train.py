@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 from omegaconf import OmegaConf
 
 from litlab import dashboard
@@ -31,6 +30,7 @@ from litlab.rundirs import (
     claim_run_dir,
     is_rank_zero,
     lock_run_dir,
+    metric_spread,
     open_run_dir,
     read_status,
     release_run_dir,
@@ -251,22 +251,8 @@ def cross_validate(composed: Composed, folds: int) -> tuple[Path, dict[str, Any]
                 if fold == 0:
                     remove_empty(parent, Path(composed.cfg.runs_dir).expanduser())
                 raise
-        summary = summarise(results)
+        summary = {"folds": len(results), **metric_spread(results)}
         write_json(parent / "cv_summary.json", summary)
     finally:
         release_run_dir(parent)
     return parent, summary
-
-
-def summarise(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean and (sample) standard deviation over folds of every numeric metric."""
-    keys = [k for k, v in results[0].items() if isinstance(v, float)]
-    summary: dict[str, Any] = {"folds": len(results)}
-    for key in keys:
-        values = np.array([r[key] for r in results])
-        summary[key] = {
-            "mean": float(values.mean()),
-            "std": float(values.std(ddof=1)),
-            "values": values.tolist(),
-        }
-    return summary
