@@ -128,3 +128,40 @@ def test_eval_and_predict_from_the_command_line(circles_run, tmp_path, capsys):
     assert out["prediction"].tolist() == [1, 0]  # the centre is class 1, outside is class 0
     assert main(["predict", str(tmp_path / "none.ckpt"), str(rows), str(tmp_path / "o.csv")]) == 2
     assert "none.ckpt: no such checkpoint file" in capsys.readouterr().err
+
+
+def _stored_on_gpu(best, tmp_path, **trainer):
+    """A copy of `best` whose stored config says it was trained with `trainer` (a GPU)."""
+    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
+    checkpoint["litlab"]["config"]["trainer"].update(trainer)
+    path = tmp_path / "gpu.ckpt"
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_eval_of_a_gpu_run_runs_on_this_machine(circles_run, tmp_path, capsys, monkeypatch):
+    """Issue 13.6: a checkpoint trained with accelerator: gpu is evaluated on the CPU with
+    the run's metrics (by default on `auto`, or trainer.accelerator=cpu); a precision the
+    CPU cannot run falls back to 32-true in one line; predict runs too."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run_dir, metrics = circles_run
+    expected = {k: v for k, v in metrics.items() if k.startswith("test/")}
+    path = _stored_on_gpu(run_dir / "checkpoints" / "best.ckpt", tmp_path, accelerator="gpu")
+    assert evaluate_checkpoint(path) == expected
+    assert main(["eval", str(path), "trainer.accelerator=cpu"]) == 0
+    assert json.loads(path.with_suffix(".eval.json").read_text()) == expected
+    frame = pd.DataFrame({"x1": [0.0, 1.0], "x2": [0.0, 0.5]})
+    assert main(["predict", str(path), _csv(tmp_path, frame), str(tmp_path / "p.csv")]) == 0
+    mixed = _stored_on_gpu(path, tmp_path, precision="16-mixed")
+    capsys.readouterr()
+    assert evaluate_checkpoint(mixed) == expected
+    out = capsys.readouterr().out
+    assert "trainer.precision=16-mixed needs a GPU" in out and "32-true" in out
+    assert main(["eval", str(mixed), "optimizer.lr=1"]) == 2
+    assert "only trainer.key=value" in capsys.readouterr().err
+
+
+def _csv(tmp_path, frame):
+    path = tmp_path / "rows.csv"
+    frame.to_csv(path, index=False)
+    return str(path)

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "eval":
-            return _eval(args.checkpoint, args.trust)
+            return _eval(args.checkpoint, args.trust, args.overrides)
         if args.command == "predict":
             return _predict(args.checkpoint, args.input, args.output, args.trust)
         if args.command == "sweep":
@@ -95,10 +95,10 @@ def _hydra_habit(argv: list[str]) -> str | None:
     return None
 
 
-def _eval(checkpoint: str, trust: bool) -> int:
+def _eval(checkpoint: str, trust: bool, overrides: list[str]) -> int:
     from litlab.predict import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(checkpoint, trust)
+    metrics = evaluate_checkpoint(checkpoint, trust, overrides)
     out = Path(checkpoint).with_suffix(".eval.json")
     out.write_text(json.dumps(metrics, indent=2) + "\n")
     _report(out, metrics)
@@ -243,6 +243,13 @@ def _parser() -> argparse.ArgumentParser:
         "eval", help="test metrics of a checkpoint, with its stored config"
     )
     evaluate.add_argument("checkpoint", help="a .ckpt file of a run")
+    evaluate.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="trainer.KEY=VALUE",
+        help="change the stored trainer node (default: this machine's device, the run's "
+        "precision), e.g. trainer.accelerator=cpu",
+    )
     _trust_flag(evaluate, "the checkpoint's stored config")
     predict = commands.add_parser(
         "predict", help="predictions of a checkpoint for the rows of a CSV"

@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning as L
 import pandas as pd
+from omegaconf import DictConfig, OmegaConf
 
 from litlab.builders import build_data, build_module, build_node
 from litlab.check import target_errors
@@ -36,9 +37,12 @@ def _data_state(checkpoint: dict[str, Any], composed: Composed) -> dict[str, Any
     return checkpoint.get(name) or None
 
 
-def evaluate_checkpoint(path: str | Path, trust: bool = False) -> dict[str, float]:
-    """Test metrics of the checkpoint on the test split of the data it was trained on;
-    `trust` lets its stored config build any target."""
+def evaluate_checkpoint(
+    path: str | Path, trust: bool = False, overrides: list[str] | None = None
+) -> dict[str, float]:
+    """Test metrics of the checkpoint on the test split of the data it was trained on,
+    on whatever this machine has (`overrides`: trainer key=value words, e.g.
+    `trainer.accelerator=cpu`); `trust` lets its stored config build any target."""
     checkpoint = load_checkpoint(path)
     composed = _composed(checkpoint, path, trust)
     stored = _data_state(checkpoint, composed)
@@ -46,14 +50,48 @@ def evaluate_checkpoint(path: str | Path, trust: bool = False) -> dict[str, floa
     module = build_module(composed, datamodule)
     module.load_state_dict(checkpoint["state_dict"])
     trainer = L.Trainer(
-        accelerator=composed.cfg.trainer.get("accelerator", "auto"),
-        devices=1,
+        **eval_placement(composed.cfg.trainer, overrides or []),
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
     (results,) = trainer.test(module, datamodule=datamodule, verbose=False)
     return {key: float(value) for key, value in sorted(results.items())}
+
+
+def eval_placement(stored: DictConfig, words: list[str]) -> dict[str, Any]:
+    """Where to evaluate: this machine's device (`auto`), not the one the run had (a GPU
+    run is evaluated on a laptop), at the run's own precision, so the metrics are the
+    run's; `words` (trainer.key=value) override the stored trainer node. A precision this
+    machine cannot run (16-mixed without a GPU) falls back to 32-true, said in one line."""
+    import torch
+
+    overrides = _trainer_overrides(words)
+    placement = {"accelerator": "auto", "devices": 1, "precision": stored.get("precision")}
+    placement = {k: v for k, v in placement.items() if v is not None} | overrides
+    accelerator = str(placement["accelerator"])
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    if str(placement.get("precision")) in ("16-mixed", "16") and not on_gpu:
+        print(
+            f"litlab: trainer.precision={placement['precision']} needs a GPU, which this "
+            "machine has not: evaluating at 32-true (metrics may differ slightly)"
+        )
+        placement["precision"] = "32-true"
+    return placement
+
+
+def _trainer_overrides(words: list[str]) -> dict[str, Any]:
+    """`trainer.key=value` words as {key: value}; any other word is refused."""
+    bad = [w for w in words if not w.startswith("trainer.") or "=" not in w]
+    if bad:
+        raise ConfigError(
+            [
+                f"{word} (command line): after the checkpoint only trainer.key=value "
+                "overrides of its stored trainer node are taken (e.g. trainer.accelerator=cpu)"
+                for word in bad
+            ]
+        )
+    return OmegaConf.to_container(OmegaConf.from_dotlist(words))["trainer"] if words else {}
 
 
 class Predictor:
