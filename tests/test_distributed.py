@@ -10,6 +10,7 @@ import sys
 import warnings
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -17,9 +18,11 @@ import torch
 from conftest import free_port
 
 from litlab.callbacks import GracefulStop, RandomState, first_bad
+from litlab.check import check
 from litlab.config import ConfigError
 from litlab.data import CirclesDataModule, DiabetesDataModule
 from litlab.data.batches import TensorBatches
+from litlab.errors import Diverged, fused_under_fp16
 from litlab.model import MLP
 from litlab.module import ClassifierModule, RegressorModule
 from litlab.predict import evaluate_checkpoint
@@ -335,3 +338,32 @@ def test_the_first_bad_loss_is_kept_on_the_device_as_read_on_the_cpu():
     assert step == 2 and math.isnan(value) and lr == pytest.approx(0.2)
     torch.testing.assert_close(on_device, on_cpu.bad, equal_nan=True)
     assert first_bad(None, torch.tensor(1.0), 0, 0.1).tolist() == [-1.0, -1.0, -1.0]
+
+
+def test_clipping_a_fused_optimiser_at_16_mixed_is_refused(make_config, monkeypatch):
+    """Issue 13.2: Lightning cannot clip a fused optimiser under float16 scaling: refused
+    in one line before training, naming the keys (the GPU is faked: only bookkeeping)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    words = ("trainer.precision=16-mixed", "trainer.gradient_clip_val=1.0")
+    with pytest.raises(ConfigError) as info:
+        check(make_config(*words))
+    (error,) = info.value.errors
+    assert error.startswith("trainer.gradient_clip_val=1.0 (the command line) with ")
+    assert "optimizer.fused=true (configs/optimizer/adam.yaml)" in error
+    assert "add optimizer.fused=false" in error
+    check(make_config(*words, "optimizer.fused=false"))
+    check(make_config("trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1.0"))
+
+
+def test_the_diverged_hint_never_recommends_a_crash():
+    """At 16-mixed with a fused optimiser, clipping needs fusing off too (issue 13.2)."""
+    fp16 = SimpleNamespace(
+        precision="16-mixed", optimizers=[torch.optim.Adam([torch.zeros(1)], fused=True)]
+    )
+    assert fused_under_fp16(fp16)
+    hint = str(Diverged(3, "the loss", float("nan"), 0.1, fused_under_fp16(fp16)))
+    assert hint.endswith("(trainer.gradient_clip_val=1.0 optimizer.fused=false)")
+    fp32 = SimpleNamespace(precision="32-true", optimizers=fp16.optimizers)
+    assert str(Diverged(3, "the loss", 1e40, 0.1, fused_under_fp16(fp32))).endswith(
+        "(trainer.gradient_clip_val=1.0)"
+    )

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from typing_extensions import override
 
 from litlab.checkpoints import KEY
-from litlab.errors import Diverged, Interrupted, Stopped
+from litlab.errors import Diverged, Interrupted, Stopped, fused_under_fp16
 from litlab.lightning_internals import claim_last_checkpoint
 from litlab.signatures import Positive
 
@@ -211,7 +211,7 @@ class GracefulStop(L.Callback):
     ) -> None:
         """Refuse to save the weights that followed a loss that was not finite (every
         rank saves together, so every rank can take part in the check)."""
-        self._raise_if_diverged(self._agree(trainer)[1])
+        self._raise_if_diverged(self._agree(trainer)[1], trainer)
 
     def _note(self, loss: Tensor, step: int, lr: float) -> None:
         """Keep (step, loss, lr) of the first loss that is not finite, on its device.
@@ -247,15 +247,15 @@ class GracefulStop(L.Callback):
 
     def _check(self, trainer: L.Trainer) -> None:
         signalled, diverged = self._agree(trainer)
-        self._raise_if_diverged(diverged)
+        self._raise_if_diverged(diverged, trainer)
         if signalled:
             self._stop(trainer)
 
     @staticmethod
-    def _raise_if_diverged(diverged: list[float] | None) -> None:
+    def _raise_if_diverged(diverged: list[float] | None, trainer: L.Trainer) -> None:
         if diverged is not None:
             step, loss, lr = diverged
-            raise Diverged(int(step), "the loss", loss, lr)
+            raise Diverged(int(step), "the loss", loss, lr, fused_under_fp16(trainer))
 
     def _stop(self, trainer: L.Trainer) -> NoReturn:
         received = self.received or signal.SIGTERM  # Lightning's flag, or another rank's

@@ -378,4 +378,20 @@ def placement_errors(composed: Composed, has_gpu: bool) -> list[str]:
             f"trainer.precision={precision} ({where}): float16 mixed precision needs a GPU; "
             "on the CPU use bf16-mixed or 32-true"
         ]
-    return []
+    return _clip_errors(composed) if precision in ("16-mixed", "16") else []
+
+
+def _clip_errors(composed: Composed) -> list[str]:
+    """float16's loss scaling with gradient clipping and a fused optimiser: Lightning
+    refuses it with a traceback at the first step (it cannot unscale a fused optimiser's
+    gradients before clipping them)."""
+    clip = composed.cfg.trainer.get("gradient_clip_val")
+    fused = OmegaConf.select(composed.cfg, "optimizer.fused")
+    if not clip or fused is not True:
+        return []
+    return [
+        f"trainer.gradient_clip_val={clip} ({composed.source('trainer.gradient_clip_val')}) "
+        f"with trainer.precision={composed.cfg.trainer.precision} and optimizer.fused=true "
+        f"({composed.source('optimizer.fused')}): Lightning cannot clip a fused optimiser's "
+        "gradients under float16 scaling; add optimizer.fused=false (or use bf16-mixed)"
+    ]

@@ -13,11 +13,22 @@ class ConfigError(ValueError):
 class Diverged(RuntimeError):
     """The training loss, or a weight about to be saved, stopped being a finite number."""
 
-    def __init__(self, step: int, what: str, value: float, lr: float):
+    def __init__(self, step: int, what: str, value: float, lr: float, unfuse: bool = False):
+        # Lightning cannot clip a fused optimiser's gradients under 16-mixed's scaling:
+        # there the hint must turn fusing off too, or following it would crash (`unfuse`).
+        clip = "trainer.gradient_clip_val=1.0" + (" optimizer.fused=false" if unfuse else "")
         super().__init__(
             f"training diverged at step {step}: {what} is {value}. Lower the learning rate "
-            f"(optimizer.lr, {lr:g} at that step) or clip gradients (trainer.gradient_clip_val=1.0)"
+            f"(optimizer.lr, {lr:g} at that step) or clip gradients ({clip})"
         )
+
+
+def fused_under_fp16(trainer: object) -> bool:
+    """Whether `trainer` (a lightning.Trainer) runs a fused optimiser at 16-mixed, where
+    Lightning refuses to clip gradients."""
+    half = str(getattr(trainer, "precision", "")) in ("16-mixed", "16")
+    groups = [g for opt in getattr(trainer, "optimizers", []) for g in opt.param_groups]
+    return half and any(group.get("fused") for group in groups)
 
 
 class RunBusy(OSError):

@@ -26,7 +26,7 @@ from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 from litlab import figures
 from litlab.data.base import tensors
-from litlab.errors import Diverged
+from litlab.errors import Diverged, fused_under_fp16
 from litlab.optim import OptimizerFactory, SchedulerFactory, lr_scheduler_config
 
 if TYPE_CHECKING:
@@ -90,7 +90,8 @@ class _Supervised(L.LightningModule):
 
     def _diverged(self, what: str, value: Tensor) -> NoReturn:
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-        raise Diverged(self.trainer.global_step, what, value.item(), lr)
+        unfuse = fused_under_fp16(self.trainer)
+        raise Diverged(self.trainer.global_step, what, value.item(), lr, unfuse)
 
     def _train_metrics(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
         """Cheap metrics of the training batch, logged with the loss."""
