@@ -367,3 +367,42 @@ def test_the_diverged_hint_never_recommends_a_crash():
     assert str(Diverged(3, "the loss", 1e40, 0.1, fused_under_fp16(fp32))).endswith(
         "(trainer.gradient_clip_val=1.0)"
     )
+
+
+@pytest.mark.slow
+def test_two_nodes_without_a_shared_file_system(tmp_path):
+    """Issue 13.3: each torchrun 'machine' starts in its own folder (a relative runs_dir),
+    so node 1 cannot see node 0's run folder: rank 0's best weights are sent, not read."""
+    port = str(free_port())
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=2",
+        "--nproc-per-node=1",
+        "--master-addr=127.0.0.1",
+        f"--master-port={port}",
+    ]
+    homes = [tmp_path / "a", tmp_path / "b"]
+    for home in homes:
+        home.mkdir()
+    nodes = [
+        litlab(
+            "trainer=ddp_cpu",
+            "trainer.devices=1",
+            "trainer.num_nodes=2",
+            "runs_dir=runs",
+            *SHORT,
+            cwd=home,
+            command=[*torchrun, f"--node-rank={rank}", "-m", "litlab", "train"],
+        )
+        for rank, home in enumerate(homes)
+    ]
+    outputs = [finish(node) for node in nodes]
+    run_dir = only_run(homes[0] / "runs")
+    metrics = assert_written_once(run_dir)
+    assert "run folder:" in outputs[0] and "run folder:" not in outputs[1]
+    assert not list((homes[1]).rglob("*.ckpt")) and not list(homes[1].rglob("metrics.json"))
+    reference = single_process_test(run_dir, "binary")
+    assert metrics["test/acc"] == reference["test/acc"]
+    assert metrics["test/loss"] == pytest.approx(reference["test/loss"], rel=1e-5)

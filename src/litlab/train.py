@@ -183,15 +183,24 @@ def test(job: Job) -> dict[str, Any]:
     """Test the best checkpoint (the current weights when none was kept)."""
     trainer, checkpoint = job.trainer, job.trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None else ""
-    (results,) = trainer.test(
-        job.module, datamodule=job.datamodule, ckpt_path=best or None, verbose=False
-    )
+    best = trainer.strategy.broadcast(best)  # rank 0's file; the others name it alike
+    if best:
+        job.module.load_state_dict(_rank_zero_weights(trainer, Path(best)))
+    (results,) = trainer.test(job.module, datamodule=job.datamodule, verbose=False)
     metrics: dict[str, Any] = {key: float(value) for key, value in sorted(results.items())}
     if best:
         metrics["best_checkpoint"] = os.path.relpath(best, job.dir)
         metrics[f"best_{checkpoint.monitor}"] = float(checkpoint.best_model_score)
     metrics["epochs"] = trainer.current_epoch
     return metrics
+
+
+def _rank_zero_weights(trainer: L.Trainer, path: Path) -> dict[str, Any]:
+    """The weights of rank 0's checkpoint `path`, sent to every rank. Why not
+    `trainer.test(ckpt_path=...)`: it reads the file on every rank, and the other machines
+    of a multi-node run without a shared file system have no such file."""
+    weights = load_checkpoint(path)["state_dict"] if trainer.is_global_zero else None
+    return trainer.strategy.broadcast(weights)
 
 
 def _record_stop(run_dir: Path, exc: Exception) -> None:
