@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import load_net, scalars
 from omegaconf import OmegaConf
+from sklearn.metrics import f1_score
 from sklearn.svm import SVC
 
 from litlab import rundirs
@@ -58,9 +59,11 @@ def test_test_metrics_are_those_of_the_best_checkpoint(make_config):
     x, y = dm.test
     with torch.no_grad():
         logits = net(x)
-    accuracy = ((torch.sigmoid(logits) >= 0.5).float() == y).float().mean().item()
+    predicted = (torch.sigmoid(logits) >= 0.5).float()
+    accuracy = (predicted == y).float().mean().item()
     loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y).item()
     assert metrics["test/acc"] == pytest.approx(accuracy, abs=1e-7)
+    assert metrics["test/f1"] == pytest.approx(f1_score(y.ravel(), predicted.ravel()), abs=1e-6)
     assert metrics["test/loss"] == pytest.approx(loss, rel=1e-6)
 
 

@@ -81,7 +81,9 @@ def multiclass_scores(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, flo
 
 
 def binary_scores(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    pred = model.predict(x)
     return {
-        "acc": accuracy_score(y, model.predict(x)),
+        "acc": accuracy_score(y, pred),
         "auroc": roc_auc_score(y, model.decision_function(x)),
+        "f1": f1_score(y, pred),
     }

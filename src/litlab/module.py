@@ -19,6 +19,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
     BinaryAccuracy,
     BinaryAUROC,
+    BinaryF1Score,
     MulticlassAccuracy,
     MulticlassF1Score,
 )
@@ -166,7 +167,9 @@ class ClassifierModule(_Supervised):
     ):
         self.binary = num_classes == 2
         if self.binary:
-            metrics = MetricCollection({"acc": BinaryAccuracy(), "auroc": BinaryAUROC()})
+            metrics = MetricCollection(
+                {"acc": BinaryAccuracy(), "auroc": BinaryAUROC(), "f1": BinaryF1Score()}
+            )
             criterion: nn.Module = nn.BCEWithLogitsLoss()
         else:
             metrics = MetricCollection(
