@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from omegaconf import OmegaConf
@@ -151,9 +152,17 @@ def build_trainer(
         logger=logger,
         callbacks=callbacks,
         default_root_dir=run_dir,
-        plugins=[AtomicCheckpointIO()],
+        plugins=[AtomicCheckpointIO(), *_cluster()],
         **injected,
     )
+
+
+def _cluster() -> list[SLURMEnvironment]:
+    """Under SLURM, Lightning's SLURM environment without its auto-requeue: its SIGUSR1
+    handler saves from inside the signal handler, mid-step, and under DDP its collectives
+    could pair wrongly with GracefulStop's. GracefulStop takes SIGUSR1 like SIGTERM
+    instead, and `train.run` requeues the job: one mechanism."""
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
 def _callbacks(composed: Composed, has_logger: bool) -> list[L.Callback]:

@@ -99,10 +99,10 @@ class GracefulStop(L.Callback):
     """Stops training, on every rank after the same step, when a signal comes or the loss
     stops being finite.
 
-    SIGINT (Ctrl-C) or SIGTERM (a scheduler's notice): finish the optimiser step, save it
-    to `checkpoint` in `run_dir` and stop with `Interrupted`, which the run reports. A
-    second Ctrl-C is not caught: it stops at once, saving nothing more; a second SIGTERM
-    changes nothing.
+    SIGINT (Ctrl-C), SIGTERM (a scheduler's notice) or SIGUSR1 (SLURM's `--signal`, after
+    which the run requeues the job): finish the optimiser step, save it to `checkpoint`
+    in `run_dir` and stop with `Interrupted`, which the run reports. A second Ctrl-C is
+    not caught: it stops at once, saving nothing more; a second SIGTERM changes nothing.
 
     A loss that is not finite: the first such step, its loss and learning rate are noted
     where the loss is, without waiting for the GPU; the run stops with `Diverged` naming
@@ -120,7 +120,7 @@ class GracefulStop(L.Callback):
     nine points of the loop).
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
     def __init__(self, run_dir: Path):
         self.run_dir, self.checkpoint = run_dir, run_dir / "checkpoints" / "last.ckpt"
@@ -274,7 +274,7 @@ class GracefulStop(L.Callback):
 
 
 class StopOnSignal:
-    """From the claim of a run folder to its metrics.json, SIGINT and SIGTERM raise
+    """From the claim of a run folder to its metrics.json, SIGINT, SIGTERM and SIGUSR1 raise
     `Stopped` (outside the training loop, where GracefulStop takes them): a run stopped
     while it is set up, fits its baselines or tests still writes its status. Inside
     `held()` (claiming the folder, writing a status) the signal waits for the block's end.

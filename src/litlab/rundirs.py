@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from litlab.checkpoints import write_atomically
@@ -69,7 +70,9 @@ def open_run_dir(composed: Composed, run_dir: Path | None) -> Path:
     if not is_rank_zero():
         return Path(os.environ.get(RUN_DIR_VARIABLE) or run_root(composed) / "not-rank-zero")
     if run_dir is None:
-        run_dir = claim_run_dir(run_root(composed), run_label(composed.words))
+        job = slurm_job()  # a SLURM job's run is named by the job: its requeue finds it
+        stem = f"slurm-{job}" if job else None
+        run_dir = claim_run_dir(run_root(composed), run_label(composed.words), stem)
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         lock_run_dir(run_dir)
@@ -77,13 +80,13 @@ def open_run_dir(composed: Composed, run_dir: Path | None) -> Path:
     return run_dir
 
 
-def claim_run_dir(parent: Path, label: str = "") -> Path:
-    """Create `<parent>/<YYYY-MM-DD_HH-MM-SS>[_<label>]`; runs started in the same second
-    get `_1`, `_2`...
+def claim_run_dir(parent: Path, label: str = "", stem: str | None = None) -> Path:
+    """Create `<parent>/<YYYY-MM-DD_HH-MM-SS>[_<label>]` (or `<parent>/<stem>`); runs
+    started in the same second (a second run of one SLURM job) get `_1`, `_2`...
 
     `mkdir` without `exist_ok` is atomic, so two processes never get the same folder.
     """
-    stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S") + (f"_{label}" if label else "")
+    stamp = stem or datetime.now().strftime("%Y-%m-%d_%H-%M-%S") + (f"_{label}" if label else "")
     parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1000):
         run_dir = parent / (stamp if attempt == 0 else f"{stamp}_{attempt}")
@@ -94,6 +97,34 @@ def claim_run_dir(parent: Path, label: str = "") -> Path:
         lock_run_dir(run_dir)
         return run_dir
     raise RuntimeError(f"{parent}: 1000 runs started in the same second")
+
+
+def slurm_job() -> str | None:
+    """This SLURM job's id (an array task's: `<array job>_<task>`, as scontrol names it)
+    when Lightning detects SLURM (a job named bash or interactive is not one); else None."""
+    if not SLURMEnvironment.detect():
+        return None
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    if task is not None and "SLURM_ARRAY_JOB_ID" in os.environ:
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def requeued_run(composed: Composed) -> Path | None:
+    """Under SLURM, this job's latest run folder when it can go on (a last.ckpt, and it
+    was interrupted or never said how it ended): a requeued job runs its command again."""
+    job = slurm_job()
+    if job is None:
+        return None
+    root, latest = run_root(composed), None
+    for attempt in range(1000):
+        run_dir = root / (f"slurm-{job}" + (f"_{attempt}" if attempt else ""))
+        if not run_dir.is_dir():
+            break
+        latest = run_dir
+    if latest is None or not (latest / "checkpoints" / "last.ckpt").is_file():
+        return None
+    return latest if read_status(latest) in (None, "interrupted") else None
 
 
 def lock_run_dir(run_dir: Path) -> None:

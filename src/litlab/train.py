@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,8 +37,10 @@ from litlab.rundirs import (
     read_status,
     release_run_dir,
     remove_empty,
+    requeued_run,
     run_label,
     run_root,
+    slurm_job,
     write_json,
     write_status,
 )
@@ -50,11 +54,34 @@ warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and i
 
 
 def run(composed: Composed) -> tuple[Path, dict[str, Any]]:
-    """One training run, a resumed one, or k of them when `data.folds` is set."""
-    if composed.cfg.get("resume"):
-        return resume(composed)
+    """One training run, a resumed one, or k of them when `data.folds` is set. A SLURM
+    job's run stopped by SIGUSR1 requeues the job; the requeued job resumes it."""
     folds = composed.cfg.data.get("folds")
-    return cross_validate(composed, folds) if folds else train(composed)
+    if folds and not composed.cfg.get("resume"):
+        return cross_validate(composed, folds)
+    requeued = None if composed.cfg.get("resume") else requeued_run(composed)
+    if requeued is not None:
+        if is_rank_zero():
+            print(f"litlab: SLURM job {slurm_job()}: resuming {requeued}", file=sys.stderr)
+        composed.cfg.resume = str(requeued)
+    try:
+        return resume(composed) if composed.cfg.get("resume") else train(composed)
+    except Interrupted as exc:
+        if exc.exit_code == 128 + signal.SIGUSR1 and slurm_job() and is_rank_zero():
+            _requeue(slurm_job())
+        raise
+
+
+def _requeue(job: str) -> None:
+    """Put this SLURM job back in the queue; it runs the same command, which resumes the
+    run. Why not Lightning's auto-requeue: see builders._cluster."""
+    try:
+        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+    except OSError as exc:
+        print(f"litlab: could not requeue SLURM job {job}: {exc}", file=sys.stderr)
+        return
+    outcome = "requeued" if done.returncode == 0 else f"not requeued ({done.stderr.strip()})"
+    print(f"litlab: SLURM job {job} {outcome}: scontrol requeue {job}", file=sys.stderr)
 
 
 @dataclass
