@@ -56,10 +56,11 @@ warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and i
 def run(composed: Composed) -> tuple[Path, dict[str, Any]]:
     """One training run, a resumed one, or k of them when `data.folds` is set. A SLURM
     job's run stopped by SIGUSR1 requeues the job; the requeued job resumes it."""
-    folds = composed.cfg.data.get("folds")
-    if folds and not composed.cfg.get("resume"):
+    resuming = bool(composed.cfg.get("resume"))  # a stored config: checked when resumed
+    folds = None if resuming else composed.cfg.data.get("folds")
+    if folds:
         return cross_validate(composed, folds)
-    requeued = None if composed.cfg.get("resume") else requeued_run(composed)
+    requeued = None if resuming else requeued_run(composed)
     if requeued is not None:
         if is_rank_zero():
             print(f"litlab: SLURM job {slurm_job()}: resuming {requeued}", file=sys.stderr)
