@@ -360,12 +360,17 @@ def _attempt(errors: list[str], composed: Composed, path: str, make: Any, *args:
         return None
 
 
+def runs_on_gpu(accelerator: str, has_gpu: bool) -> bool:
+    """Whether the Trainer's `accelerator` puts the run on a GPU, on this machine."""
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and has_gpu)
+
+
 def placement_errors(composed: Composed, has_gpu: bool) -> list[str]:
     """A GPU that is not there, and a precision the CPU cannot run (Lightning would stop
     deep inside, or quietly switch 16-mixed to bf16-mixed)."""
     trainer = composed.cfg.trainer
     accelerator, precision = str(trainer.get("accelerator", "auto")), str(trainer.get("precision"))
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and has_gpu)
+    on_gpu = runs_on_gpu(accelerator, has_gpu)
     if accelerator in ("gpu", "cuda") and not has_gpu:
         where = composed.source("trainer.accelerator")
         return [

@@ -14,7 +14,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.builders import build_data, build_module, build_node
-from litlab.check import target_errors
+from litlab.check import runs_on_gpu, target_errors
 from litlab.checkpoints import KEY, load_checkpoint
 from litlab.config import Composed, ConfigError, stored_config
 from litlab.data.base import TensorDataModule
@@ -69,8 +69,7 @@ def eval_placement(stored: DictConfig, words: list[str]) -> dict[str, Any]:
     overrides = _trainer_overrides(words)
     placement = {"accelerator": "auto", "devices": 1, "precision": stored.get("precision")}
     placement = {k: v for k, v in placement.items() if v is not None} | overrides
-    accelerator = str(placement["accelerator"])
-    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    on_gpu = runs_on_gpu(str(placement["accelerator"]), torch.cuda.is_available())
     if str(placement.get("precision")) in ("16-mixed", "16") and not on_gpu:
         print(
             f"litlab: trainer.precision={placement['precision']} needs a GPU, which this "
