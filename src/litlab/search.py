@@ -375,10 +375,10 @@ class _Claim:
 
 def work(folder: Path, slot: int) -> int:
     """A worker: claim one trial, train it, tell the study, exit (the search starts the
-    next worker). One trial a process, because a second run in a process does not give
-    the numbers of a fresh `litlab train` (measured on circles: 0.6795 against 0.6856),
-    and best.yaml must train to the trial's metric. The exit status is 128 + the signal
-    that stopped the trial, else 0."""
+    next worker). One trial a process, so that every trial is what a fresh `litlab train`
+    of best.yaml's words gives (a second run in one process once gave other numbers:
+    an import that moved the seeded generator, since fixed in litlab.model). The exit
+    status is 128 + the signal that stopped the trial, else 0."""
     search = _load_spec(folder)
     space = {k: distribution(v) for k, v in (search.cfg.params or {}).items()}
     study = open_study(search, seed_offset=1000 * slot)
