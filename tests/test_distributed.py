@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 import warnings
 from functools import partial
 from pathlib import Path
@@ -104,37 +105,6 @@ def test_two_cpu_processes_write_one_run_with_exact_metrics(tmp_path, words, tas
         assert metrics["test/mse"] == pytest.approx(reference["test/mse"], rel=1e-5)
         assert metrics["test/r2"] == pytest.approx(reference["test/r2"], abs=1e-5)
     assert metrics["test/loss"] == pytest.approx(reference["test/loss"], rel=1e-5)
-
-
-@pytest.mark.slow
-def test_two_nodes_through_torchrun(tmp_path):
-    """Two torchrun 'machines' on this one, one process each, meeting on loopback."""
-    port = str(free_port())
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nnodes=2",
-        "--nproc-per-node=1",
-        "--master-addr=127.0.0.1",
-        f"--master-port={port}",
-    ]
-    nodes = [
-        litlab(
-            "trainer=ddp_cpu",
-            "trainer.devices=1",
-            "trainer.num_nodes=2",
-            *SHORT,
-            cwd=tmp_path,
-            command=[*torchrun, f"--node-rank={rank}", "-m", "litlab", "train"],
-        )
-        for rank in (0, 1)
-    ]
-    outputs = [finish(node) for node in nodes]
-    run_dir = only_run(tmp_path / "runs")
-    metrics = assert_written_once(run_dir)
-    assert "run folder:" in outputs[0] and "run folder:" not in outputs[1]
-    assert metrics["test/acc"] == single_process_test(run_dir, "binary")["test/acc"]
 
 
 def test_gpu_where_there_is_none_is_one_clear_line(make_config, tmp_path):
@@ -369,40 +339,122 @@ def test_the_diverged_hint_never_recommends_a_crash():
     )
 
 
+def two_nodes(*words: str, homes: list[Path]) -> list[str]:
+    """`litlab train` on two torchrun 'machines', one process each, meeting on loopback;
+    each starts in its own folder of `homes`. Their outputs. The first to fail stops the
+    other: a torchrun node whose partner is gone waits for it for many minutes."""
+    torchrun = [
+        *[sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1"],
+        *["--master-addr=127.0.0.1", f"--master-port={free_port()}"],
+    ]
+    logs = [home.parent / f"{home.name}.log" for home in homes]
+    nodes = []
+    for rank, (home, log) in enumerate(zip(homes, logs, strict=True)):
+        command = [*torchrun, f"--node-rank={rank}", "-m", "litlab", "train", *words]
+        with log.open("w") as out:
+            nodes.append(subprocess.Popen(command, cwd=home, stdout=out, stderr=out))
+    deadline = time.monotonic() + 600  # only so that a broken run cannot hang the suite
+    while any(node.poll() is None for node in nodes):
+        failed = [rank for rank, node in enumerate(nodes) if node.poll() not in (None, 0)]
+        if failed or time.monotonic() > deadline:
+            for node in nodes:
+                node.terminate()
+                node.wait()
+            rank = failed[0] if failed else 0
+            pytest.fail(f"node {rank} failed: {logs[rank].read_text()[-3000:]}")
+        time.sleep(0.1)
+    return [log.read_text() for log in logs]
+
+
 @pytest.mark.slow
 def test_two_nodes_without_a_shared_file_system(tmp_path):
     """Issue 13.3: each torchrun 'machine' starts in its own folder (a relative runs_dir),
-    so node 1 cannot see node 0's run folder: rank 0's best weights are sent, not read."""
-    port = str(free_port())
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nnodes=2",
-        "--nproc-per-node=1",
-        "--master-addr=127.0.0.1",
-        f"--master-port={port}",
-    ]
+    so node 1 cannot see node 0's run folder: rank 0 reads the config and checkpoints and
+    sends what the others need, to train, test and resume."""
     homes = [tmp_path / "a", tmp_path / "b"]
     for home in homes:
         home.mkdir()
-    nodes = [
-        litlab(
-            "trainer=ddp_cpu",
-            "trainer.devices=1",
-            "trainer.num_nodes=2",
-            "runs_dir=runs",
-            *SHORT,
-            cwd=home,
-            command=[*torchrun, f"--node-rank={rank}", "-m", "litlab", "train"],
-        )
-        for rank, home in enumerate(homes)
-    ]
-    outputs = [finish(node) for node in nodes]
+    words = ["trainer=ddp_cpu", "trainer.devices=1", "trainer.num_nodes=2", "runs_dir=runs"]
+    outputs = two_nodes(*words, *SHORT, homes=homes)
     run_dir = only_run(homes[0] / "runs")
     metrics = assert_written_once(run_dir)
     assert "run folder:" in outputs[0] and "run folder:" not in outputs[1]
-    assert not list((homes[1]).rglob("*.ckpt")) and not list(homes[1].rglob("metrics.json"))
     reference = single_process_test(run_dir, "binary")
     assert metrics["test/acc"] == reference["test/acc"]
     assert metrics["test/loss"] == pytest.approx(reference["test/loss"], rel=1e-5)
+
+    # resume= names a folder only node 0 has; the resumed run equals an uninterrupted one
+    resumed = f"resume={run_dir.relative_to(homes[0])}"
+    two_nodes(resumed, "trainer.max_epochs=60", homes=homes)
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 60
+    assert not list(homes[1].iterdir())  # the other machine wrote nothing, anywhere
+    finish(
+        litlab(
+            "trainer=ddp_cpu", "trainer.devices=2", *SHORT, "trainer.max_epochs=60", cwd=tmp_path
+        )
+    )
+    straight = only_run(tmp_path / "runs")
+    for name in ("last.ckpt", "best.ckpt"):
+        ours, theirs = (torch.load(d / "checkpoints" / name) for d in (run_dir, straight))
+        for key, value in theirs["state_dict"].items():
+            assert torch.equal(ours["state_dict"][key], value), (name, key)
+
+
+EXCHANGE = """
+import json, os, sys
+import torch.distributed as dist
+from litlab.errors import ConfigError
+from litlab.rundirs import from_rank_zero
+
+def read():
+    if os.environ.get("BROKEN"):
+        raise ConfigError(["config.yaml: cannot be read"])
+    return {"read in": os.getcwd()}
+
+try:
+    value = from_rank_zero(read)
+except ConfigError as exc:
+    sys.exit(f"error: {exc}")
+rank = int(os.environ.get("NODE_RANK", os.environ.get("SLURM_NODEID", "0")))
+dist.init_process_group("gloo", rank=rank, world_size=2)  # on the store rank 0 serves
+dist.barrier()
+print(json.dumps(value))
+"""
+
+
+@pytest.mark.parametrize(
+    ("launcher", "broken"), [("lightning", False), ("slurm", False), ("slurm", True)]
+)
+def test_rank_zero_reads_for_the_other_machines(tmp_path, launcher, broken):
+    """Without torchrun's agent there is no store yet: rank 0 serves one, at the address
+    Lightning's process group then uses, and torch's process group shares it."""
+    port, env = str(free_port()), {"MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1"}
+    env |= {"BROKEN": "1"} if broken else {}
+    processes = []
+    for machine in (0, 1):
+        if launcher == "lightning":
+            ranks = {"NODE_RANK": str(machine), "MASTER_PORT": port}
+        else:
+            ranks = {"SLURM_NODEID": str(machine), "SLURM_PROCID": str(machine)}
+            ranks |= {"SLURM_NNODES": "2", "SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "1"}
+            ranks |= {"SLURM_LOCALID": "0"}
+            ranks |= {"SLURM_JOB_ID": port[-4:], "SLURM_JOB_NAME": "test", "MASTER_PORT": port}
+        home = tmp_path / str(machine)
+        home.mkdir()
+        processes.append(
+            litlab(
+                "-c",
+                EXCHANGE,
+                cwd=home,
+                command=[sys.executable],
+                env={**env, **ranks, "BROKEN": env["BROKEN"] if machine == 0 and broken else ""},
+            )
+        )
+    outputs = [p.communicate(timeout=600) for p in processes]
+    if broken:  # rank 0's error, on every machine
+        for process, (_, err) in zip(processes, outputs, strict=True):
+            assert process.returncode == 1 and "config.yaml: cannot be read" in err, err
+        return
+    for process, (out, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err
+        assert json.loads(out) == {"read in": str(tmp_path / "0")}

@@ -48,7 +48,32 @@ def write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, with `write_atomically`. A write that fails (a full
-    disk, a folder made read-only) is an error naming the checkpoint, never skipped."""
+    disk, a folder made read-only) is an error naming the checkpoint, never skipped.
+    Resuming under DDP, rank 0 alone reads the checkpoint and sends it to the others."""
+
+    @override
+    def load_checkpoint(
+        self, path: str | Path, map_location: Any = "cpu", weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Why here: Lightning's `fit(ckpt_path=...)` reads the file on every rank, and the
+        other machines of a job without a shared file system have no such file. Every rank
+        calls this at the same point of `fit`, so the broadcast pairs up."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return super().load_checkpoint(path, map_location, weights_only)
+        box: list[Any] = [None]
+        if dist.get_rank() == 0:
+            try:
+                box[0] = super().load_checkpoint(path, map_location, weights_only)
+            except Exception as exc:
+                box[0] = RuntimeError(f"rank 0 could not read checkpoint {path}: {exc}")
+                dist.broadcast_object_list(box, src=0)  # the others stop too, not wait
+                raise
+        dist.broadcast_object_list(box, src=0)
+        if isinstance(box[0], Exception):
+            raise box[0]
+        return box[0]
 
     @override
     def save_checkpoint(

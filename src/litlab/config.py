@@ -264,16 +264,23 @@ def _option_layers(group: str, option: str) -> list[tuple[DictConfig, str, dict]
 def _resumed(
     folder: str, picked: dict[str, str | None], dotted: list[str], trust: bool
 ) -> Composed:
-    """The config a run ran with, changed by the command line's single keys."""
+    """The config a run ran with, changed by the command line's single keys. Rank 0 reads
+    it: the other machines of a job may have no such folder."""
+    from litlab.rundirs import from_rank_zero  # here: rundirs imports this module
+
     stored = Path(folder).expanduser() / "config.yaml"
-    if not stored.is_file():
-        raise ConfigError([f"resume={folder} ({CLI}): no run there (no config.yaml)"])
     if picked:
         words = " ".join(f"{group}={option}" for group, option in picked.items())
         raise ConfigError(
             [f"{words} ({CLI}): a resumed run keeps its groups; change keys (a.b=value)"]
         )
-    layers = [(_load(stored), str(stored)), (_from_dotlist(dotted), CLI)]
+
+    def read() -> dict[str, Any]:
+        if not stored.is_file():
+            raise ConfigError([f"resume={folder} ({CLI}): no run there (no config.yaml)"])
+        return OmegaConf.to_container(_load(stored))  # type: ignore[return-value]
+
+    layers = [(OmegaConf.create(from_rank_zero(read)), str(stored)), (_from_dotlist(dotted), CLI)]
     composed = _merge(layers, {})
     composed.untrusted = () if trust else (str(stored),)
     return composed

@@ -4,34 +4,119 @@
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import re
 import shutil
 import statistics
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.fabric.plugins.environments import (
+    LightningEnvironment,
+    SLURMEnvironment,
+    TorchElasticEnvironment,
+)
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from litlab.checkpoints import write_atomically
 from litlab.config import CLI, Composed
-from litlab.errors import RunBusy
+from litlab.errors import ConfigError, RunBusy
 
 RUN_DIR_VARIABLE = "LITLAB_RUN_DIR"  # rank 0's run folder, for the processes DDP starts
 LOCK = ".lock"  # in every run folder: who owns it (rank 0's pid), flock'ed while it runs
 _held: dict[Path, int] = {}  # run folders this process owns -> the lock file's descriptor
+T = TypeVar("T")
 
 
 def is_rank_zero() -> bool:
     """Whether this is the process that writes the run, by what the launcher put in the
     environment: torchrun and SLURM give every process its global RANK / SLURM_PROCID,
     Lightning's launcher starts the other processes of a machine with LOCAL_RANK, and
-    the other machines have NODE_RANK (or torchrun's GROUP_RANK) > 0."""
-    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", "0")))
-    return rank_zero_only.rank == 0 and node == 0
+    the other machines have a machine rank > 0 (`machine_rank`)."""
+    return rank_zero_only.rank == 0 and machine_rank() == 0
+
+
+def machine_rank() -> int:
+    """This machine's place in the job: Lightning's NODE_RANK, torchrun's GROUP_RANK,
+    SLURM's SLURM_NODEID; 0 on one machine."""
+    for name in ("NODE_RANK", "GROUP_RANK", "SLURM_NODEID"):
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
+
+
+def several_machines() -> bool:
+    """Whether this process is one of a job on several machines, by what the launcher put
+    in the environment: torchrun's WORLD_SIZE beyond its LOCAL_WORLD_SIZE, SLURM's node
+    count, or a NODE_RANK (which Lightning's own launcher needs on every machine)."""
+    if "LOCAL_WORLD_SIZE" in os.environ and "WORLD_SIZE" in os.environ:
+        return int(os.environ["WORLD_SIZE"]) > int(os.environ["LOCAL_WORLD_SIZE"])
+    if SLURMEnvironment.detect():
+        return int(os.environ.get("SLURM_NNODES", "1")) > 1
+    return "NODE_RANK" in os.environ
+
+
+_exchanges = itertools.count()  # every process of a job reads the same things in one order
+_stores: list[Any] = []  # kept: rank 0's store is the server Lightning's process group joins
+
+
+def from_rank_zero(read: Callable[[], T]) -> T:
+    """`read()` where the run folder is; on the other machines of a job, what rank 0
+    read: without a shared file system only rank 0's machine has the folder. Rank 0 of
+    a job on several machines sends the value, or its error, which then stops every
+    process with its message. `read` returns JSON (what comes over the network is data).
+
+    Why not Lightning's `strategy.broadcast`: this runs before the Trainer, whose devices
+    and node count come from the very config being read. Torch's rendezvous store, at the
+    address the launcher gives, is there already; Lightning's process group uses it next."""
+    key = f"litlab/{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}/{next(_exchanges)}"
+    if machine_rank() > 0:
+        message = json.loads(_store().get(key))
+        if "errors" in message:
+            raise ConfigError(message["errors"])
+        return message["value"]
+    publish = is_rank_zero() and several_machines()
+    try:
+        value = read()
+    except Exception as exc:
+        if publish:
+            lines = exc.errors if isinstance(exc, ConfigError) else [f"rank 0: {exc}"]
+            _store().set(key, json.dumps({"errors": lines}))
+        raise
+    if publish:
+        _store().set(key, json.dumps({"value": value}))
+    return value
+
+
+def _store() -> Any:
+    """A client of the launcher's store (torchrun's agent keeps one), or else the store
+    that rank 0 serves at the address Lightning will give its process group (SLURM's, or
+    MASTER_ADDR:MASTER_PORT): `multi_tenant` makes the process group share the server."""
+    from torch.distributed import TCPStore
+    from torch.distributed.constants import default_pg_timeout
+
+    if not _stores:
+        env = next(
+            (e() for e in (SLURMEnvironment, TorchElasticEnvironment) if e.detect()),
+            LightningEnvironment(),
+        )
+        agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+        serve = is_rank_zero() and not agent
+        _stores.append(
+            TCPStore(
+                env.main_address,
+                env.main_port,
+                is_master=serve,
+                multi_tenant=serve,
+                wait_for_workers=False,
+                timeout=default_pg_timeout,  # as long as the process group will wait
+            )
+        )
+    return _stores[0]
 
 
 def run_root(composed: Composed) -> Path:
@@ -68,7 +153,8 @@ def open_run_dir(composed: Composed, run_dir: Path | None) -> Path:
     new timestamped one. Rank 0 creates it and tells the processes Lightning starts for
     DDP; other ranks only name it (Lightning sends them rank 0's checkpoint folder)."""
     if not is_rank_zero():
-        return Path(os.environ.get(RUN_DIR_VARIABLE) or run_root(composed) / "not-rank-zero")
+        named = os.environ.get(RUN_DIR_VARIABLE) or run_dir
+        return Path(named or run_root(composed) / "not-rank-zero")
     if run_dir is None:
         job = slurm_job()  # a SLURM job's run is named by the job: its requeue finds it
         stem = f"slurm-{job}" if job else None

@@ -30,6 +30,7 @@ from litlab.data.base import TensorDataModule
 from litlab.errors import Diverged, Interrupted, Stopped
 from litlab.rundirs import (
     claim_run_dir,
+    from_rank_zero,
     is_rank_zero,
     lock_run_dir,
     metric_spread,
@@ -60,11 +61,12 @@ def run(composed: Composed) -> tuple[Path, dict[str, Any]]:
     folds = None if resuming else composed.cfg.data.get("folds")
     if folds:
         return cross_validate(composed, folds)
-    requeued = None if resuming else requeued_run(composed)
-    if requeued is not None:
+    # rank 0 looks: another machine may not see the runs folder
+    requeued = "" if resuming else from_rank_zero(lambda: str(requeued_run(composed) or ""))
+    if requeued:
         if is_rank_zero():
             print(f"litlab: SLURM job {slurm_job()}: resuming {requeued}", file=sys.stderr)
-        composed.cfg.resume = str(requeued)
+        composed.cfg.resume = requeued
     try:
         return resume(composed) if composed.cfg.get("resume") else train(composed)
     except Interrupted as exc:
@@ -101,12 +103,12 @@ def prepare(
     fold: int | None = None,
     run_dir: Path | None = None,
     signals: StopOnSignal | None = None,
-    resume_from: tuple[Path, dict[str, Any]] | None = None,
+    resume_from: tuple[Path, dict[str, Any] | None] | None = None,
     callbacks: Sequence[L.Callback] = (),
 ) -> Job:
     """Everything before the first step, in the lesson's order; a config error stops it
     before a folder is made. A signal while the folder is claimed waits for its
-    config.yaml (`signals`); `resume_from` (a checkpoint and its weights) must fit.
+    config.yaml (`signals`); `resume_from` (a checkpoint, and its weights where read) must fit.
     `callbacks` join the configured ones (a search trial's pruning callback)."""
     cfg = check(composed).cfg
     datamodule = build_data(composed, fold)  # 1. prepare the data
@@ -115,8 +117,9 @@ def prepare(
     errors = monitor_errors(composed, module.logged_metrics())
     if errors:
         raise ConfigError(errors)
-    if resume_from is not None:
-        _check_fits(module, *resume_from)
+    path, weights = resume_from or (None, None)
+    if path is not None and weights is not None:  # read where the run folder is (rank 0's)
+        _check_fits(module, path, weights)
     with signals.held() if signals else contextlib.nullcontext():
         new = run_dir is None or not run_dir.exists()
         run_dir = open_run_dir(composed, run_dir)
@@ -144,7 +147,7 @@ def train(
     composed: Composed,
     fold: int | None = None,
     run_dir: Path | None = None,
-    resume_from: tuple[Path, dict[str, Any]] | None = None,
+    resume_from: tuple[Path, dict[str, Any] | None] | None = None,
     callbacks: Sequence[L.Callback] = (),
 ) -> tuple[Path, dict[str, Any]]:
     """Train (from the checkpoint `resume_from`, when resuming) and test the configured
@@ -242,19 +245,30 @@ def _record_stop(run_dir: Path, exc: Exception) -> None:
 
 def resume(composed: Composed) -> tuple[Path, dict[str, Any]]:
     """Continue the run in folder `resume` from its last.ckpt, in the same folder and
-    TensorBoard run; a finished run goes on only if trainer.max_epochs was raised."""
+    TensorBoard run; a finished run goes on only if trainer.max_epochs was raised. Rank 0
+    reads the folder (other machines may have none) and tells the others the fold."""
     run_dir = Path(composed.cfg.resume).expanduser()
-    if is_rank_zero():  # before reading its state: another process may be writing it
-        lock_run_dir(run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    weights: dict[str, Any] | None = None
+
+    def read_fold() -> int | None:
+        nonlocal weights
+        if is_rank_zero():  # before reading its state: another process may be writing it
+            lock_run_dir(run_dir)
+        checkpoint = _resumable(composed, run_dir, last)
+        weights = checkpoint["state_dict"]
+        return checkpoint[KEY]["fold"]  # a fold of a cross-validation trains on its own split
+
     try:
-        return _resume(composed, run_dir)
+        fold = from_rank_zero(read_fold)  # on the other machines weights stay None
+        return train(composed, fold, run_dir, (last, weights))
     finally:
         release_run_dir(run_dir)
 
 
-def _resume(composed: Composed, run_dir: Path) -> tuple[Path, dict[str, Any]]:
+def _resumable(composed: Composed, run_dir: Path, last: Path) -> dict[str, Any]:
+    """The checkpoint to resume from, refused when missing or when the run is done."""
     cfg = composed.cfg
-    last = run_dir / "checkpoints" / "last.ckpt"
     if not last.is_file():
         raise ConfigError(
             [f"resume={cfg.resume} ({CLI}): no checkpoints/last.ckpt there to resume"]
@@ -269,8 +283,7 @@ def _resume(composed: Composed, run_dir: Path) -> tuple[Path, dict[str, Any]]:
                 f"train it further raise trainer.max_epochs (e.g. trainer.max_epochs={2 * done})"
             ]
         )
-    # a fold of a cross-validation trains on its own split again
-    return train(composed, checkpoint[KEY]["fold"], run_dir, (last, checkpoint["state_dict"]))
+    return checkpoint
 
 
 def cross_validate(composed: Composed, folds: int) -> tuple[Path, dict[str, Any]]:
