@@ -245,6 +245,23 @@ def test_predict_flags_rows_it_cannot_answer(cohort_run, tmp_path, capsys):
     assert "smoker" not in printed  # the short row's gaps are not filled: it is refused
 
 
+def test_predictions_are_written_as_the_rows_came(cohort_run, tmp_path):
+    """A European spreadsheet's rows (`;`, decimal commas) get predictions it can open."""
+    checkpoint, frame = cohort_run
+    rows = frame.head(6).drop(columns=["y"])
+    # charges is text with thousands commas ("4,508"); in a `;` file that reads 4.508
+    rows["charges"] = rows["charges"].str.replace(",", "").astype(float)
+    for name, dialect in (("comma", {}), ("semi", {"sep": ";", "decimal": ","})):
+        rows.to_csv(tmp_path / f"{name}.csv", index=False, **dialect)
+        out = tmp_path / f"{name}_out.csv"
+        assert main(["predict", str(checkpoint), str(tmp_path / f"{name}.csv"), str(out)]) == 0
+    semi = (tmp_path / "semi_out.csv").read_text()
+    assert semi.splitlines()[0] == ";".join([*rows.columns, "prediction", "problem"])
+    ours = ["prediction", "problem"]
+    written = pd.read_csv(tmp_path / "semi_out.csv", sep=";", decimal=",")[ours]
+    pd.testing.assert_frame_equal(written, pd.read_csv(tmp_path / "comma_out.csv")[ours])
+
+
 def test_predict_on_points_refuses_values_that_are_not_numbers(tmp_path, make_config, capsys):
     run_dir, _ = train(make_config(*SHORT))
     checkpoint = str(run_dir / "checkpoints" / "best.ckpt")

@@ -111,7 +111,7 @@ def _predict(checkpoint: str, input_csv: str, output_csv: str, trust: bool) -> i
     predictor = Predictor.from_checkpoint(checkpoint, trust)
     frame = predictor.read(input_csv)
     out = predictor.predict(frame)
-    out.to_csv(output_csv, index=False)
+    out.to_csv(output_csv, index=False, **frame.attrs.get("csv", {}))  # as the rows came
     for note in predictor.notes:
         print(note)
     refused = int((out["problem"] != "").sum())

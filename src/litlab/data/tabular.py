@@ -476,8 +476,10 @@ class CsvDataModule(TableDataModule):
         return frame, str(self.path)
 
     def read_rows(self, path: Path) -> pd.DataFrame:
-        """New rows, read as the training file was; short rows are marked for predict."""
+        """New rows, read as the training file was; short rows are marked for predict,
+        and the file's delimiter and decimal mark kept for writing the predictions."""
         frame, _ = read_table(path, self.sep)
-        frame.attrs["short_rows"] = short_rows(path, sniff_delimiter(path, self.sep)[0])
-        self.decimal = sniff_delimiter(path, self.sep)[1]
+        sep, self.decimal = sniff_delimiter(path, self.sep)
+        frame.attrs["short_rows"] = short_rows(path, sep)
+        frame.attrs["csv"] = {"sep": sep, "decimal": self.decimal}
         return frame
