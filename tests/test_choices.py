@@ -36,9 +36,8 @@ def test_command_line_values_still_win_over_everything(make_config):
 def test_runs_are_named_by_what_the_command_line_changed(tmp_path, make_config):
     composed = make_config("optimizer=sgd", "optimizer.lr=0.5", "seed=3")
     assert run_label(composed.words) == "optimizer=sgd_lr=0.5_seed=3"
-    assert run_label(["model.hidden=[8, 8]", "data.path=~/a b/c.csv"]) == (
-        "hidden=8,8_path=-ab-c.csv"
-    )
+    assert run_label(["model.hidden=[8, 8]", "data.path=~/a b/c.csv"]) == "hidden=8,8_path=c.csv"
+    assert run_label(["model._target_=mine.Net", "+model.width=4"]) == "model=mine.Net_width=4"
     assert len(run_label([f"seed={'9' * 200}"])) == 60
     folder = claim_run_dir(tmp_path, "optimizer=sgd")
     assert folder.name.endswith("_optimizer=sgd") and folder.is_dir()

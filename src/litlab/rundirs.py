@@ -136,14 +136,17 @@ MAX_LABEL = 60  # characters of the folder name after the timestamp
 
 def run_label(words: list[str]) -> str:
     """What the command line changed, for the folder name: `optimizer=sgd_lr=0.5` for
-    `optimizer=sgd optimizer.lr=0.5` (a key by its last part), filesystem-safe and short."""
+    `optimizer=sgd optimizer.lr=0.5` (a key by its last part, a `_target_` by its group's
+    name, a path by its file's name), filesystem-safe and short."""
     parts = []
     for word in words:
         key, _, value = word.partition("=")
         if key.lstrip("~") in UNNAMED or not value:
             continue
-        value = re.sub(r"[\[\]{}'\" ]", "", value)  # [8, 8] -> 8,8
-        parts.append(f"{key.rpartition('.')[2]}={value}")
+        names = key.lstrip("+~").split(".")
+        name = names[-2] if names[-1] == "_target_" and len(names) > 1 else names[-1]
+        value = re.sub(r"[\[\]{}'\" ]", "", value.rstrip("/").rpartition("/")[2])  # [8, 8] -> 8,8
+        parts.append(f"{name}={value}")
     label = re.sub(r"[^A-Za-z0-9._=,+-]+", "-", "_".join(parts)).strip("-")
     return label[:MAX_LABEL]
 
