@@ -330,7 +330,7 @@ def _dead(trial: FrozenTrial) -> bool:
 
 def _record(run_dir: Path, metrics: dict[str, Any]) -> None:
     """metrics.json of a trial that stopped without writing its own (pruned, killed)."""
-    from litlab.checkpoints import write_atomically
+    from litlab.rundirs import write_json
 
     if not run_dir.is_dir():
         return
@@ -339,8 +339,7 @@ def _record(run_dir: Path, metrics: dict[str, Any]) -> None:
         return
     last = run_dir / "checkpoints" / "last.ckpt"
     extra = {"last_good_checkpoint": "checkpoints/last.ckpt"} if last.exists() else {}
-    text = json.dumps({**old, **metrics, **extra}, indent=2) + "\n"
-    write_atomically(run_dir / "metrics.json", lambda f: f.write(text.encode()))
+    write_json(run_dir / "metrics.json", {**old, **metrics, **extra})
 
 
 def _metrics(run_dir: Path) -> dict[str, Any]:
