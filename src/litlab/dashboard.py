@@ -121,7 +121,8 @@ class Dashboard(L.Callback):
     The loss figure shows every training step (the lesson's 1000-epoch curve), not only
     the steps Lightning logs: each step's loss stays on the device, detached (no
     `.item()`, which would wait for the device every step), and is copied once at the end.
-    Under DDP it is rank 0's loss. A resumed run's curve starts where it resumed.
+    Under DDP it is rank 0's loss. The curves so far go into every checkpoint, so a
+    resumed run's figure starts at step 1, as the uninterrupted run's does.
     """
 
     CHUNK = 1024  # losses stacked into one tensor every CHUNK steps: few Python objects
@@ -155,11 +156,26 @@ class Dashboard(L.Callback):
 
     def training_curve(self) -> list[tuple[int, float]]:
         """(step, loss) of every training step, copied from the device once."""
-        chunks = self.loss_chunks + ([torch.stack(self.step_losses)] if self.step_losses else [])
-        if not chunks:
-            return []
-        values = torch.cat(chunks).float().cpu().tolist()
+        values = self._train_losses().tolist()
         return list(enumerate(values, start=self.first_step or 1))
+
+    def _train_losses(self) -> Tensor:
+        """Every step's loss so far, on the CPU (a resumed run's first chunk is there)."""
+        chunks = self.loss_chunks + ([torch.stack(self.step_losses)] if self.step_losses else [])
+        return torch.cat([c.float().cpu() for c in chunks]) if chunks else torch.empty(0)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        """The curves so far, saved in the checkpoint (a copy from the device each time
+        one is written, which waits for the device anyway)."""
+        return {"first_step": self.first_step, "train": self._train_losses(), **self.losses}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        self.first_step, train = state.pop("first_step"), state.pop("train")
+        self.loss_chunks, self.step_losses = ([train] if len(train) else []), []
+        self.losses = {name: [tuple(point) for point in points] for name, points in state.items()}
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -157,6 +157,16 @@ def test_sigterm_to_a_training_process(make_config, tmp_path):
     for key, value in weights(straight_dir).items():
         assert torch.equal(weights(stopped_dir)[key], value), key
     assert resumed["test/loss"] == straight["test/loss"]
+    curves = [loss_curves(d) for d in (stopped_dir, straight_dir)]  # what final/loss draws
+    assert curves[0]["first_step"] == 1 and len(curves[0]["train"]) == 100 * 44
+    assert torch.equal(curves[0]["train"], curves[1]["train"])
+    assert curves[0]["val/loss"] == curves[1]["val/loss"]
+
+
+def loss_curves(run_dir: Path) -> dict:
+    callbacks = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["callbacks"]
+    (state,) = [v for k, v in callbacks.items() if k.startswith("Dashboard")]
+    return state
 
 
 @pytest.mark.slow
