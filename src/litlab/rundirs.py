@@ -1,5 +1,5 @@
-"""Run folders: which process writes them, how one is claimed, and the status file
-(`metrics.json`) that says how a run ended."""
+"""Run folders: which process writes them (and reads them, for the other machines of a
+job), how one is claimed, and the status file (`metrics.json`) that says how a run ended."""
 
 from __future__ import annotations
 
