@@ -109,7 +109,9 @@ class GracefulStop(L.Callback):
     that step at the next check. Checks come every `log_every_n_steps` steps (when
     Lightning logs, which waits for the GPU anyway), before every checkpoint (so none
     keeps the weights that followed) and when training ends; in one process a signal is
-    also acted on after the step it came in (a Python flag: free to look at). Under DDP a
+    also acted on after the step it came in (a Python flag: free to look at). A signal
+    agreed in a step that Lightning logs stops the run after the next step, so no logged
+    step is lost (Lightning logs a step after this callback's hook). Under DDP a
     check is one all-gather of four numbers a rank, so every rank decides alike; a rank
     that raised alone would leave the others waiting in the gradient all-reduce.
 
@@ -128,10 +130,11 @@ class GracefulStop(L.Callback):
         self.previous: dict[signal.Signals, Any] = {}
         self.validated, self.saved_step = False, -1
         self.bad: Tensor | None = None  # (step, loss, lr) of the first bad loss; step -1: none
+        self.stop_next = False  # agreed at a step Lightning logs after this hook: stop next
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.received, self.bad = None, None
+        self.received, self.bad, self.stop_next = None, None, False
         if threading.current_thread() is threading.main_thread():  # where Python allows it
             self.previous = {s: signal.signal(s, self._receive) for s in self.SIGNALS}
         self._check(trainer)  # a SIGTERM that came while the run was set up
@@ -163,13 +166,18 @@ class GracefulStop(L.Callback):
             self._note(loss, step, trainer.optimizers[0].param_groups[0]["lr"])
         # The epoch's last step is checked at the epoch's end, after the validation due there.
         last = batch_idx + 1 == trainer.num_training_batches
+        if stepped and not last and self.stop_next:
+            self._stop(trainer)
         if stepped and not last and self._due(trainer):
-            self._check(trainer)
+            # Lightning logs a step after this hook: a run stopped in it would never log
+            # that step, and its resumed run starts at the next one. Stop after the next.
+            every = max(trainer.log_every_n_steps, 1)
+            self._check(trainer, defer=trainer.global_step % every == 0)
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # after the epoch's validation, whose checkpoint callbacks have saved best.ckpt
-        if self._due(trainer):
+        if self.stop_next or self._due(trainer):
             self._check(trainer)
         if self.validated:
             self._save_last(trainer)
@@ -245,10 +253,13 @@ class GracefulStop(L.Callback):
         diverged = [rank[1:] for rank in ranks if rank[1] >= 0]
         return any(rank[0] for rank in ranks), min(diverged) if diverged else None
 
-    def _check(self, trainer: L.Trainer) -> None:
+    def _check(self, trainer: L.Trainer, defer: bool = False) -> None:
+        """Agree; stop for a signal now, or (`defer`) after the next step."""
         signalled, diverged = self._agree(trainer)
         self._raise_if_diverged(diverged, trainer)
-        if signalled:
+        if signalled and defer:
+            self.stop_next = True  # every rank: they agreed
+        elif signalled:
             self._stop(trainer)
 
     @staticmethod

@@ -84,6 +84,7 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     [
         (FULL_BATCH, 13, signal.SIGTERM, "step", 14),
         (MINI_BATCH, 15, signal.SIGINT, "step", 16),  # in the middle of the third epoch
+        (MINI_BATCH, 9, signal.SIGTERM, "step", 11),  # a step Lightning logs: after the next
         (MINI_BATCH, 17, signal.SIGTERM, "step", 18),  # its last batch
         ((*MINI_BATCH, "scheduler=exponential"), 29, signal.SIGTERM, "step", 30),  # val due
         (MINI_BATCH, 30, signal.SIGTERM, "validation", 30),  # during that validation
