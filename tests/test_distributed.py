@@ -437,6 +437,7 @@ def test_rank_zero_reads_for_the_other_machines(tmp_path, launcher, broken):
         else:
             ranks = {"SLURM_NODEID": str(machine), "SLURM_PROCID": str(machine)}
             ranks |= {"SLURM_NNODES": "2", "SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "1"}
+            ranks |= {"SLURM_TASKS_PER_NODE": "1(x2)"}
             ranks |= {"SLURM_LOCALID": "0"}
             ranks |= {"SLURM_JOB_ID": port[-4:], "SLURM_JOB_NAME": "test", "MASTER_PORT": port}
         home = tmp_path / str(machine)
@@ -450,6 +451,8 @@ def test_rank_zero_reads_for_the_other_machines(tmp_path, launcher, broken):
                 env={**env, **ranks, "BROKEN": env["BROKEN"] if machine == 0 and broken else ""},
             )
         )
+        if broken and machine == 0:  # machine 1 comes after the error is sent: rank 0, which
+            sent(port, "litlab/0/0")  # serves the store, must wait for it to read it
     outputs = [p.communicate(timeout=600) for p in processes]
     if broken:  # rank 0's error, on every machine
         for process, (_, err) in zip(processes, outputs, strict=True):
@@ -458,3 +461,13 @@ def test_rank_zero_reads_for_the_other_machines(tmp_path, launcher, broken):
     for process, (out, err) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, err
         assert json.loads(out) == {"read in": str(tmp_path / "0")}
+
+
+def sent(port: str, key: str) -> None:
+    """Wait until `key` is in the store served at `port` (a client of it, as a machine is)."""
+    from datetime import timedelta
+
+    from torch.distributed import TCPStore
+
+    client = TCPStore("127.0.0.1", int(port), is_master=False, timeout=timedelta(seconds=600))
+    client.wait([key])

@@ -75,8 +75,11 @@ def from_rank_zero(read: Callable[[], T]) -> T:
     address the launcher gives, is there already; Lightning's process group uses it next."""
     key = f"litlab/{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}/{next(_exchanges)}"
     if machine_rank() > 0:
-        message = json.loads(_store().get(key))
+        store = _store()
+        message = json.loads(store.get(key))
         if "errors" in message:
+            if store.add(f"{key}/read", 1) == _readers():  # the last: rank 0 may end now
+                store.set(f"{key}/all read", "")
             raise ConfigError(message["errors"])
         return message["value"]
     publish = is_rank_zero() and several_machines()
@@ -86,10 +89,24 @@ def from_rank_zero(read: Callable[[], T]) -> T:
         if publish:
             lines = exc.errors if isinstance(exc, ConfigError) else [f"rank 0: {exc}"]
             _store().set(key, json.dumps({"errors": lines}))
+            if _readers():  # rank 0 may serve the store: it ends once every reader has read
+                _store().wait([f"{key}/all read"])
         raise
     if publish:
         _store().set(key, json.dumps({"value": value}))
     return value
+
+
+def _readers() -> int | None:
+    """How many processes of the job run on other machines than rank 0's, where the
+    launcher says: torchrun's WORLD_SIZE less LOCAL_WORLD_SIZE, or SLURM's tasks less
+    those of the first machine (SLURM_TASKS_PER_NODE, e.g. `2(x3)`); else None."""
+    if "LOCAL_WORLD_SIZE" in os.environ and "WORLD_SIZE" in os.environ:
+        return int(os.environ["WORLD_SIZE"]) - int(os.environ["LOCAL_WORLD_SIZE"])
+    first = re.match(r"\d+", os.environ.get("SLURM_TASKS_PER_NODE", ""))
+    if SLURMEnvironment.detect() and first and "SLURM_NTASKS" in os.environ:
+        return int(os.environ["SLURM_NTASKS"]) - int(first.group())
+    return None
 
 
 def _store() -> Any:
