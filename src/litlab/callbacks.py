@@ -171,8 +171,7 @@ class GracefulStop(L.Callback):
         if stepped and not last and self._due(trainer):
             # Lightning logs a step after this hook: a run stopped in it would never log
             # that step, and its resumed run starts at the next one. Stop after the next.
-            every = max(trainer.log_every_n_steps, 1)
-            self._check(trainer, defer=trainer.global_step % every == 0)
+            self._check(trainer, defer=self._logs_now(trainer))
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -233,9 +232,14 @@ class GracefulStop(L.Callback):
             self.bad = torch.tensor([step, value, lr], dtype=torch.float64)
 
     def _due(self, trainer: L.Trainer) -> bool:
-        if trainer.global_step % max(trainer.log_every_n_steps, 1) == 0:
+        if self._logs_now(trainer):
             return True
         return trainer.world_size == 1 and self._signalled_here(trainer)
+
+    @staticmethod
+    def _logs_now(trainer: L.Trainer) -> bool:
+        """Whether Lightning logs the step just taken (it does so after the hooks)."""
+        return trainer.global_step % max(trainer.log_every_n_steps, 1) == 0
 
     def _signalled_here(self, trainer: L.Trainer) -> bool:
         """Whether a signal came to this process (Lightning notes a SIGTERM that came

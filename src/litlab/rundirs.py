@@ -50,14 +50,11 @@ def machine_rank() -> int:
 
 
 def several_machines() -> bool:
-    """Whether this process is one of a job on several machines, by what the launcher put
-    in the environment: torchrun's WORLD_SIZE beyond its LOCAL_WORLD_SIZE, SLURM's node
-    count, or a NODE_RANK (which Lightning's own launcher needs on every machine)."""
-    if "LOCAL_WORLD_SIZE" in os.environ and "WORLD_SIZE" in os.environ:
-        return int(os.environ["WORLD_SIZE"]) > int(os.environ["LOCAL_WORLD_SIZE"])
-    if SLURMEnvironment.detect():
-        return int(os.environ.get("SLURM_NNODES", "1")) > 1
-    return "NODE_RANK" in os.environ
+    """Whether this process is one of a job on several machines: some of its processes
+    run elsewhere (`_readers`), or, where the launcher does not count them, there is a
+    NODE_RANK (which Lightning's own launcher needs on every machine)."""
+    readers = _readers()
+    return readers > 0 if readers is not None else "NODE_RANK" in os.environ
 
 
 _exchanges = itertools.count()  # every process of a job reads the same things in one order
