@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.tensorboard import SummaryWriter
 
-from litlab.lightning_internals import claim_last_checkpoint, tensorboard_file_writer
+from litlab.lightning_internals import tensorboard_file_writer
 
 
 def test_the_summary_writer_reopens_its_file_writer_after_close(tmp_path):
@@ -16,12 +15,3 @@ def test_the_summary_writer_reopens_its_file_writer_after_close(tmp_path):
     assert hasattr(file_writer, "add_summary")
     assert file_writer.get_logdir() == str(tmp_path)
     writer.close()
-
-
-def test_a_claimed_last_checkpoint_is_the_callbacks_own(tmp_path):
-    callback = ModelCheckpoint(dirpath=tmp_path, save_last=True)
-    last = tmp_path / "last.ckpt"
-    claim_last_checkpoint(callback, last)
-    # ModelCheckpoint overwrites the file it holds as its last, and keeps it across resumes
-    assert callback.last_model_path == str(last)
-    assert callback.state_dict()["last_model_path"] == str(last)

@@ -150,8 +150,11 @@ def test_without_a_logger_a_run_writes_no_events(make_config):
 def test_a_callback_set_to_null_is_not_replaced_by_lightnings_own(make_config, capsys):
     words = ("callbacks.checkpoint=null", "callbacks.progress_bar=null", "trainer.max_epochs=50")
     run_dir, metrics = train(make_config(*words))
-    assert metrics["status"] == "finished" and not (run_dir / "checkpoints").exists()
+    assert metrics["status"] == "finished"
+    assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["last.ckpt"]
     assert "best_checkpoint" not in metrics and "it/s" not in capsys.readouterr().err
+    run_dir, _ = train(make_config(*words, "callbacks.last=null"))
+    assert not (run_dir / "checkpoints").exists()
 
 
 def test_the_progress_bar_counts_to_max_steps(make_config, capsys):

@@ -22,7 +22,6 @@ from typing_extensions import override
 
 from litlab.checkpoints import KEY
 from litlab.errors import Diverged, Interrupted, Stopped, fused_under_fp16
-from litlab.lightning_internals import claim_last_checkpoint
 from litlab.signatures import Positive
 
 
@@ -115,11 +114,17 @@ class GracefulStop(L.Callback):
     check is one all-gather of four numbers a rank, so every rank decides alike; a rank
     that raised alone would leave the others waiting in the gradient all-reduce.
 
-    Why our own: Lightning's SIGTERM handling saves nothing and exits with status 0, and
-    it has no SIGINT handling but its KeyboardInterrupt path, which stops mid-step. The
-    stop must come after a whole optimiser step, saved with the loops' state, so that a
-    resumed run ends with the weights of an uninterrupted one (tests/fault checks it at
-    nine points of the loop).
+    last.ckpt at every validation is Lightning's own ModelCheckpoint (`callbacks.last`,
+    monitor=step); this callback saves it only where that one does not: at a stop, and
+    at the end of a run whose last epochs were not validated.
+
+    Why our own signal handling: Lightning 2.6's SIGTERM handling stops with exit status
+    0 (its SIGTERMException is a SystemExit without a code), it takes no SIGINT but as a
+    KeyboardInterrupt, which stops in the middle of a step, and under DDP its handler
+    runs a broadcast from inside the signal handler, whichever collective the process is
+    in (tests/test_lightning_internals.py shows each). The stop must come after a whole
+    optimiser step, saved with the loops' state, so that a resumed run ends with the
+    weights of an uninterrupted one (tests/fault checks it at nine points of the loop).
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
@@ -128,7 +133,7 @@ class GracefulStop(L.Callback):
         self.run_dir, self.checkpoint = run_dir, run_dir / "checkpoints" / "last.ckpt"
         self.received: signal.Signals | None = None
         self.previous: dict[signal.Signals, Any] = {}
-        self.validated, self.saved_step = False, -1
+        self.validated_step = -1  # the step of the latest validation (callbacks.last saved it)
         self.bad: Tensor | None = None  # (step, loss, lr) of the first bad loss; step -1: none
         self.stop_next = False  # agreed at a step Lightning logs after this hook: stop next
 
@@ -174,12 +179,15 @@ class GracefulStop(L.Callback):
             self._check(trainer, defer=self._logs_now(trainer))
 
     @override
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.validated_step = trainer.global_step
+
+    @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # after the epoch's validation, whose checkpoint callbacks have saved best.ckpt
         if self.stop_next or self._due(trainer):
             self._check(trainer)
-        if self.validated:
-            self._save_last(trainer)
 
     @override
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -187,24 +195,11 @@ class GracefulStop(L.Callback):
             self._check(trainer)
         finally:
             self._restore()
-        self._save_last(trainer)  # a finished run's last.ckpt is its final state
-
-    @override
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.validated = not trainer.sanity_checking
-
-    def _save_last(self, trainer: L.Trainer) -> None:
-        """Save last.ckpt (when a checkpoint callback keeps one) unless it holds this step.
-        Lightning 2.6's `save_last` writes it only beside a new best checkpoint, so a run
-        resumed from it would retrain the epochs since."""
-        self.validated = False
-        # Decided alike on every rank (save_checkpoint is collective under DDP): another
-        # machine's ranks name the run folder differently and cannot match its path.
-        keeps_last = any(callback.save_last for callback in trainer.checkpoint_callbacks)
-        if self.saved_step != trainer.global_step and keeps_last:
-            self._claim_last(trainer)
+        # a finished run's last.ckpt is its final state, validated or not (decided alike
+        # on every rank: the step and the callbacks are the same everywhere)
+        keeps_last = any(c.monitor == "step" for c in trainer.checkpoint_callbacks)
+        if keeps_last and self.validated_step != trainer.global_step:
             trainer.save_checkpoint(self.checkpoint, weights_only=False)
-            self.saved_step = trainer.global_step
 
     @override
     def on_exception(
@@ -225,7 +220,7 @@ class GracefulStop(L.Callback):
 
         On the CPU reading the loss waits for nothing, and costs 1-3 us a step against
         about 100 us for the tensor operations that keep it on a GPU without reading it
-        (both measured on the CPU, on this 2-core machine under load)."""
+        (both measured on the CPU)."""
         if loss.device.type != "cpu":
             self.bad = first_bad(self.bad, loss.detach(), step, lr)
         elif self.bad is None and not math.isfinite(value := loss.item()):
@@ -273,19 +268,13 @@ class GracefulStop(L.Callback):
             raise Diverged(int(step), "the loss", loss, lr, fused_under_fp16(trainer))
 
     def _stop(self, trainer: L.Trainer) -> NoReturn:
+        """Save the step to last.ckpt (rank 0 writes; every rank takes part) and stop.
+        callbacks.last overwrites this file at the next validation of the resumed run:
+        its version counter is off, so no rank asks which files exist."""
         received = self.received or signal.SIGTERM  # Lightning's flag, or another rank's
-        self._claim_last(trainer)
-        trainer.save_checkpoint(self.checkpoint, weights_only=False)  # all, to resume
-        raise Interrupted(received.name, 128 + received, trainer.global_step, str(self.run_dir))
-
-    def _claim_last(self, trainer: L.Trainer) -> None:
-        """Tell the checkpoint callback that writes last.ckpt that this one is its own (it
-        is saved with the callback's state), so the resumed run overwrites it, rather than
-        keeping it and starting last-v1.ckpt."""
-        for callback in trainer.checkpoint_callbacks:
-            name = callback.format_checkpoint_name({}, callback.CHECKPOINT_NAME_LAST)
-            if callback.save_last and Path(name).resolve() == self.checkpoint.resolve():
-                claim_last_checkpoint(callback, Path(name))
+        trainer.save_checkpoint(self.checkpoint, weights_only=False)
+        run_dir = trainer.strategy.broadcast(str(self.run_dir))  # where rank 0 saved it
+        raise Interrupted(received.name, 128 + received, trainer.global_step, run_dir)
 
 
 class StopOnSignal:
