@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ import warnings
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import lightning as L
 import pytest
@@ -339,65 +342,133 @@ def test_the_diverged_hint_never_recommends_a_crash():
     )
 
 
-def two_nodes(*words: str, homes: list[Path]) -> list[str]:
-    """`litlab train` on two torchrun 'machines', one process each, meeting on loopback;
-    each starts in its own folder of `homes`. Their outputs. The first to fail stops the
-    other: a torchrun node whose partner is gone waits for it for many minutes."""
+def descendants(pid: int) -> list[int]:
+    """Every process under `pid` (torchrun's workers live in sessions of their own, so
+    killing the agent's process group would leave them behind)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    children = [int(child) for child in text.split()]
+    return children + [grandchild for child in children for grandchild in descendants(child)]
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    for pid in [*descendants(process.pid), process.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
+
+
+def two_nodes(
+    *words: str, homes: list[Path], script: list[str] | None = None, wait_for: int = 2
+) -> list[str]:
+    """`litlab train` (or `script`) on two torchrun 'machines', one process each, meeting
+    on loopback; each starts in its own folder of `homes` (the same folder twice: a
+    shared file system). Their outputs, once the first `wait_for` nodes have ended (a
+    deadline only keeps a broken run from hanging the suite); no process of theirs is
+    left afterwards."""
     torchrun = [
         *[sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc-per-node=1"],
         *["--master-addr=127.0.0.1", f"--master-port={free_port()}"],
     ]
-    logs = [home.parent / f"{home.name}.log" for home in homes]
+    logs = [home.parent / f"{home.name}_{rank}.log" for rank, home in enumerate(homes)]
     nodes = []
-    for rank, (home, log) in enumerate(zip(homes, logs, strict=True)):
-        command = [*torchrun, f"--node-rank={rank}", "-m", "litlab", "train", *words]
-        with log.open("w") as out:
-            nodes.append(subprocess.Popen(command, cwd=home, stdout=out, stderr=out))
-    deadline = time.monotonic() + 600  # only so that a broken run cannot hang the suite
-    while any(node.poll() is None for node in nodes):
-        failed = [rank for rank, node in enumerate(nodes) if node.poll() not in (None, 0)]
-        if failed or time.monotonic() > deadline:
-            for node in nodes:
-                node.terminate()
-                node.wait()
-            rank = failed[0] if failed else 0
-            pytest.fail(f"node {rank} failed: {logs[rank].read_text()[-3000:]}")
-        time.sleep(0.1)
+    try:
+        for rank, (home, log) in enumerate(zip(homes, logs, strict=True)):
+            command = [*torchrun, f"--node-rank={rank}", *(script or ["-m", "litlab", "train"])]
+            with log.open("w") as out:
+                nodes.append(subprocess.Popen([*command, *words], cwd=home, stdout=out, stderr=out))
+        deadline = time.monotonic() + 600
+        awaited = nodes[:wait_for]
+        while any(node.poll() is None for node in awaited) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if any(node.poll() is None for node in awaited):
+            pytest.fail(f"a node still runs after 600 s: {logs[0].read_text()[-3000:]}")
+    finally:
+        for node in nodes:
+            kill_tree(node)
     return [log.read_text() for log in logs]
 
 
-@pytest.mark.slow
-def test_two_nodes_without_a_shared_file_system(tmp_path):
-    """Issue 13.3: each torchrun 'machine' starts in its own folder (a relative runs_dir),
-    so node 1 cannot see node 0's run folder: rank 0 reads the config and checkpoints and
-    sends what the others need, to train, test and resume."""
-    homes = [tmp_path / "a", tmp_path / "b"]
-    for home in homes:
-        home.mkdir()
-    words = ["trainer=ddp_cpu", "trainer.devices=1", "trainer.num_nodes=2", "runs_dir=runs"]
-    outputs = two_nodes(*words, *SHORT, homes=homes)
-    run_dir = only_run(homes[0] / "runs")
-    metrics = assert_written_once(run_dir)
-    assert "run folder:" in outputs[0] and "run folder:" not in outputs[1]
-    reference = single_process_test(run_dir, "binary")
-    assert metrics["test/acc"] == reference["test/acc"]
-    assert metrics["test/loss"] == pytest.approx(reference["test/loss"], rel=1e-5)
+TWO_NODES = ["trainer=ddp_cpu", "trainer.devices=1", "trainer.num_nodes=2", "runs_dir=runs"]
 
-    # resume= names a folder only node 0 has; the resumed run equals an uninterrupted one
-    resumed = f"resume={run_dir.relative_to(homes[0])}"
-    two_nodes(resumed, "trainer.max_epochs=60", homes=homes)
-    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 60
-    assert not list(homes[1].iterdir())  # the other machine wrote nothing, anywhere
-    finish(
-        litlab(
-            "trainer=ddp_cpu", "trainer.devices=2", *SHORT, "trainer.max_epochs=60", cwd=tmp_path
-        )
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """epochs -> last.ckpt of a run that was never stopped: two processes on one machine,
+    which two one-process machines must equal exactly."""
+    found = {}
+
+    def last(epochs: int) -> dict[str, Any]:
+        if epochs not in found:
+            home = tmp_path_factory.mktemp(f"straight_{epochs}")
+            words = ["trainer=ddp_cpu", "trainer.devices=2", "trainer.log_every_n_steps=5"]
+            finish(litlab(*words, f"trainer.max_epochs={epochs}", cwd=home))
+            found[epochs] = torch.load(only_run(home / "runs") / "checkpoints" / "last.ckpt")
+        return found[epochs]
+
+    return last
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("epochs", [20, 30])
+@pytest.mark.parametrize("layout", ["one shared folder", "separate folders"])
+def test_two_nodes_train_stop_resume_and_finish(tmp_path, layout, epochs, straight):
+    """Two torchrun 'machines' on one runs folder (a cluster's shared disk), or each in
+    its own folder (node 1 cannot see node 0's run): both stop after the same step when
+    rank 0 gets SIGTERM, resume= goes on, and the run ends with the weights of one never
+    stopped. Validated every epoch: last.ckpt is saved by every rank's checkpoint
+    callback together, at every epoch, and replaced by the resumed run."""
+    shared = layout == "one shared folder"
+    homes = [tmp_path / "a"] * 2 if shared else [tmp_path / "a", tmp_path / "b"]
+    for home in homes:
+        home.mkdir(exist_ok=True)
+    words = [*TWO_NODES, f"trainer.max_epochs={epochs}", "trainer.log_every_n_steps=5"]
+    outputs = two_nodes(f"sigterm_at:{epochs // 2}", *words, homes=homes, script=PATCHED[1:])
+    run_dir = only_run(homes[0] / "runs")
+    stopped = torch.load(run_dir / "checkpoints" / "last.ckpt")["global_step"]
+    assert 0 < stopped < epochs  # one full-batch step an epoch
+    said = f"SIGTERM: training stopped after step {stopped}, saved in {run_dir.name}"
+    for output in outputs:  # both machines stopped after that step, and name rank 0's run
+        assert said.replace(run_dir.name, str(run_dir.relative_to(homes[0]))) in output
+    assert read_json(run_dir / "metrics.json")["status"] == "interrupted"
+
+    resumed = two_nodes(f"resume={run_dir.relative_to(homes[0])}", homes=homes)
+    assert "run folder:" in resumed[0] and "run folder:" not in resumed[1]
+    metrics = assert_written_once(run_dir)
+    assert metrics["status"] == "finished" and metrics["epochs"] == epochs
+    if not shared:
+        assert sorted(p.name for p in homes[1].iterdir()) == []  # node 1 wrote nothing
+    ours, theirs = torch.load(run_dir / "checkpoints" / "last.ckpt"), straight(epochs)
+    assert ours["global_step"] == theirs["global_step"] == epochs
+    for key, value in theirs["state_dict"].items():
+        assert torch.equal(ours["state_dict"][key], value), key
+
+
+@pytest.mark.slow
+def test_a_peer_that_stops_answering_ends_the_run_within_the_timeout(tmp_path):
+    """Node 1 freezes (SIGSTOP) in the middle of training, its connections open, as a
+    machine that hangs: rank 0 waits in the gradient all-reduce for
+    trainer.strategy.timeout, not torch's 30 minutes, then stops with one line."""
+    homes = [tmp_path / "a"] * 2
+    homes[0].mkdir()
+    timeout = ["trainer.strategy.timeout.minutes=0", "trainer.strategy.timeout.seconds=10"]
+    outputs = two_nodes(
+        "stall_on_rank_1:5",
+        *TWO_NODES,
+        "trainer.max_epochs=40",
+        *timeout,
+        homes=homes,
+        script=PATCHED[1:],
+        wait_for=1,  # node 1 stays frozen until it is killed
     )
-    straight = only_run(tmp_path / "runs")
-    for name in ("last.ckpt", "best.ckpt"):
-        ours, theirs = (torch.load(d / "checkpoints" / name) for d in (run_dir, straight))
-        for key, value in theirs["state_dict"].items():
-            assert torch.equal(ours["state_dict"][key], value), (name, key)
+    line = "litlab: another process of this DDP job is gone or stopped answering ("
+    assert line in outputs[0] and "Timed out waiting 10000ms" in outputs[0]
+    assert "Traceback" not in outputs[0].partition(line)[0]  # litlab's own line, not a trace
+    run_dir = only_run(homes[0] / "runs")
+    metrics = read_json(run_dir / "metrics.json")
+    assert metrics["status"] == "failed" and metrics["error"].startswith(line[8:])
 
 
 EXCHANGE = """

@@ -178,7 +178,8 @@ def test_a_search_option_is_not_part_of_a_run(make_config):
 
 def test_a_ddp_trial_is_refused_in_one_line(tmp_path):
     option = space_file(tmp_path, {"optimizer": ["sgd"]})
-    with pytest.raises(ConfigError, match=r"trainer.strategy=ddp: a search trial runs inside"):
+    refused = r"trainer.strategy=DDPStrategy: a search trial runs inside"
+    with pytest.raises(ConfigError, match=refused):
         check(parse([option, "trainer=ddp_cpu", f"runs_dir={tmp_path}"]))
 
 

@@ -14,22 +14,28 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import typing
-from collections.abc import Iterator
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.config import GLOBAL_GROUPS, SEARCH_GROUP, Composed, RunConfig, config_dirs, groups
+from litlab.config import GLOBAL_GROUPS, SEARCH_GROUP, Composed, RunConfig, groups
 from litlab.errors import ConfigError
 from litlab.signatures import Spec, accepts, signature, spec, type_name
+from litlab.trust import keys_named
+from litlab.trust import target_errors as stored_target_errors
 
 # A scheduler node's `lightning` sub-node is the rest of Lightning's lr_scheduler dict
 # (interval, frequency, monitor): when Lightning steps the scheduler, not its arguments.
 SCHEDULER_OPTIONS = "lightning"
 SCHEDULER_OPTIONS_CLASS = "lightning.pytorch.utilities.types.LRSchedulerConfig"
+# Where the recipe puts a run's files (inside its folder): no config of the groups that
+# write may move them.
+WRITERS = ("trainer", "logger", "callbacks")
+WRITE_PATHS = ("dirpath", "save_dir", "default_root_dir", "log_dir", "sub_dir", "run_dir", "dir")
+# What Lightning adds to the metrics a ModelCheckpoint may monitor.
+LIGHTNING_COUNTERS = ("epoch", "step")
 DIRECTIVES = ("_target_", "_partial_")  # keys of a node that instantiate reads itself
 # What the recipe builds in every run; the other groups may be null (switched off).
 REQUIRED = ("data", "model", "module", "optimizer", "trainer")
@@ -47,9 +53,6 @@ AT_LEAST = {
     },
     "torch.optim.lr_scheduler.StepLR": {"step_size": 1},
 }
-# Modules whose public classes a stored config may build besides those named in
-# configs/: any optimiser or schedule, any Lightning callback.
-ALLOWED_MODULES = ("torch.optim", "torch.optim.lr_scheduler", "lightning.pytorch.callbacks")
 
 
 def check(composed: Composed, build: bool = True) -> Composed:
@@ -111,73 +114,17 @@ def _network_errors(composed: Composed, target: str) -> list[str]:
 
 
 def target_errors(composed: Composed) -> list[str]:
-    """Every `_target_` set by a file that may come from someone else (a checkpoint, a
-    shared run folder's config.yaml) that is not `allowed_target`: checked as a string,
-    so nothing it names is imported."""
-    errors = []
-    for key, target in _keys_named(composed.cfg, "_target_"):
-        where = composed.source(key)
-        if where in composed.untrusted and not allowed_target(target):
-            errors.append(
-                f"{key}={target} ({where}): a stored config may build only litlab's classes, "
-                "torch.optim's, Lightning's callbacks and the targets in configs/; "
-                "pass --trust if you trust this file"
-            )
-    return errors
-
-
-def allowed_target(target: Any) -> bool:
-    """A target named in the shipped configs/ files, or a public class (by its capital
-    initial) of litlab or of ALLOWED_MODULES. Functions are left out: litlab.cli.main or
-    litlab.signatures.locate would run or import whatever their arguments name."""
-    if not isinstance(target, str):
-        return False
-    if target in shipped_targets():
-        return True
-    module, _, name = target.rpartition(".")
-    parts = module.split(".")
-    public = all(p.isidentifier() and not p.startswith("_") for p in parts)
-    ours = parts[0] == "litlab" or module in ALLOWED_MODULES
-    return public and ours and name.isidentifier() and name[:1].isupper()
-
-
-def shipped_targets() -> frozenset[str]:
-    """Every `_target_` in the config files: litlab's configs/ and the user's own
-    ./configs/ (a model added there as an option is the user's choice, so allowed)."""
-    return frozenset().union(*(_targets_under(folder) for folder in config_dirs()))
-
-
-@functools.cache
-def _targets_under(folder: Path) -> frozenset[str]:
-    found: set[str] = set()
-    for path in folder.rglob("*.yaml"):
-        node = OmegaConf.load(path)
-        found |= {str(target) for _, target in _keys_named(node, "_target_")}
-    return frozenset(found)
-
-
-def _keys_named(node: Any, name: str, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted key, value) of every key `name` in `node`, at any depth, lists included."""
-    if OmegaConf.is_config(node):
-        node = OmegaConf.to_container(node)
-    items: Any = ()
-    if isinstance(node, dict):
-        items = node.items()
-    elif isinstance(node, list):
-        items = enumerate(node)
-    for key, child in items:
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if key == name:
-            yield path, child
-        else:
-            yield from _keys_named(child, name, path)
+    """The `_target_`s a stored file set that it may not build (trust.target_errors)."""
+    return stored_target_errors(composed.cfg, composed.source, composed.untrusted)
 
 
 def monitor_errors(composed: Composed, logged: set[str]) -> list[str]:
     """Every `monitor` (a callback's, the schedule's) naming a metric that the module,
-    which logs `logged`, never logs: Lightning would stop at the first validation."""
+    which logs `logged`, never logs: Lightning would stop at the first validation.
+    Lightning's own counters count too (callbacks.last monitors the step)."""
+    logged = logged | set(LIGHTNING_COUNTERS)
     errors = []
-    for key, value in _keys_named(composed.cfg, "monitor"):
+    for key, value in keys_named(composed.cfg, "monitor"):
         if isinstance(value, str) and value not in logged:
             errors.append(
                 f"{key}={value} ({composed.source(key)}): no such metric; the module logs "
@@ -225,6 +172,8 @@ def _check_node(
             errors += _check_node(composed, f"{path}.{key}", value, SCHEDULER_OPTIONS_CLASS)
         elif key in DIRECTIVES:
             continue
+        elif isinstance(value, DictConfig) and isinstance(value.get("_target_"), str):
+            errors += _check_node(composed, f"{path}.{key}", value)  # built first
         elif key not in found.params:
             if not found.takes_any:
                 errors.append(_unknown(composed, f"{path}.{key}", found.params, target))
@@ -297,6 +246,28 @@ def _value_errors(composed: Composed) -> list[str]:
             f"name={name} ({composed.source('name')}): must stay inside runs_dir "
             "(a relative path without '..')"
         )
+    return errors + _path_errors(composed)
+
+
+def _path_errors(composed: Composed) -> list[str]:
+    """Settings that would make a run write outside its folder: the recipe puts every
+    file (checkpoints, events, plots) inside it, and runs_dir and name choose the folder;
+    a checkpoint's file name is a name, not a path."""
+    errors = []
+    writers = {group: composed.cfg.get(group) for group in WRITERS}
+    for key in WRITE_PATHS:
+        for path, value in keys_named(writers, key):
+            if value is not None:
+                errors.append(
+                    f"{path}={value} ({composed.source(path)}): a run writes only inside its "
+                    "run folder; choose where runs go with runs_dir= and name="
+                )
+    for path, value in keys_named(writers, "filename"):
+        if isinstance(value, str) and (PurePath(value).name != value or value in ("", ".", "..")):
+            errors.append(
+                f"{path}={value} ({composed.source(path)}): a file name inside the run's "
+                "checkpoints/ folder, without '/' or '..'"
+            )
     return errors
 
 

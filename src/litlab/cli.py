@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from litlab.check import check
 from litlab.config import ConfigError, compose, groups
-from litlab.errors import Diverged, Interrupted, SweepStopped
+from litlab.errors import Diverged, Interrupted, PeerLost, SweepStopped
 
 
 def command() -> None:
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print("litlab: bad config:", *(f"  {e}" for e in exc.errors), sep="\n", file=sys.stderr)
         return 2
-    except OSError as exc:  # an unwritable runs folder, a full disk
+    except (OSError, PeerLost) as exc:  # an unwritable runs folder, a full disk, a lost peer
         print(f"litlab: {exc}", file=sys.stderr)
         return 1
     if is_rank_zero():  # DDP runs this command once per process; one report is enough

@@ -24,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from litlab.errors import ConfigError
 from litlab.signatures import locate
+from litlab.trust import read_config_file
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # A `configs/` folder in the working directory adds options of its own (Hydra's search
@@ -59,7 +60,7 @@ class Composed:
     notes: list[str] = dataclasses.field(default_factory=list)  # told once, before the run
     words: list[str] = dataclasses.field(default_factory=list)  # the command line's words
     # Files that may come from someone else (a checkpoint, a run folder's config.yaml):
-    # a _target_ they set must be one check.allowed_target accepts. configs/ and the
+    # a _target_ they set must be one trust.allowed_target accepts. configs/ and the
     # command line are the user's own and may name any target.
     untrusted: tuple[str, ...] = ()
 
@@ -278,7 +279,7 @@ def _resumed(
     def read() -> dict[str, Any]:
         if not stored.is_file():
             raise ConfigError([f"resume={folder} ({CLI}): no run there (no config.yaml)"])
-        return OmegaConf.to_container(_load(stored))  # type: ignore[return-value]
+        return read_config_file(stored)
 
     layers = [(OmegaConf.create(from_rank_zero(read)), str(stored)), (_from_dotlist(dotted), CLI)]
     composed = _merge(layers, {})
@@ -289,8 +290,8 @@ def _resumed(
 def stored_config(
     config: dict[str, Any], choices: dict[str, Any], source: str, trust: bool
 ) -> Composed:
-    """A config read back from a checkpoint: every value comes from `source`, whose
-    targets are checked unless `trust`."""
+    """A config read back from a checkpoint (checked as plain data by load_checkpoint):
+    every value comes from `source`, whose targets are checked unless `trust`."""
     cfg = OmegaConf.create(config)
     sources = dict.fromkeys(_leaf_keys(cfg), source)
     return Composed(cfg, sources, choices, untrusted=() if trust else (source,))
@@ -402,9 +403,15 @@ def instantiate(node: DictConfig | dict[str, Any], /, **injected: Any) -> Any:
     """Build `node._target_(**node, **injected)`: the config holds choices, the caller
     injects what is known only at run time (sizes, paths). With `_partial_: true` the
     answer is a `functools.partial`, called later with what only its user knows (the
-    LightningModule's parameters, for an optimiser)."""
+    LightningModule's parameters, for an optimiser). A value that is itself a node with
+    a `_target_` is built first, as Hydra does (trainer.strategy's timeout)."""
     kwargs = OmegaConf.to_container(node) if OmegaConf.is_config(node) else dict(node)
     target = locate(kwargs.pop("_target_"))
+    kwargs = {key: _built(value) for key, value in kwargs.items()}
     if kwargs.pop("_partial_", False):
         return functools.partial(target, **kwargs, **injected)
     return target(**kwargs, **injected)
+
+
+def _built(value: Any) -> Any:
+    return instantiate(value) if isinstance(value, dict) and "_target_" in value else value

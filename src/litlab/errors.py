@@ -31,6 +31,17 @@ def fused_under_fp16(trainer: object) -> bool:
     return half and any(group.get("fused") for group in groups)
 
 
+class PeerLost(RuntimeError):
+    """A collective of a DDP job failed: another of its processes is gone or stopped
+    answering within trainer.strategy.timeout."""
+
+    def __init__(self, reason: str, run_dir: str):
+        super().__init__(
+            f"another process of this DDP job is gone or stopped answering ({reason}); the "
+            f'run stopped. Continue it with: make train ARGS="resume={run_dir}"'
+        )
+
+
 class RunBusy(OSError):
     """Another process owns the run folder (rundirs.lock_run_dir)."""
 

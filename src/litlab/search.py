@@ -209,10 +209,13 @@ def _samples(dist: BaseDistribution) -> list[Any]:
 def _check_trainer(trainer: DictConfig) -> None:
     """A DDP trial would start this worker again in every process it launches (Lightning
     re-runs the command), and Optuna's callback prunes under DDP only from a database."""
-    if "ddp" in str(trainer.get("strategy", "")):
+    strategy = trainer.get("strategy", "")
+    if isinstance(strategy, DictConfig):  # a node: its class names it
+        strategy = str(strategy.get("_target_", "")).rpartition(".")[2]
+    if "ddp" in str(strategy).lower():
         raise ConfigError(
             [
-                f"trainer.strategy={trainer.strategy}: a search trial runs inside a worker and "
+                f"trainer.strategy={strategy}: a search trial runs inside a worker and "
                 "cannot launch DDP processes; use -j N (one trial per GPU) instead"
             ]
         )

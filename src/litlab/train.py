@@ -18,16 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
 from litlab import dashboard
 from litlab.builders import build_data, build_module, build_trainer
 from litlab.callbacks import StopOnSignal
-from litlab.check import check, monitor_errors
-from litlab.checkpoints import KEY, load_checkpoint
+from litlab.check import LIGHTNING_COUNTERS, check, monitor_errors
+from litlab.checkpoints import KEY, check_fits, load_checkpoint, write_text
 from litlab.config import CLI, Composed, ConfigError
 from litlab.data.base import TensorDataModule
-from litlab.errors import Diverged, Interrupted, Stopped
+from litlab.errors import Diverged, Interrupted, PeerLost, Stopped
 from litlab.rundirs import (
     claim_run_dir,
     from_rank_zero,
@@ -119,7 +120,7 @@ def prepare(
         raise ConfigError(errors)
     path, weights = resume_from or (None, None)
     if path is not None and weights is not None:  # read where the run folder is (rank 0's)
-        _check_fits(module, path, weights)
+        check_fits(module, weights, path)
     with signals.held() if signals else contextlib.nullcontext():
         new = run_dir is None or not run_dir.exists()
         run_dir = open_run_dir(composed, run_dir)
@@ -129,18 +130,9 @@ def prepare(
             if new:  # nothing was written yet
                 remove_empty(run_dir, Path(cfg.runs_dir).expanduser())
             raise
-        if is_rank_zero():
-            OmegaConf.save(cfg, run_dir / "config.yaml")
+        if is_rank_zero():  # resolved: the stored config is plain data
+            write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     return Job(run_dir, trainer, module, datamodule)
-
-
-def _check_fits(module: L.LightningModule, path: Path, weights: dict[str, Any]) -> None:
-    """Refuse a checkpoint whose weights do not fit this run's network (another job's)."""
-    try:
-        module.load_state_dict(weights)  # fit loads them again from the checkpoint
-    except RuntimeError as exc:
-        reason = str(exc).splitlines()[0]
-        raise ConfigError([f"{path}: not a checkpoint of this run ({reason})"]) from None
 
 
 def train(
@@ -185,6 +177,12 @@ def _fit_and_test(
     except (Diverged, Interrupted, OSError) as exc:  # OSError: a file that could not be written
         _record_stop(job.dir, exc)
         raise
+    except RuntimeError as exc:
+        if trainer.world_size == 1 or not _collective_failed(exc):
+            raise
+        lost = PeerLost(str(exc).splitlines()[0][:300], str(job.dir))
+        _record_stop(job.dir, lost)
+        raise lost from None
     job.phase = "while the baselines were fitted"
     scores = datamodule.baselines() if hasattr(datamodule, "baselines") else {}
     job.phase = "during the test"
@@ -196,6 +194,14 @@ def _fit_and_test(
         if trainer.logger is not None:  # baselines and hparams came after Lightning's close
             trainer.logger.finalize("success")
     return job.dir, {"status": "finished", **metrics}
+
+
+def _collective_failed(exc: RuntimeError) -> bool:
+    """Whether torch.distributed raised `exc`: gloo raises plain RuntimeErrors that
+    name it (a peer's connection reset, a wait past the process group's timeout)."""
+    import torch.distributed as dist
+
+    return isinstance(exc, dist.DistError) or any(w in str(exc) for w in ("gloo", "NCCL"))
 
 
 def _interrupted(job: Job | None, stop: Stopped) -> Interrupted:
@@ -212,7 +218,7 @@ def _interrupted(job: Job | None, stop: Stopped) -> Interrupted:
 
 def test(job: Job) -> dict[str, Any]:
     """Test the best checkpoint (the current weights when none was kept)."""
-    trainer, checkpoint = job.trainer, job.trainer.checkpoint_callback
+    trainer, checkpoint = job.trainer, _best_checkpoint(job.trainer)
     best = checkpoint.best_model_path if checkpoint is not None else ""
     best = trainer.strategy.broadcast(best)  # rank 0's file; the others name it alike
     if best:
@@ -224,6 +230,14 @@ def test(job: Job) -> dict[str, Any]:
         metrics[f"best_{checkpoint.monitor}"] = float(checkpoint.best_model_score)
     metrics["epochs"] = trainer.current_epoch
     return metrics
+
+
+def _best_checkpoint(trainer: L.Trainer) -> ModelCheckpoint | None:
+    """The checkpoint callback that keeps the best weights by a metric (callbacks.last
+    keeps the newest step)."""
+    return next(
+        (c for c in trainer.checkpoint_callbacks if c.monitor not in LIGHTNING_COUNTERS), None
+    )
 
 
 def _rank_zero_weights(trainer: L.Trainer, path: Path) -> dict[str, Any]:
