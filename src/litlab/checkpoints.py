@@ -9,6 +9,7 @@ target is either the previous checkpoint or the new one, whole.
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import zipfile
@@ -21,6 +22,7 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from typing_extensions import override
 
 from litlab.errors import ConfigError
+from litlab.trust import plain_config
 
 KEY = "litlab"  # where StoreConfig puts the run's config in a checkpoint
 
@@ -28,10 +30,18 @@ KEY = "litlab"  # where StoreConfig puts the run's config in a checkpoint
 def write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Call `write` on a temporary file beside `path`, flush it to disk, rename it to
     `path`. A failure before the rename removes the temporary file and leaves `path` as
-    it was; one in the folder's fsync after it leaves the new file in place."""
+    it was; one in the folder's fsync after it leaves the new file in place.
+
+    Never through a link: the temporary file is created anew (a link of that name is
+    removed, not followed), the rename replaces a link at `path` rather than writing
+    where it points, and a folder that is itself a link is refused."""
+    if path.parent.is_symlink():
+        raise OSError(errno.ELOOP, f"{path.parent} is a link; litlab never writes through one")
     partial = path.with_name(f".{path.name}.partial")  # the next save reuses a stale one
     try:
-        with open(partial, "wb") as file:
+        partial.unlink(missing_ok=True)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+        with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
@@ -44,6 +54,11 @@ def write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         os.fsync(folder)  # the rename itself reaches the disk
     finally:
         os.close(folder)
+
+
+def write_text(path: Path, text: str) -> None:
+    """`text` into `path`, atomically and never through a link (`write_atomically`)."""
+    write_atomically(path, lambda file: file.write(text.encode()))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -95,12 +110,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint at `path`, refused with one clear error when it is not one of ours.
 
-    `weights_only=True`: loading a file must not run code from it."""
+    `weights_only=True`: loading a file must not run code from it. Its entries must be
+    stored uncompressed, as torch.save writes them: a compressed one could inflate a
+    small file to any size. The tensors are memory-mapped, so nothing is copied until a
+    network whose shapes match takes them (`check_fits`)."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise ConfigError([f"{file}: no such checkpoint file"])
+    _refuse_compressed(file)
     try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
     except (
         pickle.UnpicklingError,
         zipfile.BadZipFile,
@@ -112,6 +131,72 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         # an empty file's EOFError has no text: name the exception then
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ConfigError([f"{file}: not a readable checkpoint ({reason})"]) from None
-    if not isinstance(checkpoint, dict) or KEY not in checkpoint:
-        raise ConfigError([f"{file}: not a litlab checkpoint (no stored config)"])
+    problem = _layout_problem(checkpoint)
+    if problem:
+        raise ConfigError([f"{file}: not a litlab checkpoint ({problem})"])
+    plain_config(checkpoint[KEY]["config"], str(file))
+    plain_config(checkpoint[KEY]["choices"], f"{file} (choices)")
     return checkpoint
+
+
+def _refuse_compressed(file: Path) -> None:
+    try:
+        with zipfile.ZipFile(file) as archive:
+            squeezed = [
+                i.filename for i in archive.infolist() if i.compress_type != zipfile.ZIP_STORED
+            ]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise ConfigError([f"{file}: not a readable checkpoint ({exc})"]) from None
+    if squeezed:
+        raise ConfigError(
+            [
+                f"{file}: entry {squeezed[0]} is compressed; torch.save stores entries as they "
+                "are, so this file was not written by it"
+            ]
+        )
+
+
+def _layout_problem(checkpoint: Any) -> str | None:
+    """What a litlab checkpoint lacks, or a weight that is not a finite number; None."""
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get(KEY), dict):
+        return "no stored config"
+    stored = checkpoint[KEY]
+    if not isinstance(stored.get("config"), dict) or not isinstance(stored.get("choices"), dict):
+        return f"{KEY}.config and {KEY}.choices must be mappings"
+    if stored.get("fold") is not None and type(stored["fold"]) is not int:
+        return f"{KEY}.fold must be a whole number or null"
+    for key in ("epoch", "global_step"):
+        if type(checkpoint.get(key)) is not int:
+            return f"{key} must be a whole number"
+    weights = checkpoint.get("state_dict")
+    if not isinstance(weights, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items()
+    ):
+        return "state_dict must map names to tensors"
+    for key, tensor in weights.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return f"weight {key} is not finite: the weights of a run that diverged"
+    return None
+
+
+def check_fits(module: torch.nn.Module, weights: dict[str, Any], source: Path) -> None:
+    """Refuse `weights` that are not the network's: other names, or other shapes (checked
+    before anything is copied: a wrong shape would otherwise fail deep in torch)."""
+    own = module.state_dict()
+    missing = [key for key in own if key not in weights]
+    extra = [key for key in weights if key not in own]
+    if missing or extra:
+        names = "; ".join(
+            f"{what} {', '.join(keys[:3])}"
+            for what, keys in (("missing", missing), ("unexpected", extra))
+            if keys
+        )
+        raise ConfigError([f"{source}: not a checkpoint of this run ({names})"])
+    for key, tensor in own.items():
+        if weights[key].shape != tensor.shape:
+            raise ConfigError(
+                [
+                    f"{source}: not a checkpoint of this run ({key} has shape "
+                    f"{tuple(weights[key].shape)}, the network's is {tuple(tensor.shape)})"
+                ]
+            )

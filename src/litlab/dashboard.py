@@ -21,11 +21,13 @@ from typing_extensions import override
 
 from litlab import figures
 from litlab.builders import optimizer_factories
+from litlab.checkpoints import write_atomically
 from litlab.config import Composed
 from litlab.data.base import TensorDataModule
 from litlab.lightning_internals import tensorboard_file_writer
 from litlab.module import Snapshot
 from litlab.optim import planned_rates
+from litlab.rundirs import subfolder
 from litlab.signatures import Positive
 
 
@@ -45,7 +47,7 @@ def add_figure(tb: Any, tag: str, figure: Figure, step: int, png: Path | None = 
     rgba = np.asarray(canvas.buffer_rgba())
     tb.add_image(tag, rgba[..., :3], step, dataformats="HWC")
     if png is not None:
-        Image.fromarray(rgba).save(png)
+        write_atomically(png, lambda file: Image.fromarray(rgba).save(file, format="PNG"))
 
 
 def log_start(trainer: L.Trainer, composed: Composed, datamodule: TensorDataModule) -> None:
@@ -204,7 +206,6 @@ class Dashboard(L.Callback):
         final = pl_module.final_figures(trainer.datamodule)
         curves = {"train/loss": self.training_curve(), **self.losses}
         final["loss"] = figures.loss_curves({k: v for k, v in curves.items() if v})
-        plots = Path(trainer.default_root_dir) / "plots"
-        plots.mkdir(exist_ok=True)
+        plots = subfolder(Path(trainer.default_root_dir), "plots")
         for name, figure in final.items():
             add_figure(tb, f"final/{name}", figure, trainer.global_step, plots / f"{name}.png")

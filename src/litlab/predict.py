@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.builders import build_data, build_module, build_node
 from litlab.check import runs_on_gpu, target_errors
-from litlab.checkpoints import KEY, load_checkpoint
+from litlab.checkpoints import KEY, check_fits, load_checkpoint
 from litlab.config import Composed, ConfigError, stored_config
 from litlab.data.base import TensorDataModule
 
@@ -48,6 +48,7 @@ def evaluate_checkpoint(
     stored = _data_state(checkpoint, composed)
     datamodule = build_data(composed, checkpoint[KEY]["fold"], stored)
     module = build_module(composed, datamodule)
+    check_fits(module, checkpoint["state_dict"], Path(path))
     module.load_state_dict(checkpoint["state_dict"])
     trainer = L.Trainer(
         **eval_placement(composed.cfg.trainer, overrides or []),
@@ -115,6 +116,7 @@ class Predictor:
         if state:
             datamodule.load_state_dict(state)
         module = build_module(composed, datamodule)
+        check_fits(module, checkpoint["state_dict"], Path(path))
         module.load_state_dict(checkpoint["state_dict"])
         return cls(module, datamodule)
 

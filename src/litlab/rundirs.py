@@ -3,6 +3,7 @@ job), how one is claimed, and the status file (`metrics.json`) that says how a r
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import itertools
 import json
@@ -22,7 +23,7 @@ from lightning.fabric.plugins.environments import (
 )
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-from litlab.checkpoints import write_atomically
+from litlab.checkpoints import write_text
 from litlab.config import CLI, Composed
 from litlab.errors import ConfigError, RunBusy
 
@@ -179,6 +180,7 @@ def open_run_dir(composed: Composed, run_dir: Path | None) -> Path:
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         lock_run_dir(run_dir)
+        refuse_links(run_dir)
     os.environ[RUN_DIR_VARIABLE] = str(run_dir)  # inherited by the processes DDP starts
     return run_dir
 
@@ -240,7 +242,14 @@ def lock_run_dir(run_dir: Path) -> None:
     key = run_dir.resolve()
     if key in _held:  # this process owns it already (resume= locks before prepare)
         return
-    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise OSError(
+            exc.errno, f"{run_dir / LOCK} is a link; litlab never writes through one"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -265,7 +274,7 @@ def release_run_dir(run_dir: Path) -> None:
 def owner(run_dir: Path) -> int | None:
     """The pid of the process that owns `run_dir` now; None when none does."""
     try:
-        fd = os.open(run_dir / LOCK, os.O_RDONLY)
+        fd = os.open(run_dir / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
@@ -276,6 +285,30 @@ def owner(run_dir: Path) -> int | None:
     finally:
         os.close(fd)
     return None
+
+
+def subfolder(run_dir: Path, name: str) -> Path:
+    """`run_dir/name`, made if missing; refused when it is a link (writes into it would
+    land wherever the link points)."""
+    folder = run_dir / name
+    folder.mkdir(exist_ok=True)
+    if folder.is_symlink():
+        raise OSError(errno.ELOOP, f"{folder} is a link; litlab never writes through one")
+    return folder
+
+
+def refuse_links(run_dir: Path) -> None:
+    """A run folder to write in again (resume=, a fold) must hold no link: litlab's own
+    files are replaced atomically, but Lightning and TensorBoard open theirs (events,
+    hparams.yaml) where a link would point."""
+    for path in sorted(run_dir.rglob("*")):
+        if path.is_symlink():
+            raise ConfigError(
+                [
+                    f"{path}: a link inside run folder {run_dir}; litlab never writes through "
+                    "a link: remove it, or copy the run without links"
+                ]
+            )
 
 
 def remove_empty(run_dir: Path, runs_dir: Path) -> None:
@@ -297,8 +330,7 @@ def remove_empty(run_dir: Path, runs_dir: Path) -> None:
 def write_json(path: Path, values: dict[str, Any]) -> None:
     """`values` as indented JSON, written atomically, by rank 0 only."""
     if is_rank_zero():
-        text = json.dumps(values, indent=2) + "\n"
-        write_atomically(path, lambda file: file.write(text.encode()))
+        write_text(path, json.dumps(values, indent=2) + "\n")
 
 
 def write_status(run_dir: Path, status: str, **details: Any) -> None:

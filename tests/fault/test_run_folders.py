@@ -91,7 +91,7 @@ def test_a_zero_byte_checkpoint_is_one_error_naming_it(make_config, tmp_path, ca
     assert main(["predict", str(last), str(tmp_path / "in.csv"), str(tmp_path / "o.csv")]) == 2
     assert main(["train", f"resume={run_dir}", "trainer.max_epochs=4"]) == 2
     lines = capsys.readouterr().err.splitlines()
-    assert lines.count(f"  {last}: not a readable checkpoint (EOFError)") == 3
+    assert lines.count(f"  {last}: not a readable checkpoint (File is not a zip file)") == 3
 
 
 def test_another_jobs_checkpoint_is_refused_and_the_folder_kept(make_config, capsys):

@@ -1,5 +1,5 @@
 """Loading a file never runs code from it: a checkpoint's stored config, or a shared run
-folder's config.yaml under resume=, may build only the targets check.allowed_target
+folder's config.yaml under resume=, may build only the targets trust.allowed_target
 accepts, unless the user passes --trust. Each payload must leave no marker file and
 change no file."""
 
@@ -135,9 +135,21 @@ def test_the_users_own_command_line_may_name_a_target(make_config):
 
 
 def test_the_allowlist():
-    from litlab.check import allowed_target
+    """The targets in configs/ and the classes litlab defines; not a name a litlab module
+    only imports, a function, a private class, or another library's class (a stored
+    torch.optim.Adagrad needs --trust: configs/ names only the optimisers it offers)."""
+    from litlab.trust import allowed_target
 
-    for target in ("litlab.model.MLP", "torch.optim.Adagrad", "litlab.optim.warmup_cosine"):
-        assert allowed_target(target)
-    for target in ("os.system", "litlab.cli.main", "litlab.__main__.X", "torch.load", "x.Y"):
-        assert not allowed_target(target)
+    allowed = ("litlab.model.MLP", "litlab.data.CirclesDataModule", "litlab.optim.warmup_cosine")
+    for target in (
+        *allowed,
+        "torch.optim.SGD",
+        "datetime.timedelta",
+        "litlab.callbacks.RandomState",
+    ):
+        assert allowed_target(target), target
+    borrowed = ("litlab.builders.Path", "litlab.baselines.SVC", "litlab.compare.EventAccumulator")
+    for target in (*borrowed, "os.system", "litlab.cli.main", "litlab.__main__.X", "torch.load"):
+        assert not allowed_target(target), target
+    for target in ("x.Y", "litlab.search._Claim", "torch.optim.Adagrad", 3, None):
+        assert not allowed_target(target), target

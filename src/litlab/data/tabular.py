@@ -22,6 +22,7 @@ from litlab.baselines import (
     regression_scores,
     regressors,
 )
+from litlab.checkpoints import write_text
 from litlab.data.base import TensorDataModule, short_row_problems
 from litlab.data.columns import (
     class_names,
@@ -286,9 +287,9 @@ class TableDataModule(TensorDataModule):
         table = pd.DataFrame(self.column_report)
         print(*self.lines, sep="\n")
         print(table.to_string(index=False))
-        table.to_csv(run_dir / "columns.csv", index=False)
+        write_text(run_dir / "columns.csv", table.to_csv(index=False))
         data = {"task": self.task, "classes": self.classes, "fingerprint": self.fingerprint}
-        (run_dir / "data.json").write_text(json.dumps(data | {"notes": self.lines}, indent=2))
+        write_text(run_dir / "data.json", json.dumps(data | {"notes": self.lines}, indent=2))
 
     def decode(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Class indices as the class names of the training table."""
