@@ -163,6 +163,56 @@ def test_cpu_workers_share_the_cores(monkeypatch):
     assert worker_environment(0, 0, [], workers=1) == {}  # one worker: torch decides
 
 
+# Imported in place of the installed omegaconf, it leaves a file saying so.
+SHADOW = "import pathlib; pathlib.Path(__file__).with_name('shadowed.txt').write_text('ran')"
+OWN_NET = """
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+
+    def forward(self, x):
+        return self.linear(x)
+"""
+
+
+@pytest.mark.slow
+def test_runs_never_import_the_working_folder_ahead_of_packages(tmp_path, monkeypatch):
+    """An omegaconf.py where the sweep is started is not what its runs import; the
+    user's own module there still is, for its _target_."""
+    (tmp_path / "omegaconf.py").write_text(SHADOW)
+    (tmp_path / "sweep_own_nets.py").write_text(OWN_NET)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # locate() appends the folder
+    words = [
+        f"runs_dir={tmp_path / 'runs'}",
+        "model._target_=sweep_own_nets.Net",
+        "trainer.max_epochs=2",
+        "callbacks.dashboard=null",
+    ]
+    folder, (row,) = sweep(words)
+    assert not (tmp_path / "shadowed.txt").exists()
+    assert (row["runs"], row["failed"]) == (1, 0), (folder / "run" / "output.log").read_text()
+
+
+def test_what_a_child_starts_does_not_import_the_working_folder_first(tmp_path, monkeypatch):
+    """A child's own children (Lightning's DDP launcher runs `python -m litlab` again)
+    keep the safe path: here `python -c`, which would put the folder first."""
+    from litlab.children import Job, python_command, run_jobs
+
+    (tmp_path / "omegaconf.py").write_text(SHADOW)
+    monkeypatch.chdir(tmp_path)
+    grandchild = (
+        "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import omegaconf'])"
+    )
+    outcome = run_jobs([Job(python_command("-c", grandchild), tmp_path / "log")], 1, lambda _: {})
+    assert outcome.codes == [0]
+    assert not (tmp_path / "shadowed.txt").exists()
+
+
 def _sweep_process(words: list[str]) -> subprocess.Popen:
     command = [sys.executable, "-m", "litlab", "sweep", "-j", "2", *words]
     return subprocess.Popen(command, stderr=subprocess.PIPE, text=True)

@@ -465,7 +465,7 @@ def search(words: list[str], jobs: int = 1) -> tuple[Path, list[dict[str, Any]],
     """Check the space, run (or resume) the study with `jobs` workers, write the report
     (trials.csv, best.yaml, figures); return the folder, the best trials' rows and the
     exit status of a signal that stopped it (None: it ran to its end)."""
-    from litlab.children import Job, run_jobs
+    from litlab.children import Job, python_command, run_jobs
     from litlab.devices import gpus_per_job, visible_gpus, worker_environment
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the workers' logs say it all
@@ -477,7 +477,7 @@ def search(words: list[str], jobs: int = 1) -> tuple[Path, list[dict[str, Any]],
     requeue_dead(study, spec.folder)
     gpus = visible_gpus()
     per_job = gpus_per_job(compose(spec.job).cfg.trainer, len(gpus))
-    command = [sys.executable, "-m", "litlab.search", str(spec.folder)]
+    command = python_command("-m", "litlab.search", str(spec.folder))
     workers = [Job([*command, str(k)], spec.folder / f"worker_{k}.log") for k in range(jobs)]
     while True:  # rounds of `jobs` workers, a trial each, until the budget is spent
         outcome = run_jobs(workers, jobs, lambda k: worker_environment(k, per_job, gpus, jobs))

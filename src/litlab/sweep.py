@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from litlab.check import check
-from litlab.children import Job, run_jobs
+from litlab.children import Job, python_command, run_jobs
 from litlab.config import ConfigError, compose
 from litlab.devices import gpus_per_job, visible_gpus, worker_environment
 from litlab.errors import SweepStopped
@@ -90,7 +90,7 @@ def _command(words: list[str], folder: Path) -> list[str]:
     """Train the run in its own process: continue its last attempt when that was
     interrupted (a signal, a kill) and left a checkpoint, else start it anew (a failed
     or diverged run is tried again from the start)."""
-    train = [sys.executable, "-m", "litlab", "train"]
+    train = python_command("-m", "litlab", "train")
     last = _last_run(folder)
     resumable = last is not None and (last / "checkpoints" / "last.ckpt").is_file()
     if resumable and _status(folder) in ("interrupted", None):
