@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import held_elsewhere
 
 from litlab.config import ConfigError
 from litlab.sweep import grid, summarise, sweep
@@ -257,3 +258,53 @@ def test_a_signal_stops_every_run_and_a_rerun_resumes_them(tmp_path, signum):
     folder_again, rows = sweep(words, jobs=2)
     assert folder_again == summary.parent and sorted(folder.glob("*/*/run/*")) == runs_before
     assert (rows[0]["runs"], rows[0]["interrupted"], rows[0]["failed"]) == (2, 0, 0)
+
+
+# A run that says whether its sweep folder was held while it ran (a shared flock fails).
+PROBE = """
+import fcntl, sys
+from pathlib import Path
+run = Path(sys.argv[1])
+try:
+    fcntl.flock(open(run.parent / ".lock"), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    held = "free"
+except BlockingIOError:
+    held = "held"
+run.mkdir(parents=True, exist_ok=True)
+(run / "lock.txt").write_text(held)
+"""
+
+
+def _probing(monkeypatch) -> None:
+    import litlab.sweep
+
+    command = lambda _words, folder: [sys.executable, "-c", PROBE, str(folder)]  # noqa: E731
+    monkeypatch.setattr(litlab.sweep, "_command", command)
+
+
+def test_a_sweep_holds_its_folder_while_its_runs_train_then_lets_go(tmp_path, monkeypatch):
+    from litlab.rundirs import owner
+
+    _probing(monkeypatch)
+    folder, _ = sweep([f"runs_dir={tmp_path}", "seed=1,2"], jobs=2)
+    assert [(folder / f"seed={s}" / "lock.txt").read_text() for s in (1, 2)] == ["held"] * 2
+    assert owner(folder) is None
+
+
+def test_a_second_sweep_of_the_same_words_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    from litlab.cli import main
+    from litlab.sweep import _name
+
+    _probing(monkeypatch)
+    words = [f"runs_dir={tmp_path}", "seed=1,2"]
+    folder = tmp_path / "sweeps" / _name(words)
+    folder.mkdir(parents=True)
+    with held_elsewhere(folder) as pid:  # by the first sweep, as far as the folder can tell
+        assert main(["sweep", *words]) == 1
+        assert capsys.readouterr().err.splitlines() == [
+            f"litlab: {folder}: in use by process {pid}; a run folder is written by one "
+            "process at a time: wait for it to end (or stop it) and try again"
+        ]
+        assert sorted(p.name for p in folder.iterdir()) == [".lock"]  # nothing ran
+    main(["sweep", *words])  # the folder is free again: its runs start
+    assert (folder / "seed=1" / "lock.txt").read_text() == "held"
