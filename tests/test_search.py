@@ -194,6 +194,24 @@ def test_the_budget_counts_trials_once_even_when_queued_again():
     assert counted(study.trials) == 4
 
 
+def test_the_budget_counts_a_trial_stopped_again_and_again_once():
+    """Stopped three times in a row (SIGTERM, run again): a retry of a retry. Optuna's
+    retried_trial_number names only the first trial of the chain; every one was replaced."""
+    from litlab.search import requeue
+
+    study = optuna.create_study()
+    study.tell(study.ask(), 1.0)
+    for _ in range(3):  # trial 1, then its retries 2 and 3, each stopped while it ran
+        stopped = study.ask()
+        requeue(study, stopped.number)
+        study.tell(stopped, state=optuna.trial.TrialState.FAIL)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "FAIL", "FAIL", "WAITING"]
+    assert counted(study.trials) == 1  # trial 0; the waiting copy of 1 is yet to run
+    study.tell(study.ask(), 1.0)  # the waiting copy, at last
+    assert [t.state.name for t in study.trials][-1] == "COMPLETE"
+    assert counted(study.trials) == 2
+
+
 # --------------------------------------------------------------------------- searching
 
 

@@ -272,17 +272,26 @@ def _pruner(name: str) -> optuna.pruners.BasePruner:
 def counted(trials: list[FrozenTrial]) -> int:
     """Trials that use up the budget: all but those waiting, and those a killed or
     stopped worker left, which were queued again as a new trial."""
-    retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
-    with warnings.catch_warnings():  # experimental since Optuna 2.8, still there in 5.0
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        replaced = {retried(t) for t in trials} - {None}
+    replaced = _replaced(trials)
     return sum(t.state != TrialState.WAITING and t.number not in replaced for t in trials)
+
+
+def _replaced(trials: list[FrozenTrial]) -> set[int]:
+    """The trials queued again as another (`requeue`): every one in a retry's history.
+    `retried_trial_number` names only the first of them, so a retry that was stopped in
+    turn counted as a trial of its own (5 asked, 4 ended)."""
+    history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history
+    with warnings.catch_warnings():  # experimental since Optuna 3.0, still there in 5.1
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return {number for t in trials for number in history(t)}
 
 
 def requeue(study: optuna.Study, number: int) -> None:
     """Queue trial `number` again with its parameters: Optuna's own retry, which the
     budget (`counted`) knows as a replacement."""
-    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    # a copy: the callback appends to the trial's retry_history list in place, which
+    # would change the storage's own record of it in this process
+    trial = next(t for t in study.get_trials() if t.number == number)
     with warnings.catch_warnings():  # experimental since Optuna 2.8, still there in 5.0
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
