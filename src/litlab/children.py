@@ -39,7 +39,8 @@ class Job:
 
 @dataclass
 class Outcome:
-    codes: list[int | None]  # exit status of each job; None: it never started
+    codes: list[int | None]  # exit status of each job (-N: killed by signal N); None: never started
+    pids: list[int | None]  # process id of each job (a search worker names its trial by it)
     signal: signal.Signals | None  # the signal that stopped the batch, if one did
 
 
@@ -79,6 +80,7 @@ def _loop(
     received: list[signal.Signals],
 ) -> Outcome:
     codes: list[int | None] = [None] * len(jobs)
+    pids: list[int | None] = [None] * len(jobs)
     waiting, running = deque(range(len(jobs))), {}  # slot -> (job index, process)
     told = 0  # signals passed on so far
     try:
@@ -87,6 +89,7 @@ def _loop(
                 slot = min(set(range(slots)) - set(running))
                 index = waiting.popleft()
                 running[slot] = (index, _start(jobs[index], environment(slot)))
+                pids[index] = running[slot][1].pid
             if len(received) > told:
                 told = len(received)
                 for _, process in running.values():
@@ -102,7 +105,7 @@ def _loop(
         for _, process in running.values():
             with contextlib.suppress(OSError):
                 process.kill()
-    return Outcome(codes, received[0] if received else None)
+    return Outcome(codes, pids, received[0] if received else None)
 
 
 def _start(job: Job, extra: dict[str, str]) -> subprocess.Popen:
