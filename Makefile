@@ -13,7 +13,8 @@ CKPT ?=
 INPUT ?=
 OUTPUT ?= predictions.csv
 J ?= 1
-HOST ?= 127.0.0.1
+# not HOST: some shells set it to the machine's name, which would expose the servers
+LITLAB_HOST ?= 127.0.0.1
 PORT ?= 6006
 DASHBOARD_PORT ?= 8080
 SEARCH ?= $(RUNS)/searches/circles
@@ -51,15 +52,15 @@ search: $(STAMP)  ## a hyperparameter search with Optuna, J workers: make search
 
 search-dashboard: $(STAMP)  ## optuna-dashboard of a search on 127.0.0.1:8080: SEARCH=runs/searches/circles
 	@test -x $(BIN)/optuna-dashboard || $(BIN)/pip install --quiet -e ".[dashboard]"
-	@echo "optuna-dashboard: http://$(HOST):$(DASHBOARD_PORT)/"
-	$(BIN)/optuna-dashboard $(SEARCH)/study.journal --host $(HOST) --port $(DASHBOARD_PORT)
+	@echo "optuna-dashboard: http://$(LITLAB_HOST):$(DASHBOARD_PORT)/"
+	$(BIN)/optuna-dashboard $(SEARCH)/study.journal --host $(LITLAB_HOST) --port $(DASHBOARD_PORT)
 
 compare: $(STAMP)  ## the lesson's comparison: GD, momentum, RMSProp, Adam; then decay schedules
 	$(BIN)/litlab compare -j $(J) $(ARGS)
 
-tensorboard: $(STAMP)  ## serve every run on 127.0.0.1:6006 (RUNS=, PORT=, HOST= to change)
-	@echo "TensorBoard: http://$(HOST):$(PORT)/"
-	$(BIN)/tensorboard --logdir $(RUNS) --host $(HOST) --port $(PORT)
+tensorboard: $(STAMP)  ## serve every run on 127.0.0.1:6006 (RUNS=, PORT=, LITLAB_HOST= to change)
+	@echo "TensorBoard: http://$(LITLAB_HOST):$(PORT)/"
+	$(BIN)/tensorboard --logdir $(RUNS) --host $(LITLAB_HOST) --port $(PORT)
 
 test: $(STAMP)  ## run the whole suite (the slow tests too); CI runs this
 	$(BIN)/pytest

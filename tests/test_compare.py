@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 
 import pytest
-from conftest import scalars
+from conftest import held_elsewhere, scalars
 
-from litlab.compare import compare
+from litlab.compare import PANELS, compare
+from litlab.errors import RunBusy
 from litlab.figures import comparison
 
 
@@ -43,3 +44,16 @@ def test_comparison_figure_has_a_line_and_band_per_setting():
     assert [ax.get_title() for ax in figure.axes] == ["left", "right"]
     (line,) = figure.axes[0].get_lines()
     assert line.get_ydata().tolist() == [1.0, 0.5, 0.25] and len(figure.axes[0].collections) == 1
+
+
+def test_a_compare_whose_sweep_runs_elsewhere_is_refused_and_writes_nothing(tmp_path):
+    """A second `litlab compare` of the same words: its first sweep's folder is held."""
+    from litlab.sweep import _name
+
+    words = [*PANELS["optimisers"], "trainer.log_every_n_steps=10", f"runs_dir={tmp_path}"]
+    folder = tmp_path / "sweeps" / _name([*words, "seed=1,2,3"])
+    folder.mkdir(parents=True)
+    with held_elsewhere(folder) as pid, pytest.raises(RunBusy, match=f"process {pid}"):
+        compare([f"runs_dir={tmp_path}"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweeps"]  # no compare/ folder
+    assert sorted(p.name for p in folder.iterdir()) == [".lock"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import pickle
 
@@ -15,7 +16,7 @@ from litlab.cli import main
 from litlab.config import ConfigError
 from litlab.data import CirclesDataModule, DiabetesDataModule
 from litlab.data.split import split_rows
-from litlab.predict import Predictor, evaluate_checkpoint
+from litlab.predict import OUTPUT_ALLOWED, Predictor, escape_formulas, evaluate_checkpoint
 from litlab.train import train
 
 SHORT = ("trainer.max_epochs=100", "trainer.check_val_every_n_epoch=20")
@@ -165,3 +166,132 @@ def _csv(tmp_path, frame):
     path = tmp_path / "rows.csv"
     frame.to_csv(path, index=False)
     return str(path)
+
+
+def _snapshot(*folders):
+    """Every file under `folders` with its bytes: what a refused predict must not touch."""
+    return {p: p.read_bytes() for f in folders for p in sorted(f.rglob("*")) if p.is_file()}
+
+
+def test_predict_refuses_an_output_over_what_it_reads_or_a_run_keeps(circles_run, tmp_path, capsys):
+    run_dir = circles_run[0]
+    checkpoint = run_dir / "checkpoints" / "best.ckpt"
+    rows = tmp_path / "points.csv"
+    pd.DataFrame({"x1": [0.0], "x2": [0.0]}).to_csv(rows, index=False)
+    (tmp_path / "link.csv").symlink_to(checkpoint)
+    refused = {
+        checkpoint: "is the checkpoint itself",
+        tmp_path / "link.csv": "is the checkpoint itself",  # a link to it too
+        rows: "is the INPUT file",
+        run_dir / "checkpoints" / "predictions.csv": (
+            f"is in the run folder's checkpoints/ ({run_dir / 'checkpoints'})"
+        ),
+        run_dir / "checkpoints" / "last.ckpt": (
+            f"is in the run folder's checkpoints/ ({run_dir / 'checkpoints'})"
+        ),
+    }
+    before = _snapshot(run_dir, tmp_path)
+    for output, what in refused.items():
+        assert main(["predict", str(checkpoint), str(rows), str(output)]) == 2, output
+        assert capsys.readouterr().err.splitlines() == [
+            "litlab: bad config:",
+            f"  OUTPUT {output}: {what}; {OUTPUT_ALLOWED}",
+        ]
+        assert _snapshot(run_dir, tmp_path) == before  # nothing written, nothing changed
+    # a folder merely named checkpoints, not a run's, is a place like any other
+    elsewhere = tmp_path / "checkpoints" / "predictions.csv"
+    elsewhere.parent.mkdir()
+    assert main(["predict", str(checkpoint), str(rows), str(elsewhere)]) == 0
+    assert pd.read_csv(elsewhere)["x1"].tolist() == [0.0]
+
+
+def test_text_cells_a_spreadsheet_would_run_are_quoted():
+    frame = pd.DataFrame(
+        {
+            "x": [-1.5, 2.0, float("nan")],
+            "n": pd.array([-3, None, 4], dtype="Int64"),
+            "text": ["=1+2", "+cmd", None],
+            "more": ["-minus", "@SUM(A1)", "plain"],
+            "ws": ["\tlead", "\rlead", "a=b"],
+            "=head": ["ok", "ok", "ok"],
+        }
+    )
+    out = escape_formulas(frame)
+    assert list(out.columns) == ["x", "n", "text", "more", "ws", "'=head"]
+    assert out["x"].tolist()[:2] == [-1.5, 2.0] and out["n"].tolist() == [-3, pd.NA, 4]
+    assert out["text"].tolist()[:2] == ["'=1+2", "'+cmd"] and pd.isna(out["text"][2])
+    assert out["more"].tolist() == ["'-minus", "'@SUM(A1)", "plain"]
+    assert out["ws"].tolist() == ["'\tlead", "'\rlead", "a=b"]
+    assert frame["text"][0] == "=1+2"  # the frame itself is left as it was
+
+
+@pytest.fixture(scope="module")
+def formula_run(tmp_path_factory):
+    """A classifier trained on a table whose class names and text look like formulas."""
+    from litlab.config import compose
+
+    folder = tmp_path_factory.mktemp("formulas")
+    table = folder / "train.csv"
+    lines = [
+        f"{x / 10},{'=red' if i % 2 else 'plain'},{'=yes' if x > 0 else '@no'}"
+        for i, x in enumerate(range(-40, 40))
+    ]
+    table.write_text("x,colour,label\n" + "\n".join(lines) + "\n")
+    words = ["data=csv", f"data.path={table}", "data.target=label", "trainer.max_epochs=10"]
+    run_dir, _ = train(compose([f"runs_dir={folder / 'runs'}", *words]))
+    return run_dir / "checkpoints" / "best.ckpt"
+
+
+def test_predict_quotes_input_text_and_class_names_not_numbers(formula_run, tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text(
+        "x,colour,note\n"
+        '-1.5,=red,"=HYPERLINK(""http://x"")"\n'
+        "2.0,plain,+1\n"
+        "0.5,-minus,@SUM(A1)\n"
+        '1.0,plain,"\tlead"\n'
+        '-2.0,plain,"\r=cmd"\n'
+    )
+    output = tmp_path / "out.csv"
+    assert main(["predict", str(formula_run), str(rows), str(output)]) == 0
+    with open(output, newline="") as f:
+        header, *cells = list(csv.reader(f))
+    assert header == ["x", "colour", "note", "prediction", "probability", "problem"]
+    assert [row[:3] for row in cells] == [
+        ["-1.5", "'=red", '\'=HYPERLINK("http://x")'],
+        ["2.0", "plain", "'+1"],
+        ["0.5", "'-minus", "'@SUM(A1)"],
+        ["1.0", "plain", "'\tlead"],
+        ["-2.0", "plain", "'\r=cmd"],
+    ]
+    predictor = Predictor.from_checkpoint(formula_run)
+    predicted = predictor.predict(predictor.read(rows))
+    assert set(predicted["prediction"]) <= {"=yes", "@no"}  # the training file's names
+    assert [row[3] for row in cells] == ["'" + name for name in predicted["prediction"]]
+    assert [float(row[4]) for row in cells] == pytest.approx(predicted["probability"].tolist())
+
+
+class _Unwritable:
+    """A cell that fails when the CSV writer reaches it: a stop in the middle of writing."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("stopped while writing")
+
+
+def test_predictions_replace_the_old_file_whole_or_not_at_all(circles_run, tmp_path, monkeypatch):
+    checkpoint = circles_run[0] / "checkpoints" / "best.ckpt"
+    rows = _csv(tmp_path, pd.DataFrame({"x1": [0.0] * 50, "x2": [0.0] * 50}))
+    output = tmp_path / "out.csv"
+    assert main(["predict", str(checkpoint), rows, str(output)]) == 0
+    old = output.read_bytes()
+    predict = Predictor.predict
+
+    def predict_then_stop(self, frame):
+        out = predict(self, frame)
+        return out.assign(late=[1.0] * (len(out) - 1) + [_Unwritable()])  # the last row fails
+
+    monkeypatch.setattr(Predictor, "predict", predict_then_stop)
+    with pytest.raises(RuntimeError, match="stopped while writing"):
+        main(["predict", str(checkpoint), rows, str(output)])
+    assert output.read_bytes() == old  # the previous predictions, byte for byte
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "rows.csv"]  # no partial

@@ -3,8 +3,10 @@ after a kill, workers share it, bad trials are pruned, and the best one trains a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -195,6 +197,24 @@ def test_the_budget_counts_trials_once_even_when_queued_again():
     assert counted(study.trials) == 4
 
 
+def test_the_budget_counts_a_trial_stopped_again_and_again_once():
+    """Stopped three times in a row (SIGTERM, run again): a retry of a retry. Optuna's
+    retried_trial_number names only the first trial of the chain; every one was replaced."""
+    from litlab.search import requeue
+
+    study = optuna.create_study()
+    study.tell(study.ask(), 1.0)
+    for _ in range(3):  # trial 1, then its retries 2 and 3, each stopped while it ran
+        stopped = study.ask()
+        requeue(study, stopped.number)
+        study.tell(stopped, state=optuna.trial.TrialState.FAIL)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "FAIL", "FAIL", "FAIL", "WAITING"]
+    assert counted(study.trials) == 1  # trial 0; the waiting copy of 1 is yet to run
+    study.tell(study.ask(), 1.0)  # the waiting copy, at last
+    assert [t.state.name for t in study.trials][-1] == "COMPLETE"
+    assert counted(study.trials) == 2
+
+
 # --------------------------------------------------------------------------- searching
 
 
@@ -287,6 +307,74 @@ def test_a_killed_search_resumes_to_exactly_its_budget(tmp_path, kill):
         if status not in ("finished", "pruned"):
             assert status == "interrupted"
             assert study.trials[number].state.name == "FAIL"
+
+
+def _running_trial(folder: Path) -> tuple[int, int] | None:
+    """The number of a trial that trains now and its worker's pid, once it has saved a
+    checkpoint (it is mid-way: this test's trials save one at every epoch)."""
+    if not (folder / "study.journal").exists():
+        return None
+    try:
+        trials = study_of(folder).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    except (KeyError, OSError):  # the study is being created
+        return None
+    for trial in trials:
+        saved = (folder / f"trial_{trial.number}" / "checkpoints" / "last.ckpt").exists()
+        if saved and "worker" in trial.user_attrs:
+            return trial.number, int(trial.user_attrs["worker"].rpartition(":")[2])
+    return None
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_trial_is_no_clean_finish(tmp_path):
+    words = [
+        "search=circles",
+        "search.n_trials=2",
+        # 350 one-row steps an epoch, 20 epochs: the trial trains on long after it starts
+        "data.batch_size=1",
+        "trainer.max_epochs=20",
+        "callbacks.dashboard=null",
+        f"runs_dir={tmp_path}",
+    ]
+    folder = tmp_path / "searches" / "circles"
+    command = [sys.executable, "-m", "litlab", "search", *words]
+    process = subprocess.Popen(
+        command, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(lambda: _running_trial(folder) is not None, "a trial under way")
+        number, worker = _running_trial(folder)
+        os.kill(worker, signal.SIGKILL)  # as the OOM killer would
+        out, err = process.communicate(timeout=TIMEOUT_S)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # nothing of it may outlive the test
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert process.returncode == 1
+    assert err.splitlines()[-1] == (
+        f"litlab: worker 0 was killed by SIGKILL ({folder / 'worker_0.log'}): its trial "
+        f"{number} is interrupted and queued again; run the same command to go on"
+    )
+    assert re.search(rf"^{number}\s+interrupted\s", out, re.M), out  # in the table
+    assert "0 finished, 0 pruned, 1 failed or stopped" in out
+    assert statuses(folder) == {number: "interrupted"}
+    study = study_of(folder)
+    assert study.trials[number].state.name == "FAIL"
+    (waiting,) = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert waiting.params == study.trials[number].params  # queued again, as it was
+
+
+def test_a_trial_stopped_before_its_folder_was_made_is_reported_interrupted(tmp_path):
+    from litlab.search import report, requeue
+
+    spec = parse([space_file(tmp_path, {"optimizer": ["sgd"]}), f"runs_dir={tmp_path}"])
+    spec.folder.mkdir(parents=True)
+    study = optuna.create_study()
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)  # failed, not queued again
+    stopped = study.ask()  # its worker killed, or stopped, before train() made trial_1/
+    requeue(study, stopped.number)
+    study.tell(stopped, state=optuna.trial.TrialState.FAIL)
+    assert {r["trial"]: r["status"] for r in report(study, spec)} == {0: "fail", 1: "interrupted"}
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import held_elsewhere
 
 from litlab.config import ConfigError
 from litlab.sweep import grid, summarise, sweep
@@ -163,6 +164,56 @@ def test_cpu_workers_share_the_cores(monkeypatch):
     assert worker_environment(0, 0, [], workers=1) == {}  # one worker: torch decides
 
 
+# Imported in place of the installed omegaconf, it leaves a file saying so.
+SHADOW = "import pathlib; pathlib.Path(__file__).with_name('shadowed.txt').write_text('ran')"
+OWN_NET = """
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+
+    def forward(self, x):
+        return self.linear(x)
+"""
+
+
+@pytest.mark.slow
+def test_runs_never_import_the_working_folder_ahead_of_packages(tmp_path, monkeypatch):
+    """An omegaconf.py where the sweep is started is not what its runs import; the
+    user's own module there still is, for its _target_."""
+    (tmp_path / "omegaconf.py").write_text(SHADOW)
+    (tmp_path / "sweep_own_nets.py").write_text(OWN_NET)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # locate() appends the folder
+    words = [
+        f"runs_dir={tmp_path / 'runs'}",
+        "model._target_=sweep_own_nets.Net",
+        "trainer.max_epochs=2",
+        "callbacks.dashboard=null",
+    ]
+    folder, (row,) = sweep(words)
+    assert not (tmp_path / "shadowed.txt").exists()
+    assert (row["runs"], row["failed"]) == (1, 0), (folder / "run" / "output.log").read_text()
+
+
+def test_what_a_child_starts_does_not_import_the_working_folder_first(tmp_path, monkeypatch):
+    """A child's own children (Lightning's DDP launcher runs `python -m litlab` again)
+    keep the safe path: here `python -c`, which would put the folder first."""
+    from litlab.children import Job, python_command, run_jobs
+
+    (tmp_path / "omegaconf.py").write_text(SHADOW)
+    monkeypatch.chdir(tmp_path)
+    grandchild = (
+        "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import omegaconf'])"
+    )
+    outcome = run_jobs([Job(python_command("-c", grandchild), tmp_path / "log")], 1, lambda _: {})
+    assert outcome.codes == [0]
+    assert not (tmp_path / "shadowed.txt").exists()
+
+
 def _sweep_process(words: list[str]) -> subprocess.Popen:
     command = [sys.executable, "-m", "litlab", "sweep", "-j", "2", *words]
     return subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
@@ -207,3 +258,53 @@ def test_a_signal_stops_every_run_and_a_rerun_resumes_them(tmp_path, signum):
     folder_again, rows = sweep(words, jobs=2)
     assert folder_again == summary.parent and sorted(folder.glob("*/*/run/*")) == runs_before
     assert (rows[0]["runs"], rows[0]["interrupted"], rows[0]["failed"]) == (2, 0, 0)
+
+
+# A run that says whether its sweep folder was held while it ran (a shared flock fails).
+PROBE = """
+import fcntl, sys
+from pathlib import Path
+run = Path(sys.argv[1])
+try:
+    fcntl.flock(open(run.parent / ".lock"), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    held = "free"
+except BlockingIOError:
+    held = "held"
+run.mkdir(parents=True, exist_ok=True)
+(run / "lock.txt").write_text(held)
+"""
+
+
+def _probing(monkeypatch) -> None:
+    import litlab.sweep
+
+    command = lambda _words, folder: [sys.executable, "-c", PROBE, str(folder)]  # noqa: E731
+    monkeypatch.setattr(litlab.sweep, "_command", command)
+
+
+def test_a_sweep_holds_its_folder_while_its_runs_train_then_lets_go(tmp_path, monkeypatch):
+    from litlab.rundirs import owner
+
+    _probing(monkeypatch)
+    folder, _ = sweep([f"runs_dir={tmp_path}", "seed=1,2"], jobs=2)
+    assert [(folder / f"seed={s}" / "lock.txt").read_text() for s in (1, 2)] == ["held"] * 2
+    assert owner(folder) is None
+
+
+def test_a_second_sweep_of_the_same_words_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    from litlab.cli import main
+    from litlab.sweep import _name
+
+    _probing(monkeypatch)
+    words = [f"runs_dir={tmp_path}", "seed=1,2"]
+    folder = tmp_path / "sweeps" / _name(words)
+    folder.mkdir(parents=True)
+    with held_elsewhere(folder) as pid:  # by the first sweep, as far as the folder can tell
+        assert main(["sweep", *words]) == 1
+        assert capsys.readouterr().err.splitlines() == [
+            f"litlab: {folder}: in use by process {pid}; a run folder is written by one "
+            "process at a time: wait for it to end (or stop it) and try again"
+        ]
+        assert sorted(p.name for p in folder.iterdir()) == [".lock"]  # nothing ran
+    main(["sweep", *words])  # the folder is free again: its runs start
+    assert (folder / "seed=1" / "lock.txt").read_text() == "held"

@@ -5,6 +5,9 @@ SIGTERM or SIGINT to the parent is passed on to every child as SIGTERM (each sav
 step and stops, see GracefulStop), no new child starts, and the parent returns once they
 have ended; a second signal kills them. If the parent is killed outright (SIGKILL), Linux
 sends each child SIGTERM (PR_SET_PDEATHSIG), so none trains on as an orphan.
+
+Children never import from the working folder ahead of the installed packages
+(`python_command`), nor do the processes they start in turn.
 """
 
 from __future__ import annotations
@@ -36,8 +39,17 @@ class Job:
 
 @dataclass
 class Outcome:
-    codes: list[int | None]  # exit status of each job; None: it never started
+    codes: list[int | None]  # exit status of each job (-N: killed by signal N); None: never started
+    pids: list[int | None]  # process id of each job (a search worker names its trial by it)
     signal: signal.Signals | None  # the signal that stopped the batch, if one did
+
+
+def python_command(*args: str) -> list[str]:
+    """`python -P ARGS`: `-m` and `-c` put the working folder first on sys.path, where a
+    file of the same name (an omegaconf.py) would shadow an installed package; -P leaves
+    it off. The user's own modules there still import for their `_target_`s, after the
+    packages (signatures.locate appends the folder)."""
+    return [sys.executable, "-P", *args]
 
 
 def run_jobs(jobs: list[Job], slots: int, environment: Callable[[int], dict[str, str]]) -> Outcome:
@@ -68,6 +80,7 @@ def _loop(
     received: list[signal.Signals],
 ) -> Outcome:
     codes: list[int | None] = [None] * len(jobs)
+    pids: list[int | None] = [None] * len(jobs)
     waiting, running = deque(range(len(jobs))), {}  # slot -> (job index, process)
     told = 0  # signals passed on so far
     try:
@@ -76,6 +89,7 @@ def _loop(
                 slot = min(set(range(slots)) - set(running))
                 index = waiting.popleft()
                 running[slot] = (index, _start(jobs[index], environment(slot)))
+                pids[index] = running[slot][1].pid
             if len(received) > told:
                 told = len(received)
                 for _, process in running.values():
@@ -91,7 +105,7 @@ def _loop(
         for _, process in running.values():
             with contextlib.suppress(OSError):
                 process.kill()
-    return Outcome(codes, received[0] if received else None)
+    return Outcome(codes, pids, received[0] if received else None)
 
 
 def _start(job: Job, extra: dict[str, str]) -> subprocess.Popen:
@@ -101,7 +115,9 @@ def _start(job: Job, extra: dict[str, str]) -> subprocess.Popen:
             job.command,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **extra},
+            # -P does not pass on: PYTHONSAFEPATH does, to the processes a child starts
+            # itself (Lightning's DDP launcher runs `python -m litlab` again)
+            env={**os.environ, "PYTHONSAFEPATH": "1", **extra},
             preexec_fn=_die_with(os.getpid()) if sys.platform == "linux" else None,
         )
 

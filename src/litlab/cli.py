@@ -106,12 +106,13 @@ def _eval(checkpoint: str, trust: bool, overrides: list[str]) -> int:
 
 
 def _predict(checkpoint: str, input_csv: str, output_csv: str, trust: bool) -> int:
-    from litlab.predict import Predictor
+    from litlab.predict import Predictor, check_output, write_predictions
 
+    check_output(Path(checkpoint), Path(input_csv), Path(output_csv))
     predictor = Predictor.from_checkpoint(checkpoint, trust)
     frame = predictor.read(input_csv)
     out = predictor.predict(frame)
-    out.to_csv(output_csv, index=False, **frame.attrs.get("csv", {}))  # as the rows came
+    write_predictions(out, Path(output_csv), frame.attrs.get("csv", {}))  # as the rows came
     for note in predictor.notes:
         print(note)
     refused = int((out["problem"] != "").sum())

@@ -36,7 +36,6 @@ def compare(
     """Run both comparisons (`words` change the job, e.g. trainer.max_epochs=300); return
     the folder of the figure and table, and the table's rows."""
     common = ["trainer.log_every_n_steps=10", *words, f"seed={seeds}"]
-    out = claim_run_dir(Path(compose(words).cfg.runs_dir).expanduser() / "compare")
     panels, rows = {}, []
     for title, axis in PANELS.items():
         folder, _ = sweep([*axis, *common], jobs)
@@ -46,6 +45,8 @@ def compare(
             curves[setting] = _mean_curve([s["train/loss"] for s in logged])
             rows.append(_row(title, setting, runs, logged))
         panels[title] = curves
+    # claimed after the sweeps: one refused (another compare runs them) leaves no folder
+    out = claim_run_dir(Path(compose(words).cfg.runs_dir).expanduser() / "compare")
     figures.comparison(panels).savefig(out / "comparison.png")
     write_csv(out / "comparison.csv", rows)
     return out, rows

@@ -6,8 +6,9 @@ prediction has."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import lightning as L
 import pandas as pd
@@ -15,9 +16,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.builders import build_data, build_module, build_node
 from litlab.check import runs_on_gpu, target_errors
-from litlab.checkpoints import KEY, check_fits, load_checkpoint
+from litlab.checkpoints import KEY, check_fits, load_checkpoint, write_atomically
 from litlab.config import Composed, ConfigError, stored_config
 from litlab.data.base import TensorDataModule
+
+# OWASP's list for CSV injection: a spreadsheet runs a cell that starts so as a formula
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+OUTPUT_ALLOWED = (
+    "predictions go to a CSV file of their own, outside any run's checkpoints/ folder "
+    "(e.g. predictions.csv)"
+)
 
 
 def _composed(checkpoint: dict[str, Any], path: str | Path, trust: bool) -> Composed:
@@ -163,3 +171,57 @@ class Predictor:
             )
         extra = [str(c) for c in frame.columns if c not in self.columns]
         return [f"ignored columns the network does not use: {', '.join(extra)}"] if extra else []
+
+
+def check_output(checkpoint: Path, rows: Path, output: Path) -> None:
+    """Refuse an OUTPUT that would overwrite what predict reads or a run keeps: the
+    checkpoint, the INPUT file, any file in a run folder's checkpoints/ (a folder of that
+    name beside a config.yaml)."""
+    target = output.resolve()
+    for what, path in (("the checkpoint itself", checkpoint), ("the INPUT file", rows)):
+        if _same_file(target, path):
+            raise ConfigError([f"OUTPUT {output}: is {what}; {OUTPUT_ALLOWED}"])
+    for folder in target.parents:
+        if folder.name == "checkpoints" and (folder.parent / "config.yaml").is_file():
+            where = f"is in the run folder's checkpoints/ ({folder})"
+            raise ConfigError([f"OUTPUT {output}: {where}; {OUTPUT_ALLOWED}"])
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same path once links are followed, or another name of the file (a hard link)."""
+    if a == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def write_predictions(out: pd.DataFrame, path: Path, csv: dict[str, Any]) -> None:
+    """`out` as a CSV file at `path` (`csv`: to_csv's options, as the rows came), text
+    cells escaped for spreadsheets (`escape_formulas`). Written beside `path` and renamed
+    over it, so a stop midway (SIGTERM) leaves the previous file whole."""
+    escaped = escape_formulas(out)
+
+    def write(file: IO[bytes]) -> None:
+        # RFC 4180's line end (Python csv's own): with "\n" alone a cell holding a bare CR
+        # goes out unquoted and a reader starts a new row there, which `\r=cmd` would use
+        escaped.to_csv(file, index=False, lineterminator="\r\n", **csv)
+
+    write_atomically(path, write)
+
+
+def escape_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with a quote before every text cell, and column name, that starts as a
+    formula does (FORMULA_START): the input's text and the training file's class names
+    reach a spreadsheet as text, never run. Numeric columns are left as they are."""
+    out = frame.rename(columns=_escaped)
+    for i in range(out.shape[1]):
+        column = out.iloc[:, i]
+        if not pd.api.types.is_numeric_dtype(column):
+            out.isetitem(i, column.map(_escaped))
+    return out
+
+
+def _escaped(value: Any) -> Any:
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_START) else value

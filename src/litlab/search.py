@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import socket
 import sys
 import warnings
@@ -35,6 +36,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from litlab.children import Job, Outcome, python_command, run_jobs
 from litlab.config import CLI, compose, config_dirs, groups
 from litlab.errors import ConfigError, Interrupted
 
@@ -275,17 +277,26 @@ def _pruner(name: str) -> optuna.pruners.BasePruner:
 def counted(trials: list[FrozenTrial]) -> int:
     """Trials that use up the budget: all but those waiting, and those a killed or
     stopped worker left, which were queued again as a new trial."""
-    retried = optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number
-    with warnings.catch_warnings():  # experimental since Optuna 2.8, still there in 5.0
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        replaced = {retried(t) for t in trials} - {None}
+    replaced = _replaced(trials)
     return sum(t.state != TrialState.WAITING and t.number not in replaced for t in trials)
+
+
+def _replaced(trials: list[FrozenTrial]) -> set[int]:
+    """The trials queued again as another (`requeue`): every one in a retry's history.
+    `retried_trial_number` names only the first of them, so a retry that was stopped in
+    turn counted as a trial of its own (5 asked, 4 ended)."""
+    history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history
+    with warnings.catch_warnings():  # experimental since Optuna 3.0, still there in 5.1
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return {number for t in trials for number in history(t)}
 
 
 def requeue(study: optuna.Study, number: int) -> None:
     """Queue trial `number` again with its parameters: Optuna's own retry, which the
     budget (`counted`) knows as a replacement."""
-    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    # a copy: the callback appends to the trial's retry_history list in place, which
+    # would change the storage's own record of it in this process
+    trial = next(t for t in study.get_trials() if t.number == number)
     with warnings.catch_warnings():  # experimental since Optuna 2.8, still there in 5.0
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.RetryHeartbeatStaleTrialCallback()(study, trial)
@@ -467,35 +478,64 @@ def _best(trial: Trial, search: Search) -> dict[str, float]:
 def search(words: list[str], jobs: int = 1) -> tuple[Path, list[dict[str, Any]], int | None]:
     """Check the space, run (or resume) the study with `jobs` workers, write the report
     (trials.csv, best.yaml, figures); return the folder, the best trials' rows and the
-    exit status of a signal that stopped it (None: it ran to its end)."""
-    from litlab.children import Job, run_jobs
-    from litlab.devices import gpus_per_job, visible_gpus, worker_environment
-
+    exit status when it did not run to its end: 128 + the signal that stopped it, 1 when a
+    worker was killed or stopped with an error (None: it ran to its end)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the workers' logs say it all
     spec = parse(words)
     check(spec)
     spec.folder.mkdir(parents=True, exist_ok=True)
     _save_spec(spec)
+    requeue_dead(open_study(spec), spec.folder)
+    outcome = _run_workers(spec, jobs)
     study = open_study(spec)
-    requeue_dead(study, spec.folder)
-    gpus = visible_gpus()
-    per_job = gpus_per_job(compose(spec.job).cfg.trainer, len(gpus))
-    command = [sys.executable, "-m", "litlab.search", str(spec.folder)]
-    workers = [Job([*command, str(k)], spec.folder / f"worker_{k}.log") for k in range(jobs)]
-    while True:  # rounds of `jobs` workers, a trial each, until the budget is spent
-        outcome = run_jobs(workers, jobs, lambda k: worker_environment(k, per_job, gpus, jobs))
-        study = open_study(spec)
-        done = counted(study.get_trials(deepcopy=False)) >= spec.cfg.n_trials
-        if done or outcome.signal or any(code != 0 for code in outcome.codes):
-            break
+    lost = False if outcome.signal else _lost_workers(study, spec.folder, outcome)
     rows = report(study, spec)
-    failed = [
-        k for k, code in enumerate(outcome.codes) if code not in (0, None) and not outcome.signal
-    ]
-    if failed:
-        logs = ", ".join(str(spec.folder / f"worker_{k}.log") for k in failed)
-        print(f"litlab: {len(failed)} worker(s) stopped with an error; see {logs}", file=sys.stderr)
-    return spec.folder, rows, 128 + int(outcome.signal) if outcome.signal else None
+    if outcome.signal:
+        return spec.folder, rows, 128 + int(outcome.signal)
+    return spec.folder, rows, 1 if lost else None
+
+
+def _run_workers(search: Search, jobs: int) -> Outcome:
+    """Rounds of `jobs` workers, a trial each, until the budget is spent, a signal stops
+    them or a worker does not end cleanly; how the last round ended."""
+    from litlab.devices import gpus_per_job, visible_gpus, worker_environment
+
+    gpus = visible_gpus()
+    per_job = gpus_per_job(compose(search.job).cfg.trainer, len(gpus))
+    command = python_command("-m", "litlab.search", str(search.folder))
+    workers = [Job([*command, str(k)], search.folder / f"worker_{k}.log") for k in range(jobs)]
+    while True:
+        outcome = run_jobs(workers, jobs, lambda k: worker_environment(k, per_job, gpus, jobs))
+        done = counted(open_study(search).get_trials(deepcopy=False)) >= search.cfg.n_trials
+        if done or outcome.signal or any(code != 0 for code in outcome.codes):
+            return outcome
+
+
+def _lost_workers(study: optuna.Study, folder: Path, outcome: Outcome) -> bool:
+    """Say which workers did not end cleanly, whether any did. The trial of one that was
+    killed (SIGKILL, the OOM killer) is marked interrupted and queued again now, as the
+    next run would, so the report does not show it as running."""
+    requeued = requeue_dead(study, folder)
+    # by the worker each ran in (their copies queued again carry the same user attrs)
+    left = {t.user_attrs.get("worker"): t.number for t in study.trials if t.number in requeued}
+    for k, (code, pid) in enumerate(zip(outcome.codes, outcome.pids, strict=True)):
+        log = folder / f"worker_{k}.log"
+        if code is not None and code < 0:
+            trial = left.get(f"{socket.gethostname()}:{pid}")
+            what = ";" if trial is None else f": its trial {trial} is interrupted and queued again;"
+            killed = f"litlab: worker {k} was killed by {_signal_name(-code)} ({log})"
+            print(f"{killed}{what} run the same command to go on", file=sys.stderr)
+        elif code not in (0, None):
+            error = f"litlab: worker {k} stopped with an error (exit {code}); see {log}"
+            print(error, file=sys.stderr)
+    return any(code not in (0, None) for code in outcome.codes)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time signal has no name
+        return f"signal {number}"
 
 
 def _save_spec(search: Search) -> None:
@@ -536,7 +576,8 @@ def report(study: optuna.Study, search: Search) -> list[dict[str, Any]]:
     """Write trials.csv (every trial), best.yaml and the figures; return the rows of the
     best trials, best first."""
     trials = study.get_trials(deepcopy=False)
-    rows = [_row(t, search) for t in trials if t.state in DONE]
+    replaced = _replaced(trials)
+    rows = [_row(t, search, t.number in replaced) for t in trials if t.state in DONE]
     study.trials_dataframe().to_csv(search.folder / "trials.csv", index=False)
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     if done:
@@ -546,9 +587,11 @@ def report(study: optuna.Study, search: Search) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["value"] is None, sign * (r["value"] or 0)))
 
 
-def _row(trial: FrozenTrial, search: Search) -> dict[str, Any]:
+def _row(trial: FrozenTrial, search: Search, queued_again: bool) -> dict[str, Any]:
     metrics = _metrics(search.folder / f"trial_{trial.number}")
-    status = metrics.get("status") or trial.state.name.lower()
+    # a trial stopped before its folder was made has no metrics.json to say so
+    stopped = "interrupted" if queued_again else trial.state.name.lower()
+    status = metrics.get("status") or stopped
     value = (
         trial.value
         if trial.state == TrialState.COMPLETE

@@ -4,9 +4,10 @@
 the words, each in its own process (so one that fails cannot take the others down), `-j`
 at a time, each worker slot on its own GPUs. Running the same sweep again skips the runs
 that finished, resumes those interrupted and reruns those that failed. SIGTERM or Ctrl-C
-stops every run (each saves its step) and writes the summary so far. At the end a table,
-also written as sweep_summary.csv, ranks the settings by the monitored metric, with the
-mean and standard deviation over seeds when `seed` is swept.
+stops every run (each saves its step) and writes the summary so far; a second sweep of
+the same words while one runs is refused in one line. At the end a table, also written
+as sweep_summary.csv, ranks the settings by the monitored metric, with the mean and
+standard deviation over seeds when `seed` is swept.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from litlab.check import check
-from litlab.children import Job, run_jobs
+from litlab.children import Job, python_command, run_jobs
 from litlab.config import ConfigError, compose
 from litlab.devices import gpus_per_job, visible_gpus, worker_environment
 from litlab.errors import SweepStopped
-from litlab.rundirs import metric_spread
+from litlab.rundirs import lock_run_dir, metric_spread, release_run_dir
 
 
 def grid(words: list[str]) -> list[list[str]]:
@@ -47,6 +50,18 @@ def sweep(words: list[str], jobs: int = 1) -> tuple[Path, list[dict[str, Any]]]:
     first = checked[0].cfg
     folder = Path(first.runs_dir).expanduser() / "sweeps" / _name(words)
     folder.mkdir(parents=True, exist_ok=True)
+    # one sweep of a folder at a time (RunBusy): a second would train every run again
+    lock_run_dir(folder)
+    try:
+        return _run_grid(runs, swept, first, folder, jobs)
+    finally:
+        release_run_dir(folder)
+
+
+def _run_grid(
+    runs: list[list[str]], swept: list[str], first: DictConfig, folder: Path, jobs: int
+) -> tuple[Path, list[dict[str, Any]]]:
+    """The runs of the grid that have not finished, `jobs` at a time; the summary."""
     todo = [(run, folder / _run_id(run, swept)) for run in runs]
     pending = [(run, path) for run, path in todo if _status(path) != "finished"]
     gpus = visible_gpus()
@@ -90,7 +105,7 @@ def _command(words: list[str], folder: Path) -> list[str]:
     """Train the run in its own process: continue its last attempt when that was
     interrupted (a signal, a kill) and left a checkpoint, else start it anew (a failed
     or diverged run is tried again from the start)."""
-    train = [sys.executable, "-m", "litlab", "train"]
+    train = python_command("-m", "litlab", "train")
     last = _last_run(folder)
     resumable = last is not None and (last / "checkpoints" / "last.ckpt").is_file()
     if resumable and _status(folder) in ("interrupted", None):
