@@ -129,3 +129,14 @@ def test_tilde_deletes_a_key():
 def test_a_target_that_is_not_a_class_name_is_named(target):
     with pytest.raises(ConfigError, match=r"model \(the command line.*\): needs a _target_"):
         check(compose([f"model._target_={target}"]), build=False)
+
+
+def test_a_yaml_syntax_error_in_an_option_of_ones_own_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs" / "model").mkdir(parents=True)
+    (tmp_path / "configs" / "model" / "bad.yaml").write_text("_target_: [oops\n")
+    with pytest.raises(ConfigError) as info:
+        compose(["model=bad"])
+    (error,) = info.value.errors
+    assert error.startswith(f"{tmp_path / 'configs' / 'model' / 'bad.yaml'}: cannot be read: ")
+    assert "\n" not in error

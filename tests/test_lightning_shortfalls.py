@@ -1,12 +1,13 @@
 """What Lightning itself does where litlab keeps a part of its own (GracefulStop's signal
-handling), and what Lightning runs under DDP at every step. Each test pins Lightning's
-behaviour: a release that changes it fails here, and the part of ours can go, or the
-README's account of what runs per step must change."""
+handling, the SLURM requeue), and what Lightning runs under DDP at every step. Each test
+pins Lightning's behaviour: a release that changes it fails here, and the part of ours
+can go, or the README's account of what runs per step must change."""
 
 from __future__ import annotations
 
 import collections
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,62 @@ def test_lightning_stops_ctrl_c_in_the_middle_of_the_step(tmp_path):
     holds step 3, during which it came) and exits 1, not the 130 a shell reports for
     Ctrl-C. GracefulStop finishes the step, saves it and exits 130."""
     assert plain_lightning(tmp_path, "SIGINT") == (1, 3)
+
+
+SLURM_REQUEUE = """
+import os, signal, sys
+import lightning as L, torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
+
+class Net(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, _):
+        if self.global_step == 3:  # SLURM's --signal=USR1@90 comes during step 3
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return self.layer(batch[0]).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+rows = torch.utils.data.TensorDataset(torch.randn(64, 2))
+trainer = L.Trainer(
+    max_epochs=2, logger=False, enable_progress_bar=False, enable_model_summary=False,
+    enable_checkpointing=False, default_root_dir=sys.argv[1],
+    plugins=[SLURMEnvironment(auto_requeue=True)],
+)
+trainer.fit(Net(), torch.utils.data.DataLoader(rows, batch_size=8))
+print(trainer.global_step)
+"""
+
+
+def test_lightnings_slurm_requeue_saves_inside_the_signal_handler_and_trains_on(tmp_path):
+    """SLURMEnvironment(auto_requeue=True): on SIGUSR1 Lightning saves from inside the
+    signal handler, in the middle of the step (the file holds step 3, during which the
+    signal came), requeues the job, and then trains on to the end, so what it trains after
+    the save is lost when SLURM ends the job. litlab turns auto_requeue off and stops
+    after the step like a SIGTERM (builders._cluster, train._requeue)."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.txt"}\n')
+    (stubs / "scontrol").chmod(0o755)
+    slurm = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "t", "SLURM_NTASKS": "1"}
+    slurm |= {"SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0"}
+    path = f"{stubs}{os.pathsep}{os.environ['PATH']}"
+    done = subprocess.run(
+        [sys.executable, "-c", SLURM_REQUEUE, str(tmp_path)],
+        env={**os.environ, **slurm, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == "16"  # both epochs trained, after the requeue
+    assert (tmp_path / "scontrol.txt").read_text().split() == ["requeue", "4242"]
+    (saved,) = tmp_path.glob("hpc_ckpt_*.ckpt")
+    assert torch.load(saved, weights_only=True)["global_step"] == 3
 
 
 @pytest.mark.slow

@@ -142,7 +142,7 @@ def build_trainer(
     }
     callbacks += [
         *extra,  # the caller's own (a search trial's pruning callback)
-        StoreConfig(OmegaConf.to_container(cfg), composed.choices, fold),
+        StoreConfig(OmegaConf.to_container(cfg, resolve=True), composed.choices, fold),
         RandomState(),
         GracefulStop(run_dir),
     ]
@@ -159,9 +159,10 @@ def build_trainer(
 
 def _cluster() -> list[SLURMEnvironment]:
     """Under SLURM, Lightning's SLURM environment without its auto-requeue: its SIGUSR1
-    handler saves from inside the signal handler, mid-step, and under DDP its collectives
-    could pair wrongly with GracefulStop's. GracefulStop takes SIGUSR1 like SIGTERM
-    instead, and `train.run` requeues the job: one mechanism."""
+    handler saves from inside the signal handler, mid-step, then trains on (shown by
+    tests/test_lightning_shortfalls.py), and under DDP its collectives could pair wrongly
+    with GracefulStop's. GracefulStop takes SIGUSR1 like SIGTERM instead, and `train.run`
+    requeues the job: one mechanism."""
     return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 

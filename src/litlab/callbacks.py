@@ -120,11 +120,11 @@ class GracefulStop(L.Callback):
 
     Why our own signal handling: Lightning 2.6's SIGTERM handling stops with exit status
     0 (its SIGTERMException is a SystemExit without a code), it takes no SIGINT but as a
-    KeyboardInterrupt, which stops in the middle of a step, and under DDP its handler
-    runs a broadcast from inside the signal handler, whichever collective the process is
-    in (tests/test_lightning_internals.py shows each). The stop must come after a whole
-    optimiser step, saved with the loops' state, so that a resumed run ends with the
-    weights of an uninterrupted one (tests/fault checks it at nine points of the loop).
+    KeyboardInterrupt, which drops the step it came in, and under DDP its handler runs a
+    broadcast from inside the signal handler, whichever collective the process is in
+    (tests/test_lightning_shortfalls.py shows the first two). The stop must come after a
+    whole optimiser step, saved with the loops' state, so that a resumed run ends with
+    the weights of an uninterrupted one (tests/fault checks it at nine points of the loop).
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)

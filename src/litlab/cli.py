@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -97,10 +96,11 @@ def _hydra_habit(argv: list[str]) -> str | None:
 
 def _eval(checkpoint: str, trust: bool, overrides: list[str]) -> int:
     from litlab.predict import evaluate_checkpoint
+    from litlab.rundirs import write_json
 
     metrics = evaluate_checkpoint(checkpoint, trust, overrides)
     out = Path(checkpoint).with_suffix(".eval.json")
-    out.write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out, metrics)  # atomically, replacing a link there rather than following it
     _report(out, metrics)
     return 0
 

@@ -19,6 +19,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -344,8 +345,9 @@ def _option_path(group: str, option: str) -> Path:
 def _load(path: Path) -> DictConfig:
     try:
         node = OmegaConf.load(path)
-    except (OmegaConfBaseException, OSError, ValueError) as exc:
-        raise ConfigError([f"{path}: cannot be read: {exc}"]) from None
+    except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as exc:
+        reason = " ".join(str(exc).split())  # a YAML error's text spans lines
+        raise ConfigError([f"{path}: cannot be read: {reason}"]) from None
     return node if isinstance(node, DictConfig) else OmegaConf.create()
 
 

@@ -122,7 +122,10 @@ class Predictor:
         datamodule = build_node(composed, "data")
         state = _data_state(checkpoint, composed)
         if state:
-            datamodule.load_state_dict(state)
+            try:
+                datamodule.load_state_dict(state)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise ConfigError([f"{path}: its data state cannot be read ({exc!r})"]) from None
         module = build_module(composed, datamodule)
         check_fits(module, checkpoint["state_dict"], Path(path))
         module.load_state_dict(checkpoint["state_dict"])
