@@ -17,7 +17,7 @@ from litlab.predict import _composed
 
 def quality(path: str) -> dict[str, float]:
     checkpoint = load_checkpoint(path)
-    composed = _composed(checkpoint)
+    composed = _composed(checkpoint, path, trust=False)
     datamodule = build_data(composed)
     module = build_module(composed, datamodule)
     module.load_state_dict(checkpoint["state_dict"])

@@ -1,5 +1,6 @@
-"""Issue 16 items 7, 11, 12: what the command line picked is what runs, runs are named by
-what differs, and Hydra's habits get one line that says what to type here."""
+"""What the command line picked is what runs, runs are named by what differs, Hydra's
+habits work (`-m`, `--cfg job`), and Hydra's words that litlab spells otherwise get one
+line that says what to type here."""
 
 from __future__ import annotations
 
@@ -62,22 +63,40 @@ def test_hparams_name_the_chosen_options(make_config):
         shown["choice/optimizer"] == "momentum" and shown["optimizer._target_"] == "torch.optim.SGD"
     )
     assert not any(k.startswith(("trainer.accelerator", "callbacks.", "logger.")) for k in shown)
+    assert shown["tags"] == "" and hyperparameters(make_config("tags=[adam,cpu]"))["tags"] == (
+        "adam,cpu"
+    )
 
 
 @pytest.mark.parametrize(
     "words, says",
     [
-        (["train", "-m", "optimizer=sgd,adam"], "-m: several settings are `litlab sweep WORDS`"),
-        (["train", "--multirun"], "--multirun: several settings are `litlab sweep WORDS`"),
-        (["train", "--cfg", "job"], "--cfg: the resolved config is `litlab train --print-config"),
-        (["train", "optimizer=sgd,adam"], "use `litlab sweep optimizer=sgd,adam`"),
-        (["train", "seed=1,2"], "use `litlab sweep seed=1,2`"),
+        (["train", "optimizer=sgd,adam"], "add -m (`litlab train -m optimizer=sgd,adam`"),
+        (["train", "seed=1,2"], "or `litlab sweep seed=1,2`"),
+        (["train", "hydra.run.dir=out"], "set runs_dir= and name="),
+        (["train", "ckpt_path=last.ckpt"], "resume=<run folder>"),
+        (["train", "hydra.job.chdir=true"], "litlab composes configs with Hydra but runs"),
+        (["train", "--cfg", "hydra"], "--cfg hydra: litlab prints the job's config: --cfg job"),
     ],
 )
 def test_hydra_habits_get_one_line_and_exit_2(capsys, words, says):
     assert main(words) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and says in err
+
+
+def test_cfg_job_prints_the_composed_config_and_trains_nothing(tmp_path, capsys):
+    assert main(["train", "--cfg", "job", "experiment=seed", f"runs_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "name: seed" in out and "hidden:\n  - 4" in out
+    assert not list(tmp_path.iterdir())
+
+
+def test_multirun_runs_the_grid_as_a_sweep_does(tmp_path):
+    words = ["trainer.max_epochs=2", "callbacks.dashboard=null", "logger=none"]
+    assert main(["train", "-m", "seed=1,2", *words, f"runs_dir={tmp_path}"]) == 0
+    (sweep,) = (tmp_path / "sweeps").iterdir()
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["seed=1", "seed=2"]
 
 
 def test_a_plus_word_adds_or_sets_a_key(make_config):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
 from litlab.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def litlab(*args: str, cwd) -> subprocess.CompletedProcess:
@@ -101,3 +104,20 @@ def test_train_from_a_real_process_names_the_run_folder_last(tmp_path):
         *(f"{metrics[k]:.4f}" for k in ("test/acc", "baseline/svc/acc", "baseline/logreg/acc")),
     ]
     assert (tmp_path / lines[-1].removeprefix("run folder: ") / "metrics.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", [["-m", "litlab.train"], ["src/litlab/train.py"]])
+def test_the_recipe_trains_when_run_as_a_module_or_a_script(tmp_path, entry):
+    """As `python src/train.py` does in lightning-hydra-template."""
+    words = ["trainer.max_epochs=2", "logger=none", "callbacks.dashboard=null"]
+    done = subprocess.run(
+        [sys.executable, *entry, *words, f"runs_dir={tmp_path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run_dir,) = (tmp_path / "circles").iterdir()
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "finished"

@@ -140,3 +140,46 @@ def test_a_yaml_syntax_error_in_an_option_of_ones_own_is_one_line(tmp_path, monk
     (error,) = info.value.errors
     assert error.startswith(f"{tmp_path / 'configs' / 'model' / 'bad.yaml'}: cannot be read: ")
     assert "\n" not in error
+
+
+def test_several_options_of_one_group_and_a_users_own_group(tmp_path, monkeypatch):
+    """Hydra's selection of several options (`group=[a,b]`), each packaged under its own
+    name, in a group of the user's ./configs/ (Hydra's search path, after litlab's)."""
+    monkeypatch.chdir(tmp_path)
+    group = tmp_path / "configs" / "extra"
+    group.mkdir(parents=True)
+    for name in ("a", "b"):
+        (group / f"{name}.yaml").write_text(f"# @package extra.{name}\nsize: {len(name) + 1}\n")
+    composed = compose(["+extra=[a,b]", "extra.b.size=7"])
+    assert composed.cfg.extra == {"a": {"size": 2}, "b": {"size": 7}}
+    assert composed.choices["extra"] == ["a", "b"]
+    assert composed.source("extra.a.size") == "./configs/extra/a.yaml"
+    assert composed.source("extra.b.size") == "the command line"
+
+
+def test_an_option_of_ones_own_with_a_shipped_name_is_refused(tmp_path, monkeypatch):
+    """Hydra reads litlab's configs/ first: a ./configs/model/mlp.yaml would be ignored."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs" / "model").mkdir(parents=True)
+    (tmp_path / "configs" / "model" / "mlp.yaml").write_text("hidden: [2]\n")
+    with pytest.raises(ConfigError) as info:
+        compose([])
+    assert info.value.errors == [
+        "./configs/model/mlp.yaml: has the name of litlab's model=mlp, which Hydra reads "
+        "first; give yours a name of its own (model/mlp_mine.yaml is model=mlp_mine)"
+    ]
+
+
+def test_a_value_hydras_grammar_cannot_read_is_text():
+    cfg = compose(["data=csv", "data.path=~/cohort.csv", "data.sep=;"]).cfg
+    assert cfg.data.path == "~/cohort.csv" and cfg.data.sep == ";"
+
+
+def test_every_unknown_option_is_named_at_once():
+    with pytest.raises(ConfigError) as info:
+        compose(["optimizer=adamm", "model=mpl"])
+    assert [e.split(":")[0] for e in info.value.errors] == [
+        "optimizer=adamm (the command line)",
+        "model=mpl (the command line)",
+    ]
+    assert info.value.errors[1].endswith("did you mean mlp?")

@@ -19,9 +19,9 @@ from litlab.config import ConfigError, compose, groups
 from litlab.errors import Diverged, Interrupted, PeerLost, SweepStopped
 
 
-def command() -> None:
+def command(argv: list[str] | None = None) -> None:
     """The `litlab` program: `main`, then exit with its status."""
-    status = main()
+    status = main(argv)
     # Python's last act before exiting is a full garbage collection over every object
     # alive, torch's and Lightning's modules included: 0.7 s here, to free memory the
     # OS takes back anyway. Frozen objects are left out of it; files are already closed.
@@ -35,8 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     if habit:
         print(f"litlab: {habit}", file=sys.stderr)
         return 2
+    argv, multirun, show = _hydra_flags(argv)
+    if show not in ("", "job", "all"):
+        print(f"litlab: --cfg {show}: litlab prints the job's config: --cfg job", file=sys.stderr)
+        return 2
     args = _parser().parse_args(argv)
     try:
+        if multirun:  # Hydra's -m: the grid, as litlab sweep runs it
+            return _sweep(args.words, args.jobs)
         if args.command == "eval":
             return _eval(args.checkpoint, args.trust, args.overrides)
         if args.command == "predict":
@@ -48,11 +54,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             return _compare(args.words, args.seeds, args.jobs)
         composed = compose(args.words, trust=args.trust)
+        print_config = args.print_config or bool(show)
         # keys and types first, from cached signatures: a typo is reported before imports
-        check(composed, build=not args.print_config)
+        check(composed, build=not print_config)
         for note in composed.notes:
             print(f"litlab: note: {note}", file=sys.stderr)
-        if args.print_config:
+        if print_config:
             print(OmegaConf.to_yaml(composed.cfg), end="")
             return 0
         from litlab.rundirs import is_rank_zero  # heavy: torch and Lightning
@@ -76,22 +83,53 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# Hydra words for what litlab names otherwise: what to type instead.
+HYDRA_KEYS = {
+    "hydra.run.dir": "a run's folder is <runs_dir>/<name>/<time>_<words>: set runs_dir= and name=",
+    "hydra.sweep.dir": "a sweep's folder is <runs_dir>/sweeps/<words>: set runs_dir=",
+    "ckpt_path": "litlab goes on from a run folder: resume=<run folder> (its last.ckpt); "
+    "litlab eval <checkpoint> tests one",
+}
+
+
 def _hydra_habit(argv: list[str]) -> str | None:
-    """What Hydra users type that means something else here, as one line that says what
+    """What Hydra users type that litlab spells differently, as one line that says what
     to type instead (argparse would only say "unrecognized arguments")."""
     command = argv[0] if argv else ""
+    multirun = any(word in ("-m", "--multirun") for word in argv)
     for word in argv[1:]:
-        if word in ("-m", "--multirun"):
-            return (
-                f"{word}: several settings are `litlab sweep WORDS` (optimizer=sgd,adam seed=1,2)"
-            )
-        if word == "--cfg" or word.startswith("--cfg="):
-            return f"{word}: the resolved config is `litlab train --print-config WORDS`"
         key, eq, value = word.partition("=")
+        key = key.lstrip("+")
+        if eq and key in HYDRA_KEYS:
+            return f"{word}: {HYDRA_KEYS[key]}"
+        if eq and key.startswith("hydra."):
+            return (
+                f"{word}: litlab composes configs with Hydra but runs the jobs itself: "
+                "runs_dir= and name= place a run, -m (or litlab sweep) runs a grid"
+            )
         many = "," in value and not value.lstrip().startswith(("[", "{", "'", '"'))
-        if command == "train" and eq and many and not key.startswith("~"):
-            return f"{word}: comma-separated values run several jobs: use `litlab sweep {word}`"
+        if command == "train" and eq and many and not key.startswith("~") and not multirun:
+            return (
+                f"{word}: comma-separated values run several jobs: add -m "
+                f"(`litlab train -m {word}`, or `litlab sweep {word}`)"
+            )
     return None
+
+
+def _hydra_flags(argv: list[str]) -> tuple[list[str], bool, str]:
+    """`litlab train`'s Hydra flags, anywhere among the words: `-m` / `--multirun` (the
+    grid, as `litlab sweep`) and `--cfg job` (print the composed config and stop)."""
+    if not argv or argv[0] != "train":
+        return argv, False, ""
+    rest, multirun, show, words = [], False, "", iter(argv)
+    for word in words:
+        if word in ("-m", "--multirun"):
+            multirun = True
+        elif word == "--cfg" or word.startswith("--cfg="):
+            show = word.partition("=")[2] or next(words, "")
+        else:
+            rest.append(word)
+    return rest, multirun, show
 
 
 def _eval(checkpoint: str, trust: bool, overrides: list[str]) -> int:
@@ -232,12 +270,17 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train and test the job that configs/train.yaml and WORDS compose.",
         epilog=f"config groups and their options (pick with group=option):\n{options}\n\n"
+        "Hydra's words: +key=value adds a key, ~key deletes one, group=null switches a group "
+        "off,\n-m a=1,2 runs the grid (as litlab sweep), --cfg job prints the config.\n\n"
         "examples:\n  litlab train experiment=seed\n"
         "  litlab train optimizer=sgd optimizer.lr=0.5 scheduler=cosine trainer.max_epochs=300",
     )
     train.add_argument("words", nargs="*", metavar="WORDS", help="group=option or dotted.key=value")
     train.add_argument(
         "--print-config", action="store_true", help="print the resolved config and exit"
+    )
+    train.add_argument(
+        "-j", "--jobs", type=int, default=1, help="with -m (Hydra's multirun): runs at a time"
     )
     _trust_flag(train, "the resume= folder's config.yaml")
     evaluate = commands.add_parser(

@@ -1,21 +1,24 @@
-"""Config: compose YAML files and command-line words; turn nodes into objects.
+"""Config: Hydra 1.3 composes configs/ and the command line's words; Hydra's
+`instantiate` turns a node into an object; check.py checks the result.
 
-`compose` reads `configs/train.yaml`, applies the `group=option`, `a.b=value` and `~a.b`
-(delete) words (Hydra's syntax), and resolves interpolations; `check.py` checks the
-result. `instantiate` is the one way a config node becomes an object.
-
-Why not Hydra itself, whose syntax this follows: three things it does not do, and the
-template relies on. Every value keeps the file or command-line word it came from, so an
-error names it (`optimizer.lr=-1 (the command line)`); a data option picks the module
-that fits it (`data=diabetes` brings `module=regressor`) unless the user picked one; and
-composing needs no import of torch or Lightning, so a typo is reported in 0.1 s, not
-after the 3 s of imports (measured for the performance issue).
+Groups, experiments, `+key`, `++key`, `~key`, `~group` and several options of a group
+(`logger=[tensorboard,csv]`) are Hydra's. litlab adds, around Hydra, only what it lacks:
+- the file or command-line word every value came from, which each error names
+  (`optimizer.lr=-1 (the command line)`): `_sources`;
+- `group=null` switches the group off, and `a.b=value` may add a key as well as set
+  one, so the check names an unknown key with the nearest known one: `_overrides`;
+- an option picked on the command line keeps its own values: an experiment's keys for
+  that group, and a node's keys for a class the command line replaced, are left out,
+  with a note: `_yield_to_picked`, `_new_targets`;
+- a resumed run's config.yaml is plain data, not composed (`_resumed`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from litlab.errors import ConfigError
-from litlab.signatures import locate
+from litlab.signatures import importable
 from litlab.trust import read_config_file
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
@@ -50,6 +53,7 @@ class RunConfig:
     runs_dir: str
     seed: int
     resume: str | None  # a run folder to continue from its checkpoints/last.ckpt
+    tags: list[str]  # words to find the run by (tags=[baseline,cpu]): in the hyperparameters
 
 
 @dataclasses.dataclass
@@ -102,18 +106,36 @@ def _is_length(total: Any) -> bool:
     return isinstance(total, int) and not isinstance(total, bool) and total >= 1
 
 
-OmegaConf.register_resolver("fraction", fraction, replace=True)
-OmegaConf.register_resolver("every", every, replace=True)
+OmegaConf.register_new_resolver("fraction", fraction, replace=True)
+OmegaConf.register_new_resolver("every", every, replace=True)
 
 
 # --------------------------------------------------------------------------- compose
 
 
 def config_dirs() -> list[Path]:
-    """Where options are looked for: the working directory's `configs/` first (a user's
-    option of a shipped name replaces it), then the shipped ones."""
+    """Where options are looked for, in Hydra's order: the shipped configs/ (the primary
+    config's folder), then the working directory's `configs/` (Hydra's search path)."""
     user = USER_CONFIG_DIR.resolve()
-    return [user, CONFIG_DIR] if user.is_dir() and user != CONFIG_DIR else [CONFIG_DIR]
+    return [CONFIG_DIR, user] if user.is_dir() and user != CONFIG_DIR else [CONFIG_DIR]
+
+
+def _refuse_shadowed(dirs: list[Path]) -> None:
+    """An option of the user's with a shipped option's name would never be read (Hydra
+    takes the first in its search path): refused in one line, rather than ignored."""
+    if len(dirs) < 2:
+        return
+    for path in sorted(dirs[1].glob("*/*.yaml")):
+        shipped = dirs[0] / path.parent.name / path.name
+        if shipped.is_file():
+            option = f"{path.parent.name}={path.stem}"
+            raise ConfigError(
+                [
+                    f"{_rel(path, dirs[0])}: has the name of litlab's {option}, which Hydra "
+                    f"reads first; give yours a name of its own ({path.parent.name}/"
+                    f"{path.stem}_mine.yaml is {path.parent.name}={path.stem}_mine)"
+                ]
+            )
 
 
 def groups() -> dict[str, list[str]]:
@@ -126,141 +148,350 @@ def groups() -> dict[str, list[str]]:
 
 
 def compose(words: list[str], trust: bool = False) -> Composed:
-    """Build the resolved config from `train.yaml` and the user's words; with
-    `resume=FOLDER`, from that run's config.yaml (whose targets are checked unless
-    `trust`) and the user's `a.b=value` words."""
-    words = [_plain(w) for w in words]
+    """The resolved config that Hydra composes from `train.yaml` and the user's words;
+    with `resume=FOLDER`, that run's config.yaml (plain data, whose targets are checked
+    unless `trust`) changed by the user's `a.b=value` words."""
+    words = list(words)
     picked, dotted = _parse_words(words, groups())
-    resume = [w.partition("=")[2] for w in dotted if w.startswith("resume=")]
+    resume = [w.partition("=")[2] for w in dotted if w.lstrip("+").startswith("resume=")]
     if resume and resume[-1] not in ("null", ""):
         return _resumed(resume[-1], picked, dotted, trust)
-    primary = _load(CONFIG_DIR / "train.yaml")
-    selection = _defaults(primary, PRIMARY)
-    experiment = picked.get("experiment", selection.get("experiment"))
-    exp_path = _option_path("experiment", experiment) if experiment else None
-    exp_body = _load(exp_path) if exp_path else None
-    exp_source = _rel(exp_path, CONFIG_DIR) if exp_path else ""
-    exp_choice = _defaults(exp_body, exp_source) if exp_body else {}
-    notes = _yield_to_picked(exp_body, exp_choice, picked, experiment) if exp_body else []
-    selection.update(exp_choice)
-    selection.update(picked)  # the command line wins over the experiment's choices
-    layers = _group_layers(selection, chosen=set(exp_choice) | set(picked), picked=set(picked))
-    layers.append((primary, PRIMARY))
-    if exp_body is not None:
-        layers.append((exp_body, exp_source))
-    if selection.get("debug"):
-        path = _option_path("debug", selection["debug"])
-        layers.append((_load(path), _rel(path, CONFIG_DIR)))
-    targets = [w for w in dotted if w.partition("=")[0].endswith("._target_")]
-    target_notes, dropped = _new_targets(layers, targets)
-    layers.append((_from_dotlist([w for w in dotted if not w.startswith("~")]), CLI))
-    composed = _merge(layers, selection)
-    composed.notes, composed.words = notes + target_notes, words
-    # a key the new _target_ dropped is gone already: `~optimizer.fused` asks no more
-    return _delete(composed, [w[1:] for w in dotted if w.startswith("~") and w[1:] not in dropped])
+    overrides = _overrides(picked, dotted)
+    cfg, choices = _hydra(overrides)
+    choices |= {g: o for g, o in picked.items() if isinstance(o, list)}  # Hydra keeps none
+    notes, yielded = _yield_to_picked(cfg, choices, picked, overrides)
+    notes += _new_targets(cfg, dotted, overrides)
+    sources = _sources(cfg, choices, dotted, yielded)
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as exc:
+        raise ConfigError([f"config cannot be resolved: {_one_line(exc)}"]) from None
+    return Composed(cfg, sources, choices, notes=notes, words=words)
 
 
-def _plain(word: str) -> str:
-    """Hydra's `+a.b=v` (add a key) and `++a.b=v` (add or set) are `a.b=v` here: a word
-    may add a key or set one, and the check refuses keys no class takes."""
-    return word.lstrip("+") if "=" in word else word
+def _parse_words(words: list[str], options: dict[str, list[str]]) -> tuple[dict, list[str]]:
+    """The groups the words pick (`group=option`, a list of options, or None for
+    `group=null` and `~group`) and the other words, as they came."""
+    picked: dict[str, Any] = {}
+    dotted: list[str] = []
+    errors: list[str] = []
+    for word in words:
+        key, eq, value = word.partition("=")
+        if word.startswith("~") and not eq:  # Hydra's "~a.b": delete key a.b, or a group
+            if word[1:] in options:
+                picked[word[1:]] = None
+            else:
+                dotted.append(word)
+            continue
+        group = key.lstrip("+")
+        if not eq or not group:
+            errors.append(f"'{word}': expected group=option or key=value")
+        elif group not in options:
+            dotted.append(word)
+        else:
+            try:
+                picked[group] = _option(group, value, options[group])
+            except ConfigError as exc:  # every unknown option at once
+                errors += exc.errors
+    if errors:
+        raise ConfigError(errors)
+    return picked, dotted
+
+
+def _option(group: str, value: str, allowed: list[str]) -> str | list[str] | None:
+    """The option(s) `group=value` picks: one, `[a,b]` (several, as Hydra selects them),
+    or None for null (the group switched off); an unknown one is refused."""
+    if value in ("null", "none") and "none" not in allowed:
+        return None
+    many = value.startswith("[") and value.endswith("]")
+    picked = [v.strip() for v in value[1:-1].split(",") if v.strip()] if many else [value]
+    unknown = [option for option in picked if option not in allowed]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], allowed, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(
+            [
+                f"{group}={value} ({CLI}): no such option{f' {unknown[0]}' if many else ''}; "
+                f"choose one of: {', '.join(allowed)}{hint}"
+            ]
+        )
+    return picked if many else picked[0]
+
+
+def _overrides(picked: dict[str, Any], dotted: list[str]) -> list[str]:
+    """Hydra's overrides for the words. Where Hydra's own reading differs, litlab's:
+    `group=null` switches the group off (Hydra's command line refuses None: `~group`);
+    `a.b=value` sets a key or adds it (Hydra's `++`), so that the check, not Hydra,
+    names an unknown key, with the nearest known one; a value Hydra's grammar cannot
+    read (a path starting with `~`, a `;`) is text, as OmegaConf's dotlist reads it."""
+    listed = _primary_groups()
+    overrides = []
+    for group, option in picked.items():
+        if option is None:
+            if group in listed and group not in GLOBAL_GROUPS:
+                overrides.append(f"~{group}")
+            continue
+        text = f"[{','.join(option)}]" if isinstance(option, list) else option
+        overrides.append(f"{group}={text}" if group in listed else f"+{group}={text}")
+    for word in dotted:
+        plain = word.startswith("~") or word.startswith("+")
+        overrides.append(_readable(word if plain else f"++{word}"))
+    return overrides
+
+
+def _readable(word: str) -> str:
+    """`word`, or, when Hydra's grammar cannot read its value, the value quoted as text."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    try:
+        parser.parse_overrides([word])
+        return word
+    except OverrideParseException:
+        key, eq, value = word.partition("=")
+        if not eq:
+            raise ConfigError([f"{word} ({CLI}): not a key=value word"]) from None
+        escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+        quoted = f"{key}='{escaped}'"
+        try:
+            parser.parse_overrides([quoted])
+        except OverrideParseException as exc:
+            raise ConfigError([f"{word} ({CLI}): {_one_line(exc)}"]) from None
+        return quoted
+
+
+@functools.cache
+def _primary_groups() -> frozenset[str]:
+    """The groups train.yaml's defaults list names (others are added with `+`)."""
+    entries = OmegaConf.load(CONFIG_DIR / "train.yaml").get("defaults", [])
+    return frozenset(
+        str(next(iter(e))) for e in entries if isinstance(e, DictConfig) and len(e) == 1
+    )
+
+
+def _hydra(overrides: list[str]) -> tuple[DictConfig, dict[str, Any]]:
+    """Hydra's composition of train.yaml with `overrides`, from litlab's configs/ and
+    then the user's ./configs/ (Hydra's search path); the config, unresolved and no
+    longer struct, and the option picked in each group."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    primary, *more = dirs = config_dirs()
+    _refuse_shadowed(dirs)
+    search = [f"hydra.searchpath=[{','.join(f'file://{d}' for d in more)}]"] if more else []
+    try:
+        with initialize_config_dir(str(primary), version_base="1.3", job_name="litlab"):
+            cfg = hydra_compose("train", overrides=[*overrides, *search], return_hydra_config=True)
+    except yaml.YAMLError as exc:  # a file of the user's that is not YAML
+        mark = getattr(exc, "problem_mark", None)
+        where = mark.name if mark is not None else "a config file"
+        raise ConfigError([f"{where}: cannot be read: {_one_line(exc)}"]) from None
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        raise ConfigError([_composition_error(_one_line(exc), overrides)]) from None
+    OmegaConf.set_struct(cfg, False)
+    choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+    del cfg["hydra"]
+    mine = {g: v for g, v in choices.items() if "/" not in g}
+    return _in_order(cfg), mine
+
+
+def _composition_error(message: str, overrides: list[str]) -> str:
+    """Hydra's error, naming the word it is about (Hydra names the key)."""
+    for override in overrides:
+        key = override.partition("=")[0].lstrip("+~")
+        if f"'{key}'" not in message:
+            continue
+        word = override.removeprefix("++")
+        if message.startswith("Could not delete from config."):
+            return f"{word} ({CLI}): there is no key {key} to delete"
+        return f"{word} ({CLI}): {message}"
+    return f"{' '.join(o.removeprefix('++') for o in overrides)} ({CLI}): {message}"
+
+
+def _in_order(cfg: DictConfig) -> DictConfig:
+    """The run's keys first, then the groups in the lesson's order, then any others; a
+    group whose option is empty (scheduler=none) or that was switched off is null."""
+    first = [f.name for f in dataclasses.fields(RunConfig)]
+    order = [*first, "data", "model", "module", "optimizer", "scheduler", "trainer"]
+    plain = OmegaConf.to_container(cfg, resolve=False)  # interpolations stay as text
+    switchable = [g for g in groups() if g not in (*GLOBAL_GROUPS, SEARCH_GROUP)]
+    keys = dict.fromkeys([*order, *plain, *switchable])
+    ordered = {
+        key: _null_if_empty(plain.get(key)) for key in keys if key in plain or key in switchable
+    }
+    return OmegaConf.create(ordered)
+
+
+def _null_if_empty(value: Any) -> Any:
+    return None if value == {} else value
 
 
 def _yield_to_picked(
-    experiment: DictConfig, choices: dict[str, str | None], picked: dict, name: str
-) -> list[str]:
-    """Drop the experiment's keys for a group whose option the command line changed: they
-    were meant for the experiment's option (Adam's lr is no rate for SGD). One note each."""
-    notes = []
-    for group, option in picked.items():
-        if group not in choices or choices[group] == option:
-            continue
-        if group == "data" and experiment.get("name") is not None:  # it names the data
+    cfg: DictConfig, choices: dict[str, Any], picked: dict[str, Any], overrides: list[str]
+) -> tuple[list[str], set[str]]:
+    """Leave out the experiment's keys for a group whose option the command line changed:
+    they were meant for the experiment's option (Adam's lr is no rate for SGD), and
+    Hydra would merge them into the new one. One note each; the groups changed so."""
+    experiment = choices.get("experiment")
+    if not experiment:
+        return [], set()
+    path = _option_path("experiment", experiment)
+    body = OmegaConf.load(path)
+    own = _file_choices(body)
+    clashes = [g for g, option in picked.items() if g in own and own[g] != option]
+    if not clashes:
+        return [], set()
+    base, _ = _hydra([o for o in overrides if not o.startswith(("experiment=", "+experiment="))])
+    notes, yielded = [], set()
+    for group in clashes:
+        option = picked[group]
+        if group == "data" and body.get("name") is not None:  # the experiment names its data
             notes.append(
                 f"data={option} ({CLI}): runs go to runs/{option}, not to "
-                f"experiment={name}'s name={experiment.pop('name')}"
+                f"experiment={experiment}'s name={body.name}"
             )
-        if experiment.get(group) is None:
+            cfg.name = base.name
+        if body.get(group) is None:
             continue
-        keys = ", ".join(f"{group}.{k}" for k in _leaf_keys(experiment.pop(group)))
+        keys = ", ".join(f"{group}.{k}" for k in _leaf_keys(body[group]))
         notes.append(
-            f"{group}={option} ({CLI}) keeps its own values: experiment={name}'s {keys} "
-            f"(meant for {group}={choices[group]}) left out; set them on the command line to "
+            f"{group}={option} ({CLI}) keeps its own values: experiment={experiment}'s {keys} "
+            f"(meant for {group}={own[group]}) left out; set them on the command line to "
             "keep them"
         )
+        cfg[group] = base[group]
+        yielded.add(group)
+    return notes, yielded
+
+
+def _file_choices(body: DictConfig) -> dict[str, str]:
+    """The options a config file's defaults list picks in other groups: `override
+    /group: option` (or `/group@_global_.group`)."""
+    found = {}
+    for entry in body.get("defaults", []):
+        if isinstance(entry, DictConfig) and len(entry) == 1:
+            ((key, option),) = entry.items()
+            group = str(key).removeprefix("override").strip().lstrip("/").partition("@")[0]
+            found[group] = option
+    return found
+
+
+def _new_targets(cfg: DictConfig, dotted: list[str], overrides: list[str]) -> list[str]:
+    """A `_target_` changed on the command line leaves out the node's keys from the files
+    (they were arguments of the old class), but for KEPT_ON_NEW_TARGET and the keys the
+    command line set; one note a node. Hydra would pass them all to the new class."""
+    targets = [w for w in dotted if w.partition("=")[0].lstrip("+").endswith("._target_")]
+    if not targets:
+        return []
+    before, _ = _hydra([o for o in overrides if o.lstrip("+") not in targets])
+    set_here = {w.partition("=")[0].lstrip("+~") for w in dotted}
+    notes = []
+    for word in targets:
+        key, _, new = word.lstrip("+").partition("=")
+        path = key.removesuffix("._target_")
+        old, node = OmegaConf.select(before, key), OmegaConf.select(cfg, path)
+        if old is None or old == new or not isinstance(node, DictConfig):
+            continue
+        dropped = [
+            f"{path}.{name}"
+            for name in [str(k) for k in node]
+            if name not in (*KEPT_ON_NEW_TARGET, "_target_") and f"{path}.{name}" not in set_here
+        ]
+        for name in dropped:
+            del node[name.rpartition(".")[2]]
+        if dropped:
+            notes.append(
+                f"{word} ({CLI}): {', '.join(dropped)} of {old} left out (set them again if "
+                f"{new} takes them)"
+            )
     return notes
 
 
-def _new_targets(
-    layers: list[tuple[DictConfig, str]], targets: list[str]
-) -> tuple[list[str], set[str]]:
-    """A `_target_` changed on the command line drops the node's keys from the files (they
-    were arguments of the old class), all but those in KEPT_ON_NEW_TARGET. Returns a note
-    per changed node and the keys dropped."""
-    notes, every_dropped = [], set()
-    for word in targets:
-        key, _, new = word.partition("=")
-        path = key.removesuffix("._target_")
-        nodes = [(n, s) for n, s in layers if isinstance(OmegaConf.select(n, path), DictConfig)]
-        old = [OmegaConf.select(n, key) for n, _ in nodes if OmegaConf.select(n, key) is not None]
-        if not old or old[-1] == new:
+# --------------------------------------------------------------------------- sources
+
+
+def _sources(
+    cfg: DictConfig, choices: dict[str, Any], dotted: list[str], yielded: set[str]
+) -> dict[str, str]:
+    """The file (or the command line) that set each value of `cfg`: what Hydra cannot
+    say, and every error message names. The files in Hydra's order of merging: each
+    group's option (after the option it starts from), train.yaml's own keys, the
+    experiment's (less the groups it yielded), the debug option's; then the words."""
+    layers: list[tuple[Any, str]] = []
+    for group, option in choices.items():
+        if option is None or group in GLOBAL_GROUPS:
             continue
-        dropped = []
-        for node, _ in nodes:
-            sub = OmegaConf.select(node, path)
-            for name in [str(k) for k in sub if k not in KEPT_ON_NEW_TARGET]:
-                if name != "_target_":
-                    dropped.append(f"{path}.{name}")
-                del sub[name]
-            if not sub:  # nothing of this file is left in the node: it is no source of it
-                parent, _, last = path.rpartition(".")
-                del (OmegaConf.select(node, parent) if parent else node)[last]
-        every_dropped.update(dropped)
-        if dropped:
-            keys = ", ".join(dict.fromkeys(dropped))
-            notes.append(
-                f"{word} ({CLI}): {keys} of {old[-1]} left out (set them again if {new} takes them)"
-            )
-    return notes, every_dropped
+        for name in option if isinstance(option, list) else [option]:
+            layers += _option_chain(group, str(name))
+    layers.append((_content(CONFIG_DIR / "train.yaml")[0], PRIMARY))
+    for group in GLOBAL_GROUPS:
+        if choices.get(group):
+            path = _option_path(group, choices[group])
+            body = _content(path)[0]
+            for name in yielded:
+                body.pop(name, None)
+            layers.append((body, _rel(path, CONFIG_DIR)))
+    present = set(_leaf_keys(cfg))
+    sources: dict[str, str] = {}
+    for node, source in layers:
+        for key in _leaf_keys(node):
+            if key in present:
+                sources[key] = source
+    for word in dotted:
+        key = word.partition("=")[0].lstrip("+~")
+        for leaf in [k for k in present if k == key or k.startswith(key + ".")]:
+            sources[leaf] = CLI
+    return sources
 
 
-def _group_layers(
-    selection: dict[str, str | None], chosen: set[str], picked: set[str]
-) -> list[tuple[DictConfig, str]]:
-    """One layer per selected group option, in the order of the defaults list. A group
-    file may pick options of groups listed after it (data=csv picks module=regressor),
-    unless the command line or the experiment (`chosen`) picked them."""
-    layers: list[tuple[DictConfig, str]] = []
-    order = list(selection)
-    for index, group in enumerate(order):
-        option = selection[group]
-        if group in GLOBAL_GROUPS:
-            continue
-        if option is None:  # group=null switches the group off
-            layers.append((OmegaConf.create({group: None}), CLI if group in picked else PRIMARY))
-            continue
-        for node, source, picks in _option_layers(group, option):
-            for later, choice in picks.items():
-                if later not in order[index + 1 :]:
-                    raise ConfigError([f"{source}: can only pick groups listed after {group}"])
-                if later not in chosen:
-                    selection[later] = choice
-            layers.append((OmegaConf.create({group: node or None}), source))
-    return layers
-
-
-def _option_layers(group: str, option: str) -> list[tuple[DictConfig, str, dict]]:
-    """The file of `group=option` as (node, source, its picks of other groups), preceded
-    by the option it names in its own group, if any (trainer/gpu.yaml starts from
-    `- trainer: default` and changes only what differs)."""
+def _option_chain(group: str, option: str) -> list[tuple[dict[str, Any], str]]:
+    """The option's file under its package, preceded by the options of its own group it
+    starts from (`defaults: [default]` in trainer/gpu.yaml)."""
     path = _option_path(group, option)
-    source = _rel(path, CONFIG_DIR)
-    node = _load(path)
-    picks = _defaults(node, source)
-    base = picks.pop(group, None)
-    if base == option:
-        raise ConfigError([f"{source}: cannot start from itself"])
-    return [*(_option_layers(group, base) if base else []), (node, source, picks)]
+    content, defaults = _content(path)
+    bases = [e for e in defaults if isinstance(e, str) and e != "_self_"]
+    chain = [layer for base in bases for layer in _option_chain(group, base)]
+    package = _package(path) or group
+    node = content if package == "_global_" else _nested(package, content)
+    return [*chain, (node, _rel(path, CONFIG_DIR))]
+
+
+def _content(path: Path) -> tuple[dict[str, Any], list[Any]]:
+    """A config file's keys (read by PyYAML: only the keys matter here) and its defaults."""
+    body = yaml.safe_load(path.read_text(encoding="utf-8"))
+    body = body if isinstance(body, dict) else {}
+    return body, body.pop("defaults", None) or []
+
+
+def _package(path: Path) -> str | None:
+    """The `# @package X` a file starts with (Hydra reads it there), if any."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        match = re.match(r"^\s*#\s*@package\s+(\S+)", line)
+        return match.group(1) if match else None
+    return None
+
+
+def _nested(dotted: str, value: Any) -> dict[str, Any]:
+    for part in reversed(dotted.split(".")):
+        value = {part: value}
+    return value
+
+
+def _option_path(group: str, option: str) -> Path:
+    """The file of `group=option`, where Hydra finds it (config_dirs)."""
+    for path in (root / group / f"{option}.yaml" for root in config_dirs()):
+        if path.is_file():
+            return path
+    allowed = ", ".join(groups().get(group, []))
+    raise ConfigError([f"{group}={option}: no such option; choose one of: {allowed}"])
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def _resumed(
@@ -298,74 +529,11 @@ def stored_config(
     return Composed(cfg, sources, choices, untrusted=() if trust else (source,))
 
 
-def _parse_words(words: list[str], options: dict[str, list[str]]) -> tuple[dict, list[str]]:
-    picked: dict[str, str | None] = {}
-    dotted: list[str] = []
-    for word in words:
-        key, eq, value = word.partition("=")
-        if word.startswith("~") and not eq:  # Hydra's "~a.b": delete key a.b
-            dotted.append(word)
-            continue
-        if not eq or not key:
-            raise ConfigError([f"'{word}': expected group=option or key=value"])
-        if key not in options:
-            dotted.append(word)
-            continue
-        if value in ("null", "none") and "none" not in options[key]:
-            picked[key] = None
-        elif value in options[key]:
-            picked[key] = value
-        else:
-            allowed = ", ".join(options[key])
-            raise ConfigError([f"{key}={value} ({CLI}): no such option; choose one of: {allowed}"])
-    return picked, dotted
-
-
-def _defaults(node: DictConfig, where: str) -> dict[str, str | None]:
-    """Pop a Hydra-style defaults list (`- group: option`) off `node`."""
-    entries = node.pop("defaults", [])
-    selection: dict[str, str | None] = {}
-    for entry in entries:
-        if not isinstance(entry, DictConfig) or len(entry) != 1:
-            raise ConfigError([f"{where}: each defaults entry must be one 'group: option'"])
-        ((group, option),) = entry.items()
-        selection[str(group)] = option
-    return selection
-
-
-def _option_path(group: str, option: str) -> Path:
-    """The file of `group=option`: in the working directory's configs/, else the shipped."""
-    for path in (root / group / f"{option}.yaml" for root in config_dirs()):
-        if path.is_file():
-            return path
-    allowed = ", ".join(groups().get(group, []))
-    raise ConfigError([f"{group}={option}: no such option; choose one of: {allowed}"])
-
-
-def _load(path: Path) -> DictConfig:
-    try:
-        node = OmegaConf.load(path)
-    except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as exc:
-        reason = " ".join(str(exc).split())  # a YAML error's text spans lines
-        raise ConfigError([f"{path}: cannot be read: {reason}"]) from None
-    return node if isinstance(node, DictConfig) else OmegaConf.create()
-
-
 def _from_dotlist(dotted: list[str]) -> DictConfig:
     try:
         return OmegaConf.from_dotlist(dotted)
     except OmegaConfBaseException as exc:
         raise ConfigError([f"{' '.join(dotted)} ({CLI}): {exc}"]) from None
-
-
-def _delete(composed: Composed, keys: list[str]) -> Composed:
-    for key in keys:
-        parent_key, _, name = key.rpartition(".")
-        parent = OmegaConf.select(composed.cfg, parent_key) if parent_key else composed.cfg
-        if not isinstance(parent, DictConfig) or name not in parent:
-            raise ConfigError([f"~{key} ({CLI}): there is no key {key} to delete"])
-        del parent[name]
-    return composed
 
 
 def _rel(path: Path, config_dir: Path) -> str:
@@ -402,18 +570,20 @@ def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
 
 
 def instantiate(node: DictConfig | dict[str, Any], /, **injected: Any) -> Any:
-    """Build `node._target_(**node, **injected)`: the config holds choices, the caller
-    injects what is known only at run time (sizes, paths). With `_partial_: true` the
-    answer is a `functools.partial`, called later with what only its user knows (the
-    LightningModule's parameters, for an optimiser). A value that is itself a node with
-    a `_target_` is built first, as Hydra does (trainer.strategy's timeout)."""
-    kwargs = OmegaConf.to_container(node) if OmegaConf.is_config(node) else dict(node)
-    target = locate(kwargs.pop("_target_"))
-    kwargs = {key: _built(value) for key, value in kwargs.items()}
-    if kwargs.pop("_partial_", False):
-        return functools.partial(target, **kwargs, **injected)
-    return target(**kwargs, **injected)
+    """Hydra's instantiate: `node._target_(**node, **injected)`, plain containers for
+    lists and mappings; a value that is itself a node with a `_target_` is built first.
+    The config holds choices; the caller injects what is known only at run time (sizes,
+    paths). With `_partial_: true` the answer is a `functools.partial`, called later with
+    what only its user knows (the LightningModule's parameters, for an optimiser). A
+    user's module in the working directory is importable (signatures.importable)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate as hydra_instantiate
 
-
-def _built(value: Any) -> Any:
-    return instantiate(value) if isinstance(value, dict) and "_target_" in value else value
+    importable()
+    try:
+        return hydra_instantiate(node, **injected, _convert_="all")
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        if isinstance(cause, Exception):
+            raise cause from None  # the class's own error about its arguments
+        raise ConfigError([_one_line(exc)]) from None

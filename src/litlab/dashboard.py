@@ -94,6 +94,7 @@ def hyperparameters(composed: Composed) -> dict[str, bool | int | float | str]:
     cfg = OmegaConf.to_container(composed.cfg)
     values = {f"choice/{g}": str(o) for g, o in composed.choices.items() if g not in ("debug",)}
     values |= {"seed": cfg["seed"], "trainer.max_epochs": str(cfg["trainer"].get("max_epochs"))}
+    values |= {"tags": ",".join(map(str, cfg.get("tags") or []))}
     trained = {group: cfg[group] for group in shown if isinstance(cfg.get(group), dict)}
     return values | {k: v for k, v in flatten(trained).items() if not k.endswith("_partial_")}
 

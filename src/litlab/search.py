@@ -37,7 +37,7 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from litlab.children import Job, Outcome, python_command, run_jobs
-from litlab.config import CLI, compose, config_dirs, groups
+from litlab.config import CLI, compose, groups
 from litlab.errors import ConfigError, Interrupted
 
 KEYS = ("job", "n_trials", "metric", "direction", "sampler", "seed", "pruner", "storage", "params")
@@ -64,33 +64,30 @@ class Search:
 
 
 def parse(words: list[str]) -> Search:
-    """Split the words into the search option (`search=`, `search.key=`) and the job."""
+    """Split the words into the search option (`search=`, `search.key=`) and the job. An
+    option of configs/search/ is composed by Hydra, as every group is; a file of your
+    own is `search=~/my_space.yaml`."""
     option = [w.partition("=")[2] for w in words if w.startswith("search=")]
     if not option:
         allowed = ", ".join(groups().get("search", []))
         raise ConfigError([f"search: pick a search space with search=<option>; one of: {allowed}"])
-    own = Path(option[-1]).expanduser()  # a file of your own: search=~/my_space.yaml
-    shipped = [root / "search" / f"{option[-1]}.yaml" for root in config_dirs()]
-    path = own if own.suffix == ".yaml" else next((p for p in shipped if p.is_file()), own)
-    if not path.is_file():
-        allowed = ", ".join(groups().get("search", []))
-        raise ConfigError(
-            [f"search={option[-1]} ({CLI}): no such option; choose one of: {allowed}"]
-        )
-    cfg = OmegaConf.merge(
-        OmegaConf.load(path),
-        OmegaConf.from_dotlist(
-            [w.removeprefix("search.") for w in words if w.startswith("search.")]
-        ),
-    )
-    user = [w for w in words if not w.startswith(("search=", "search."))]
+    mine = [w for w in words if w.startswith(("search=", "search."))]
+    own = Path(option[-1]).expanduser()
+    if own.suffix == ".yaml":
+        if not own.is_file():
+            raise ConfigError([f"search={option[-1]} ({CLI}): no such file"])
+        changes = OmegaConf.from_dotlist([w.removeprefix("search.") for w in mine[1:]])
+        cfg, source, stem = OmegaConf.merge(OmegaConf.load(own), changes), str(own), own.stem
+    else:
+        composed = compose(mine)
+        cfg, stem = composed.cfg.search, option[-1]
+        source = composed.source("search").partition(" + ")[0]
+    user = [w for w in words if w not in mine]
     named = [w.partition("=")[2] for w in user if w.startswith("name=")]
     job = [*(str(w) for w in cfg.get("job") or []), *user]
     runs_dir = compose(job).cfg.runs_dir
-    name = named[-1] if named else path.stem
+    name = named[-1] if named else stem
     folder = Path(runs_dir).expanduser() / "searches" / name
-    roots = [root for root in config_dirs() if path.is_relative_to(root)]
-    source = str(path.relative_to(roots[0].parent)) if roots else str(path)
     return Search(name, source, cfg, job, folder)
 
 

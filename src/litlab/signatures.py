@@ -55,13 +55,19 @@ class Signature:
     takes_any: bool  # it has **kwargs: any other key is passed on
 
 
-def locate(dotted: str) -> Any:
-    """Import `package.module.Name` and return `Name`; modules in the working directory
-    are importable (`mymodels.ResMLP` for ./mymodels.py), as under `python -m` or Hydra:
-    the `litlab` script alone would not see them."""
-    module_name, _, attr = str(dotted).rpartition(".")
+def importable() -> None:
+    """Modules in the working directory are importable (`mymodels.ResMLP` for
+    ./mymodels.py), as under `python -m`: the `litlab` script alone would not see them.
+    The directory goes after the installed packages, so it never shadows them."""
     if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())  # after the installed packages: never shadows them
+        sys.path.append(os.getcwd())
+
+
+def locate(dotted: str) -> Any:
+    """Import `package.module.Name` and return `Name` (`importable`: the working
+    directory's modules too)."""
+    module_name, _, attr = str(dotted).rpartition(".")
+    importable()
     try:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError):

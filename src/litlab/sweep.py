@@ -31,12 +31,24 @@ from litlab.rundirs import lock_run_dir, metric_spread, release_run_dir
 
 
 def grid(words: list[str]) -> list[list[str]]:
-    """Every combination of the comma-separated values (a YAML list `[a,b]` is one value)."""
+    """Every combination of the words' sweeps, read by Hydra's override grammar, as
+    `-m` reads them: `optimizer=sgd,adam`, `seed=range(1,4)`; a list `[8,8]` is one value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
     axes = []
     for word in words:
-        key, _, value = word.partition("=")
-        many = "," in value and not value.lstrip().startswith("[")
-        axes.append([f"{key}={v}" for v in value.split(",")] if many else [word])
+        try:
+            (override,) = parser.parse_overrides([word])
+        except OverrideParseException:  # a value Hydra cannot read is one value (text)
+            axes.append([word])
+            continue
+        if override.is_sweep_override():
+            key = override.get_key_element()
+            axes.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        else:
+            axes.append([word])
     return [list(combination) for combination in itertools.product(*axes)]
 
 

@@ -320,3 +320,9 @@ def cross_validate(composed: Composed, folds: int) -> tuple[Path, dict[str, Any]
     finally:
         release_run_dir(parent)
     return parent, summary
+
+
+if __name__ == "__main__":  # python -m litlab.train WORDS, or python src/litlab/train.py WORDS
+    from litlab.cli import command
+
+    command(["train", *sys.argv[1:]])
