@@ -49,6 +49,19 @@ def test_sources_name_the_file_or_the_command_line():
 def test_group_set_to_null_switches_it_off():
     cfg = compose(["callbacks=null", "logger=none"]).cfg
     assert cfg.callbacks is None and cfg.logger is None
+    assert compose(["logger=null", "~scheduler"]).cfg.logger is None
+
+
+def test_a_group_switched_off_stays_off_under_an_experiment():
+    """experiment=seed sets callbacks.dashboard.every_n_epochs: Hydra would bring back a
+    callbacks node holding only that key."""
+    composed = compose(["experiment=seed", "callbacks=null"])
+    assert composed.cfg.callbacks is None
+    assert composed.notes == [
+        "callbacks=null (the command line) switches the group off: experiment=seed's "
+        "callbacks.dashboard.every_n_epochs left out"
+    ]
+    check(composed, build=False)
 
 
 @pytest.mark.parametrize(

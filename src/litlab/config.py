@@ -201,7 +201,7 @@ def _parse_words(words: list[str], options: dict[str, list[str]]) -> tuple[dict,
 def _option(group: str, value: str, allowed: list[str]) -> str | list[str] | None:
     """The option(s) `group=value` picks: one, `[a,b]` (several, as Hydra selects them),
     or None for null (the group switched off); an unknown one is refused."""
-    if value in ("null", "none") and "none" not in allowed:
+    if value == "null" or (value == "none" and "none" not in allowed):
         return None
     many = value.startswith("[") and value.endswith("]")
     picked = [v.strip() for v in value[1:-1].split(",") if v.strip()] if many else [value]
@@ -340,7 +340,11 @@ def _yield_to_picked(
     path = _option_path("experiment", experiment)
     body = OmegaConf.load(path)
     own = _file_choices(body)
-    clashes = [g for g, option in picked.items() if g in own and own[g] != option]
+    clashes = [
+        g
+        for g, option in picked.items()
+        if (g in own and own[g] != option) or (option is None and body.get(g) is not None)
+    ]
     if not clashes:
         return [], set()
     base, _ = _hydra([o for o in overrides if not o.startswith(("experiment=", "+experiment="))])
@@ -356,11 +360,17 @@ def _yield_to_picked(
         if body.get(group) is None:
             continue
         keys = ", ".join(f"{group}.{k}" for k in _leaf_keys(body[group]))
-        notes.append(
-            f"{group}={option} ({CLI}) keeps its own values: experiment={experiment}'s {keys} "
-            f"(meant for {group}={own[group]}) left out; set them on the command line to "
-            "keep them"
-        )
+        if option is None:
+            notes.append(
+                f"{group}=null ({CLI}) switches the group off: experiment={experiment}'s "
+                f"{keys} left out"
+            )
+        else:
+            notes.append(
+                f"{group}={option} ({CLI}) keeps its own values: experiment={experiment}'s "
+                f"{keys} (meant for {group}={own[group]}) left out; set them on the command "
+                "line to keep them"
+            )
         cfg[group] = base[group]
         yielded.add(group)
     return notes, yielded
