@@ -17,12 +17,15 @@ J ?= 1
 LITLAB_HOST ?= 127.0.0.1
 PORT ?= 6006
 DASHBOARD_PORT ?= 8080
+MLFLOW_PORT ?= 5000
+MLFLOW_STORE ?= sqlite:///$(RUNS)/mlflow.db  # logger=mlflow's tracking_uri by default
 SEARCH ?= $(RUNS)/searches/circles
 RUNS ?= runs
 QUICK ?=
 
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -62,10 +65,20 @@ tensorboard: $(STAMP)  ## serve every run on 127.0.0.1:6006 (RUNS=, PORT=, LITLA
 	@echo "TensorBoard: http://$(LITLAB_HOST):$(PORT)/"
 	$(BIN)/tensorboard --logdir $(RUNS) --host $(LITLAB_HOST) --port $(PORT)
 
-test: $(STAMP)  ## run the whole suite (the slow tests too); CI runs this
+mlflow-ui: $(STAMP)  ## the MLflow UI of logger=mlflow's runs on 127.0.0.1:5000 (MLFLOW_STORE=, RUNS=)
+	@$(BIN)/python -c "import flask, mlflow" 2>/dev/null || $(BIN)/pip install --quiet -e ".[mlflow-ui]"
+	@echo "MLflow UI: http://$(LITLAB_HOST):$(MLFLOW_PORT)/"
+	$(BIN)/mlflow ui --backend-store-uri $(MLFLOW_STORE) --workers 1 --host $(LITLAB_HOST) --port $(MLFLOW_PORT)
+
+# The suite runs logger=mlflow against a real SQLite store, so it installs that group too.
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --no-warn-script-location -e ".[dev,mlflow]"
+	touch $@
+
+test: $(TEST_STAMP)  ## run the whole suite (the slow tests too); CI runs this
 	$(BIN)/pytest
 
-test-fast: $(STAMP)  ## the tests not marked slow: the edit-run loop
+test-fast: $(TEST_STAMP)  ## the tests not marked slow: the edit-run loop
 	$(BIN)/pytest -m "not slow"
 
 bench: $(STAMP)  ## the template against raw PyTorch loops, side by side (QUICK=1: a short check)
@@ -86,4 +99,4 @@ clean:  ## remove runs, caches and the virtual environment
 	rm -rf $(VENV) $(RUNS) .pytest_cache .ruff_cache bench.json src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install train eval predict sweep search search-dashboard compare tensorboard test test-fast bench gpu-check lint format clean
+.PHONY: help install train eval predict sweep search search-dashboard compare tensorboard mlflow-ui test test-fast bench gpu-check lint format clean

@@ -1,5 +1,5 @@
 """The Makefile's servers listen where the project's own variable says, never where a
-shell's HOST (often the machine's name) happens to point."""
+shell's HOST (often the machine's name) happens to point, and serve what the runs wrote."""
 
 from __future__ import annotations
 
@@ -25,7 +25,17 @@ def hosts(target: str, **variables: str) -> list[str]:
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
-@pytest.mark.parametrize("target", ["tensorboard", "search-dashboard"])
+@pytest.mark.parametrize("target", ["tensorboard", "search-dashboard", "mlflow-ui"])
 def test_servers_listen_on_loopback_whatever_host_says(target):
     assert hosts(target, HOST="build-box-17") == ["127.0.0.1"]
     assert hosts(target, HOST="build-box-17", LITLAB_HOST="0.0.0.0") == ["0.0.0.0"]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
+def test_mlflow_ui_serves_the_store_logger_mlflow_writes_to():
+    from litlab.config import compose
+
+    out = subprocess.run(["make", "-n", "mlflow-ui"], cwd=ROOT, capture_output=True, text=True)
+    words = out.stdout.split()
+    store = words[words.index("--backend-store-uri") + 1]
+    assert store == compose(["logger=mlflow", "runs_dir=runs"]).cfg.logger.mlflow.tracking_uri

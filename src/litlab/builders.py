@@ -12,16 +12,22 @@ import lightning as L
 from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
+from lightning.pytorch.loggers import Logger
 from omegaconf import OmegaConf
 
 from litlab.callbacks import GracefulStop, RandomState, StoreConfig
-from litlab.check import SCHEDULER_OPTIONS
+from litlab.check import SCHEDULER_OPTIONS, target_nodes
 from litlab.checkpoints import AtomicCheckpointIO
 from litlab.config import Composed, ConfigError, instantiate
 from litlab.data.base import TensorDataModule, contract_errors
+from litlab.loggers import run_arguments
 from litlab.optim import OptimizerFactory, SchedulerFactory
+from litlab.signatures import locate, signature
 
 AUTO_MODULE = "litlab.module.auto"  # configs/module/auto.yaml
+POINTS = 20  # logged points of train/loss and the learning rate, at least, in any run
+# Logging costs about as much as a training step, so a long run logs every LOG_EVERY steps.
+LOG_EVERY = 50
 
 
 def build_node(composed: Composed, path: str, **injected: Any) -> Any:
@@ -29,7 +35,8 @@ def build_node(composed: Composed, path: str, **injected: Any) -> Any:
     node = OmegaConf.select(composed.cfg, path)
     try:
         return instantiate(node, **injected)
-    except (ValueError, TypeError, MisconfigurationException) as exc:
+    # ModuleNotFoundError: a class's optional package (the check names litlab's own)
+    except (ValueError, TypeError, MisconfigurationException, ModuleNotFoundError) as exc:
         raise ConfigError([f"{path} ({composed.source(path)}, {node._target_}): {exc}"]) from None
 
 
@@ -120,19 +127,20 @@ def build_trainer(
     run_dir: Path,
     fold: int | None = None,
     extra: Sequence[L.Callback] = (),
+    steps_per_epoch: int = 1,
 ) -> L.Trainer:
-    """The Trainer with its logger and callbacks, all writing inside `run_dir`; every
-    checkpoint also carries the config (for eval and predict) and the random state (for
-    an exact resume), and is written atomically. A signal stops it after a saved step."""
+    """The Trainer with its loggers and callbacks, all writing inside `run_dir` (or to
+    the tracking store a logger names); every checkpoint also carries the config (for
+    eval and predict) and the random state (for an exact resume), and is written
+    atomically. A signal stops it after a saved step. With trainer.log_every_n_steps
+    null, the interval the run's length calls for is set in the config (and so stored)."""
     cfg = composed.cfg
-    # name="" and version="" put the events straight into the run folder, and with them
-    # Lightning's checkpoint callback picks <run_dir>/checkpoints.
-    logger = (
-        build_node(composed, "logger", save_dir=run_dir, name="", version="")
-        if cfg.logger
-        else False
-    )
-    callbacks = _callbacks(composed, has_logger=bool(logger))
+    trainer = cfg.trainer
+    if trainer.get("log_every_n_steps") is None and not trainer.get("fast_dev_run"):
+        epochs, steps = trainer.get("max_epochs"), trainer.get("max_steps")
+        trainer.log_every_n_steps = log_interval(epochs, steps, steps_per_epoch)
+    loggers = build_loggers(composed, run_dir)
+    callbacks = _callbacks(composed, run_dir, has_logger=bool(loggers))
     # Without one of these callbacks, Lightning would add its own default one.
     defaults = {"enable_checkpointing": ModelCheckpoint, "enable_progress_bar": ProgressBar}
     injected = {
@@ -149,12 +157,21 @@ def build_trainer(
     return build_node(
         composed,
         "trainer",
-        logger=logger,
+        logger=loggers or False,
         callbacks=callbacks,
         default_root_dir=run_dir,
         plugins=[AtomicCheckpointIO(), *_cluster()],
         **injected,
     )
+
+
+def log_interval(max_epochs: int | None, max_steps: int | None, steps_per_epoch: int) -> int:
+    """Steps between logged points: every LOG_EVERY steps, or often enough for POINTS
+    points in a shorter run (one shorter than the interval would log none). A run's
+    length is max_epochs epochs, or max_steps steps if that comes first."""
+    lengths = [max_steps or -1, (max_epochs or -1) * steps_per_epoch]
+    steps = min((n for n in lengths if n > 0), default=None)
+    return LOG_EVERY if steps is None else max(1, min(LOG_EVERY, steps // POINTS))
 
 
 def _cluster() -> list[SLURMEnvironment]:
@@ -166,12 +183,35 @@ def _cluster() -> list[SLURMEnvironment]:
     return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
-def _callbacks(composed: Composed, has_logger: bool) -> list[L.Callback]:
-    """The configured callbacks; one set to null (callbacks.lr_monitor=null) is off. With
-    no logger the learning rate has nowhere to go (Lightning would refuse to start)."""
-    callbacks = [
-        build_node(composed, f"callbacks.{name}")
-        for name, node in (composed.cfg.callbacks or {}).items()
-        if node
+def build_loggers(composed: Composed, run_dir: Path) -> list[Logger]:
+    """The configured loggers (`logger=[tensorboard,csv]`: several), each told the run's
+    folder and name in its own words (loggers.run_arguments)."""
+    name = run_name(run_dir, Path(composed.cfg.runs_dir).expanduser())
+    return [
+        build_node(composed, path, **run_arguments(locate(node._target_), run_dir, name))
+        for path, node in target_nodes(composed)[0].items()
+        if path == "logger" or path.startswith("logger.")  # a stored config's single node
     ]
+
+
+def run_name(run_dir: Path, runs_dir: Path) -> str:
+    """The run's folder under runs_dir (`circles/2026-01-01_12-00-00`): its name in a
+    tracking store, which shows runs of every folder side by side."""
+    run_dir, runs_dir = run_dir.absolute(), runs_dir.absolute()
+    return str(run_dir.relative_to(runs_dir) if run_dir.is_relative_to(runs_dir) else run_dir)
+
+
+def _callbacks(composed: Composed, run_dir: Path, has_logger: bool) -> list[L.Callback]:
+    """The configured callbacks; one set to null (callbacks.lr_monitor=null) is off. With
+    no logger the learning rate has nowhere to go (Lightning would refuse to start).
+    Checkpoints go to <run_dir>/checkpoints: without a `dirpath` Lightning would put them
+    in the first logger's folder (MLflow's: <experiment id>/<run id>/)."""
+    callbacks = []
+    for name, node in (composed.cfg.callbacks or {}).items():
+        if not node:
+            continue
+        path = f"callbacks.{name}"
+        takes_dir = "dirpath" in signature(node._target_).params
+        injected = {"dirpath": run_dir / "checkpoints"} if takes_dir else {}
+        callbacks.append(build_node(composed, path, **injected))
     return [c for c in callbacks if has_logger or not isinstance(c, LearningRateMonitor)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import typing
 from pathlib import PurePath
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.config import GLOBAL_GROUPS, SEARCH_GROUP, Composed, RunConfig, groups
-from litlab.errors import ConfigError
+from litlab.errors import ConfigError, MissingPackage
 from litlab.signatures import Spec, accepts, signature, spec, type_name
 from litlab.trust import keys_named
 from litlab.trust import target_errors as stored_target_errors
@@ -53,6 +54,10 @@ AT_LEAST = {
     },
     "torch.optim.lr_scheduler.StepLR": {"step_size": 1},
 }
+# Classes whose package is optional: the package to import, and the dependency group of
+# pyproject.toml that installs it. Lightning's loggers import without theirs and fail
+# only when built, after the run folder is made.
+OPTIONAL_PACKAGES = {"MLFlowLogger": ("mlflow", "mlflow"), "WandbLogger": ("wandb", "wandb")}
 
 
 def check(composed: Composed, build: bool = True) -> Composed:
@@ -61,7 +66,10 @@ def check(composed: Composed, build: bool = True) -> Composed:
     if composed.checked:
         return composed
     errors = key_errors(composed)
-    if not errors and build:
+    if errors:
+        raise ConfigError(errors)
+    if build:
+        refuse_missing_packages(composed)
         errors = built_errors(composed)
     if errors:
         raise ConfigError(errors)
@@ -150,9 +158,34 @@ def target_nodes(composed: Composed) -> tuple[dict[str, DictConfig], list[str]]:
             if isinstance(child, DictConfig) and isinstance(child.get("_target_"), str):
                 nodes[path] = child
             else:
-                where = composed.source(path)
-                errors.append(f"{path} ({where}): needs a _target_ naming the class to build")
+                errors.append(_not_a_node(composed, group, path))
     return nodes, errors
+
+
+def _not_a_node(composed: Composed, group: str, path: str) -> str:
+    """The error for a key of a group that builds nothing; with several options picked
+    (logger=[tensorboard,mlflow]), most likely a key meant for one of them."""
+    where, picked = composed.source(path), composed.choices.get(group)
+    if isinstance(picked, list) and path.count(".") == 1:
+        key = path.partition(".")[2]
+        keys = " or ".join(f"{group}.{option}.{key}" for option in picked)
+        return f"{path} ({where}): {group}=[{','.join(picked)}] picks several; name the one: {keys}"
+    return f"{path} ({where}): needs a _target_ naming the class to build"
+
+
+def refuse_missing_packages(composed: Composed) -> None:
+    """A node whose class needs an optional package that is not installed: one line
+    naming the command that installs it."""
+    for path, node in target_nodes(composed)[0].items():
+        needed = OPTIONAL_PACKAGES.get(str(node._target_).rpartition(".")[2])
+        if needed and importlib.util.find_spec(needed[0]) is None:
+            package, group = needed
+            raise MissingPackage(
+                [
+                    f"{path} ({composed.source(path)}) needs the {package} package, not "
+                    f'installed here: pip install -e ".[{group}]"'
+                ]
+            )
 
 
 def _check_node(

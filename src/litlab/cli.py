@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from litlab.check import check
 from litlab.config import ConfigError, compose, groups
-from litlab.errors import Diverged, Interrupted, PeerLost, SweepStopped
+from litlab.errors import Diverged, Interrupted, MissingPackage, PeerLost, SweepStopped
 
 
 def command(argv: list[str] | None = None) -> None:
@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except (Interrupted, SweepStopped) as exc:
         print(f"litlab: {exc}", file=sys.stderr)
         return exc.exit_code
+    except MissingPackage as exc:  # one line: the command that installs it
+        print(f"litlab: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print("litlab: bad config:", *(f"  {e}" for e in exc.errors), sep="\n", file=sys.stderr)
         return 2

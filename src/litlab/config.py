@@ -7,6 +7,9 @@ Groups, experiments, `+key`, `++key`, `~key`, `~group` and several options of a 
   (`optimizer.lr=-1 (the command line)`): `_sources`;
 - `group=null` switches the group off, and `a.b=value` may add a key as well as set
   one, so the check names an unknown key with the nearest known one: `_overrides`;
+- an option packaged under its own name (`# @package logger.mlflow`, so that several
+  can be picked) takes its keys without its name when it is picked alone
+  (`logger.tracking_uri` for `logger.mlflow.tracking_uri`): `_to_option`;
 - an option picked on the command line keeps its own values: an experiment's keys for
   that group, and a node's keys for a class the command line replaced, are left out,
   with a note: `_yield_to_picked`, `_new_targets`;
@@ -156,9 +159,11 @@ def compose(words: list[str], trust: bool = False) -> Composed:
     resume = [w.partition("=")[2] for w in dotted if w.lstrip("+").startswith("resume=")]
     if resume and resume[-1] not in ("null", ""):
         return _resumed(resume[-1], picked, dotted, trust)
+    lists = {g: o for g, o in picked.items() if isinstance(o, list)}  # Hydra keeps none
+    dotted = _to_option(picked, dotted, lists)
     overrides = _overrides(picked, dotted)
     cfg, choices = _hydra(overrides)
-    choices |= {g: o for g, o in picked.items() if isinstance(o, list)}  # Hydra keeps none
+    choices |= lists
     notes, yielded = _yield_to_picked(cfg, choices, picked, overrides)
     notes += _new_targets(cfg, dotted, overrides)
     sources = _sources(cfg, choices, dotted, yielded)
@@ -259,6 +264,40 @@ def _readable(word: str) -> str:
         except OverrideParseException as exc:
             raise ConfigError([f"{word} ({CLI}): {_one_line(exc)}"]) from None
         return quoted
+
+
+def _to_option(picked: dict[str, Any], dotted: list[str], lists: dict[str, Any]) -> list[str]:
+    """The words, with `group.key` read as `group.option.key` where the group's one
+    option is packaged under its own name (`# @package logger.mlflow`): with one option
+    there is no other the key could be for, and Hydra would add `key` beside it. Only for
+    such a word is the option looked up, by composing once without it."""
+    own = _packaged_by_option()
+    mine = [w for w in dotted if w.lstrip("+~").partition(".")[0] in own and "." in w]
+    if not mine:
+        return dotted
+    _, choices = _hydra(_overrides(picked, [w for w in dotted if w not in mine]))
+    choices |= lists
+    words = []
+    for word in dotted:
+        key, eq, value = word.partition("=")
+        sign = key[: len(key) - len(key.lstrip("+~"))]
+        group, _, rest = key[len(sign) :].partition(".")
+        option = choices.get(group)
+        if word in mine and isinstance(option, str) and rest.partition(".")[0] != option:
+            word = f"{sign}{group}.{option}.{rest}{eq}{value}"
+        words.append(word)
+    return words
+
+
+def _packaged_by_option() -> set[str]:
+    """The groups whose options are each packaged under their own name, so that several
+    can be picked at once (logger): `# @package <group>.<option>`."""
+    found = set()
+    for group, options in groups().items():
+        paths = [p for p in (_option_path(group, o) for o in options) if _content(p)[0]]
+        if paths and all(_package(path) == f"{group}.{path.stem}" for path in paths):
+            found.add(group)
+    return found
 
 
 @functools.cache

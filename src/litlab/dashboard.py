@@ -1,88 +1,96 @@
-"""What a run shows in TensorBoard beyond Lightning's scalars: its config, hyperparameters
-next to the metrics they are ranked by, and pictures of the data and of what the
-network learned (also saved as PNG in the run's plots/)."""
+"""What a run shows in its loggers beyond Lightning's scalars: its config,
+hyperparameters next to the metrics they are ranked by, and pictures of the data and of
+what the network learned (the final ones also saved as PNG in the run's plots/, with or
+without a logger). Each logger takes them in its own way (loggers.py)."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.loggers import Logger
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 from PIL import Image
 from torch import Tensor
-from torch.utils.tensorboard.summary import hparams
 from typing_extensions import override
 
-from litlab import figures
+from litlab import figures, loggers
 from litlab.builders import optimizer_factories
 from litlab.checkpoints import write_atomically
 from litlab.config import Composed
 from litlab.data.base import TensorDataModule
-from litlab.lightning_internals import tensorboard_file_writer
 from litlab.module import Snapshot
 from litlab.optim import planned_rates
 from litlab.rundirs import subfolder
 from litlab.signatures import Positive
 
 
-def writer(trainer: L.Trainer) -> Any | None:
-    """TensorBoard's SummaryWriter on rank 0, or None (another logger, or another rank)."""
-    logger = trainer.logger
-    if not isinstance(logger, TensorBoardLogger) or not trainer.is_global_zero:
-        return None
-    return logger.experiment
+def pictured(trainer: L.Trainer) -> list[Logger]:
+    """The loggers that take images, on rank 0 (none on the other ranks)."""
+    if not trainer.is_global_zero:
+        return []
+    return [logger for logger in trainer.loggers if loggers.takes_images(logger)]
 
 
-def add_figure(tb: Any, tag: str, figure: Figure, step: int, png: Path | None = None) -> None:
-    """Render `figure` once; add it to TensorBoard and, given `png`, save it there too.
-    (SummaryWriter.add_figure and savefig render it each, and the former imports pyplot.)"""
+def add_figure(
+    to: list[Logger], tag: str, figure: Figure, step: int, png: Path | None = None
+) -> None:
+    """Render `figure` once; send it to the loggers `to` and, given `png`, save it there.
+    (Each logger's own figure call and savefig would render it each, and some import pyplot.)"""
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
-    tb.add_image(tag, rgba[..., :3], step, dataformats="HWC")
+    for logger in to:
+        loggers.log_image(logger, tag, np.ascontiguousarray(rgba[..., :3]), step)
     if png is not None:
         write_atomically(png, lambda file: Image.fromarray(rgba).save(file, format="PNG"))
 
 
 def log_start(trainer: L.Trainer, composed: Composed, datamodule: TensorDataModule) -> None:
-    """Before training: the resolved config as text, the planned learning-rate schedule
-    (to check a schedule before spending time on it) and the data's own pictures."""
-    tb = writer(trainer)
-    if tb is None:
+    """Before training: the run's choices and the resolved config as text, the planned
+    learning-rate schedule (to check a schedule before spending time on it) and the
+    data's own pictures."""
+    if not trainer.is_global_zero:
         return
-    cfg = composed.cfg
-    tb.add_text("config", "    " + OmegaConf.to_yaml(cfg).replace("\n", "\n    "))
+    cfg, to = composed.cfg, pictured(trainer)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(hyperparameters(composed))  # MLflow's params, W&B's config
+        loggers.log_config(logger, OmegaConf.to_yaml(cfg))
+    if not to:
+        return
     optimizer, scheduler, options = optimizer_factories(composed)
     interval = options.get("interval", "epoch")
     steps_per_epoch = 1 if interval == "epoch" else len(datamodule.train_dataloader())
     epochs = cfg.trainer.get("max_epochs") or 0  # None or -1: no planned end to draw
     if epochs > 0:
         rates = planned_rates(optimizer, scheduler, epochs * steps_per_epoch)
-        add_figure(tb, "schedule/learning_rate", figures.learning_rate(rates, interval), 0)
+        add_figure(to, "schedule/learning_rate", figures.learning_rate(rates, interval), 0)
     pictures = datamodule.figures() if hasattr(datamodule, "figures") else {}
     for name, figure in pictures.items():
-        add_figure(tb, f"data/{name}", figure, 0)
+        add_figure(to, f"data/{name}", figure, 0)
 
 
 def log_hparams(trainer: L.Trainer, composed: Composed, metrics: dict[str, Any]) -> None:
-    """Once, at the end: the run's choices with the final metrics they are ranked by
-    (the HPARAMS tab reads the metrics' values from the scalars already logged). The
-    baselines are columns beside the choices, not scalars: one point each, they would
-    open the SCALARS tab on charts with nothing to see."""
-    tb = writer(trainer)
-    if tb is None:
+    """Once, at the end: the run's choices and the baselines' scores, with the final
+    metrics they are ranked by where the logger takes them (TensorBoard's HPARAMS tab).
+    The baselines are hyperparameters, not scalars: one point each, they would open the
+    SCALARS tab on charts with nothing to see."""
+    if not trainer.is_global_zero:
         return
     ranked = {k: v for k, v in metrics.items() if k.startswith("test/") and isinstance(v, float)}
     baselines = {k: v for k, v in metrics.items() if k.startswith("baseline/")}
-    # Written into this run (SummaryWriter.add_hparams would make a new run of its own).
-    for summary in hparams(hyperparameters(composed) | baselines, ranked):
-        tensorboard_file_writer(tb).add_summary(summary)
+    params = hyperparameters(composed) | baselines
+    for logger in trainer.loggers:
+        if "metrics" in inspect.signature(logger.log_hyperparams).parameters:
+            logger.log_hyperparams(params, metrics=ranked, step=trainer.global_step)
+        else:
+            logger.log_hyperparams(params)
 
 
 def hyperparameters(composed: Composed) -> dict[str, bool | int | float | str]:
@@ -183,7 +191,7 @@ class Dashboard(L.Callback):
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         every = self.every_n_epochs
-        if every and (trainer.current_epoch + 1) % every == 0 and writer(trainer):
+        if every and (trainer.current_epoch + 1) % every == 0 and pictured(trainer):
             snapshot = pl_module.snapshot(trainer.datamodule)
             if snapshot is not None:
                 self.snapshots.append((trainer.global_step, snapshot))
@@ -199,14 +207,14 @@ class Dashboard(L.Callback):
 
     @override
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        tb = writer(trainer)
-        if tb is None:
+        if not trainer.is_global_zero:
             return
+        to = pictured(trainer)
         for step, (name, draw) in self.snapshots:
-            add_figure(tb, f"pictures/{name}", draw(), step)
+            add_figure(to, f"pictures/{name}", draw(), step)
         final = pl_module.final_figures(trainer.datamodule)
         curves = {"train/loss": self.training_curve(), **self.losses}
         final["loss"] = figures.loss_curves({k: v for k, v in curves.items() if v})
         plots = subfolder(Path(trainer.default_root_dir), "plots")
         for name, figure in final.items():
-            add_figure(tb, f"final/{name}", figure, trainer.global_step, plots / f"{name}.png")
+            add_figure(to, f"final/{name}", figure, trainer.global_step, plots / f"{name}.png")

@@ -10,6 +10,11 @@ class ConfigError(ValueError):
         super().__init__("\n".join(errors))
 
 
+class MissingPackage(ConfigError):
+    """A config picks a class whose package is an optional one, not installed: said in
+    one line with the command that installs it."""
+
+
 class Diverged(RuntimeError):
     """The training loss, or a weight about to be saved, stopped being a finite number."""
 

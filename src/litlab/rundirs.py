@@ -29,6 +29,10 @@ from litlab.errors import ConfigError, RunBusy
 
 RUN_DIR_VARIABLE = "LITLAB_RUN_DIR"  # rank 0's run folder, for the processes DDP starts
 LOCK = ".lock"  # in every run folder: who owns it (rank 0's pid), flock'ed while it runs
+# Folders of a run that hold a logger's own runs, each in a folder of its own (W&B's
+# wandb/offline-run-*/): wandb-core links its log into one (logs/debug-core.log), and a
+# resumed run starts a new one beside it, so nothing writes into an old one again.
+LOGGER_RUNS = ("wandb",)
 _held: dict[Path, int] = {}  # run folders this process owns -> the lock file's descriptor
 T = TypeVar("T")
 
@@ -300,9 +304,11 @@ def subfolder(run_dir: Path, name: str) -> Path:
 def refuse_links(run_dir: Path) -> None:
     """A run folder to write in again (resume=, a fold) must hold no link: litlab's own
     files are replaced atomically, but Lightning and TensorBoard open theirs (events,
-    hparams.yaml) where a link would point."""
+    hparams.yaml) where a link would point. Inside a logger's own old runs a link is
+    left alone (LOGGER_RUNS); one that is such a folder, or holds them, is not."""
     for path in sorted(run_dir.rglob("*")):
-        if path.is_symlink():
+        inside = path.relative_to(run_dir).parts
+        if path.is_symlink() and not (len(inside) > 2 and inside[0] in LOGGER_RUNS):
             raise ConfigError(
                 [
                     f"{path}: a link inside run folder {run_dir}; litlab never writes through "

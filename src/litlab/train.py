@@ -21,7 +21,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 
-from litlab import dashboard
+from litlab import dashboard, loggers
 from litlab.builders import build_data, build_module, build_trainer
 from litlab.callbacks import StopOnSignal
 from litlab.check import LIGHTNING_COUNTERS, check, monitor_errors
@@ -125,7 +125,8 @@ def prepare(
         new = run_dir is None or not run_dir.exists()
         run_dir = open_run_dir(composed, run_dir)
         try:
-            trainer = build_trainer(composed, run_dir, fold, callbacks)  # 5. the epochs
+            steps = len(datamodule.train_dataloader())  # the logging interval scales with them
+            trainer = build_trainer(composed, run_dir, fold, callbacks, steps)  # 5. the epochs
         except BaseException:
             if new:  # nothing was written yet
                 remove_empty(run_dir, Path(cfg.runs_dir).expanduser())
@@ -191,8 +192,8 @@ def _fit_and_test(
     dashboard.log_hparams(trainer, composed, metrics)
     with signals.held():  # finished is finished: a signal now changes nothing
         write_status(job.dir, "finished", **metrics)
-        if trainer.logger is not None:  # baselines and hparams came after Lightning's close
-            trainer.logger.finalize("success")
+        for logger in trainer.loggers:  # baselines and hparams came after Lightning's close
+            loggers.finish(logger)
     return job.dir, {"status": "finished", **metrics}
 
 
@@ -226,7 +227,8 @@ def test(job: Job) -> dict[str, Any]:
     (results,) = trainer.test(job.module, datamodule=job.datamodule, verbose=False)
     metrics: dict[str, Any] = {key: float(value) for key, value in sorted(results.items())}
     if best:
-        metrics["best_checkpoint"] = os.path.relpath(best, job.dir)
+        # ModelCheckpoint keeps its folder with links resolved
+        metrics["best_checkpoint"] = os.path.relpath(best, os.path.realpath(job.dir))
         metrics[f"best_{checkpoint.monitor}"] = float(checkpoint.best_model_score)
     metrics["epochs"] = trainer.current_epoch
     return metrics
