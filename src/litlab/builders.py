@@ -100,6 +100,7 @@ def build_module(composed: Composed, datamodule: TensorDataModule) -> L.Lightnin
         "model",
         in_features=datamodule.num_features,
         out_features=getattr(datamodule, "num_outputs", 1),  # one logit or value by default
+        **_channels(composed, datamodule),
     )
     kwargs = datamodule.module_kwargs() if hasattr(datamodule, "module_kwargs") else {}
     optimizer, scheduler, options = optimizer_factories(composed)
@@ -120,6 +121,17 @@ def build_module(composed: Composed, datamodule: TensorDataModule) -> L.Lightnin
             ]
         )
     return module
+
+
+def _channels(composed: Composed, datamodule: TensorDataModule) -> dict[str, int]:
+    """Images say their channels (`in_channels`); a network that takes `in_channels`
+    and is not told otherwise by its config gets them."""
+    channels = getattr(datamodule, "in_channels", None)
+    node = composed.cfg.model
+    if channels is None or "in_channels" in node:
+        return {}
+    takes = signature(str(node._target_))
+    return {"in_channels": channels} if "in_channels" in takes.params else {}
 
 
 def build_trainer(

@@ -1,0 +1,120 @@
+"""Augmentation of training batches on the device they train on, in plain torch ops.
+
+Batched: one affine grid and one `grid_sample` call move every image of a batch, each by
+its own random crop and rotation, so a GPU is not kept waiting for per-image work on the
+CPU (torchvision's transforms run per image in the loader's workers). kornia does the
+same, but it is not a dependency, and these four transforms are 50 lines of torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# torchvision's RandomResizedCrop draws the aspect ratio of a crop from this range
+RATIO = (3 / 4, 4 / 3)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """What `data.augment` asks for; every transform is off by default (flips and
+    rotations change what some images mean: a 6 turned is a 9, text flipped is no text).
+
+    crop: the least share of the image's area a random resized crop keeps (0 < crop < 1;
+        0 = off); the crop's aspect ratio is drawn from 3/4 to 4/3, then resized back.
+    flip: mirror half the images left to right.
+    rotate: turn each image by up to this many degrees either way (0 to 45).
+    brightness, contrast: scale each image's brightness, or its contrast around its mean,
+        by a factor drawn from 1 - value to 1 + value (0 to 1).
+    """
+
+    crop: float = 0.0
+    flip: bool = False
+    rotate: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+
+    @classmethod
+    def from_config(cls, options: Mapping[str, Any] | None) -> Augment:
+        """The options of `data.augment`; a ValueError names a key or value it cannot take."""
+        options = dict(options or {})
+        known = [f.name for f in fields(cls)]
+        unknown = [k for k in options if k not in known]
+        if unknown:
+            raise ValueError(
+                f"augment.{unknown[0]}: no such augmentation; the keys are {', '.join(known)}"
+            )
+        augment = cls(**options)
+        limits = {"crop": (0, 1), "rotate": (0, 45), "brightness": (0, 1), "contrast": (0, 1)}
+        for name, (low, high) in limits.items():
+            value = getattr(augment, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"augment.{name}={value!r}: must be a number")
+            if not low <= value <= high or (name == "crop" and value == 1):
+                shown = "0 (off) or above 0 and below 1" if name == "crop" else f"{low} to {high}"
+                raise ValueError(f"augment.{name}={value}: must be {shown}")
+        if not isinstance(augment.flip, bool):
+            raise ValueError(f"augment.flip={augment.flip!r}: must be true or false")
+        return augment
+
+    @property
+    def active(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self))
+
+    def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """Images (B, C, H, W) in [0, 1], each transformed by its own draws from `generator`
+        (on x's device): the same generator state gives the same batch."""
+        if self.crop or self.rotate:
+            x = self._move(x, generator)
+        if self.flip:  # exact, unlike sampling a mirrored grid
+            mirrored = _uniform(x, generator, 0, 1) < 0.5
+            x = torch.where(mirrored[:, None, None, None], x.flip(-1), x)
+        if self.brightness:
+            x = x * _factor(x, generator, self.brightness)
+        if self.contrast:
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            x = (x - mean) * _factor(x, generator, self.contrast) + mean
+        return x.clamp(0, 1) if self.brightness or self.contrast else x
+
+    def _move(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """Each image cropped (area and aspect drawn, placed anywhere it fits) and turned,
+        resampled bilinearly to its size; what comes from outside the image is reflected."""
+        b = len(x)
+        area = 1 - _uniform(x, generator, 0, 1) * (1 - self.crop) if self.crop else x.new_ones(b)
+        log_ratio = _uniform(x, generator, math.log(RATIO[0]), math.log(RATIO[1]))
+        ratio = log_ratio.exp() if self.crop else x.new_ones(b)
+        w = (area * ratio).sqrt().clamp(max=1)  # the crop's share of the width, height
+        h = (area / ratio).sqrt().clamp(max=1)
+        cx = (_uniform(x, generator, 0, 1) * 2 - 1) * (1 - w)  # its centre, in [-1, 1]
+        cy = (_uniform(x, generator, 0, 1) * 2 - 1) * (1 - h)
+        angle = _uniform(x, generator, -self.rotate, self.rotate) * (math.pi / 180)
+        cos, sin = angle.cos(), angle.sin()
+        # input point = centre + scale(w, h) @ rotation @ output point (affine_grid's theta)
+        theta = torch.stack(
+            [
+                torch.stack([w * cos, -w * sin, cx], dim=1),
+                torch.stack([h * sin, h * cos, cy], dim=1),
+            ],
+            dim=1,
+        )  # (B, 2, 3)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(
+            x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+        )
+
+
+def _uniform(x: Tensor, generator: torch.Generator, low: float, high: float) -> Tensor:
+    """(B,) draws from U(low, high), on x's device."""
+    draw = torch.rand(len(x), generator=generator, device=x.device, dtype=x.dtype)
+    return low + (high - low) * draw
+
+
+def _factor(x: Tensor, generator: torch.Generator, spread: float) -> Tensor:
+    """(B, 1, 1, 1) factors from U(1 - spread, 1 + spread), one per image."""
+    return _uniform(x, generator, 1 - spread, 1 + spread)[:, None, None, None]

@@ -1,0 +1,179 @@
+"""Finding and decoding image files: a folder of class sub-folders (or of train/, val/,
+test/ folders of them), or a CSV of paths; each image decoded by Pillow to a uint8 square.
+Links are followed only within the data's own folder: files are data, and a link may not
+make a data folder read files elsewhere."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from litlab.data.columns import label_text
+
+SPLITS = ("train", "val", "test")
+
+
+def image_extensions() -> set[str]:
+    """The file endings Pillow can open here (.png, .jpg, .jpeg, .bmp, .gif, .webp, ...)."""
+    Image.init()
+    return {ext.lower() for ext in Image.registered_extensions()}
+
+
+def decode(path: str | Path, channels: int, size: int) -> np.ndarray:
+    """The image at `path` as (size, size, channels) uint8: any mode made RGB or grey as
+    Pillow's `convert` does (alpha dropped, as torchvision's loader does), stretched to a
+    square of `size`. Raises what Pillow raises for a file it cannot decode."""
+    mode = "RGB" if channels == 3 else "L"
+    with Image.open(path) as image:
+        image.draft(mode, (size, size))  # a JPEG decodes at a reduced scale: faster
+        square = image.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
+    return np.array(square, dtype=np.uint8).reshape(
+        size, size, channels
+    )  # writable: torch shares it
+
+
+def why_not(path: str | Path, channels: int, size: int) -> str:
+    """'' for a file that decodes, else why not (Pillow's own words)."""
+    try:
+        decode(path, channels, size)
+    # Pillow's plugins raise many kinds on a bad file: OSError, SyntaxError, ValueError,
+    # EOFError, DecompressionBombError; any of them means the file is skipped.
+    except Exception as exc:
+        return f"cannot be decoded ({type(exc).__name__}: {str(exc)[:120]})"
+    return ""
+
+
+class ImageFiles(Dataset):
+    """Images decoded from `paths` as uint8 (C, H, W), with their labels: class indices
+    (int64), or for two classes a float (1,) as binary cross-entropy takes it. The paths
+    sit in one numpy array: a Python list of strings would be copied page by page into
+    each forked worker as their reference counts change."""
+
+    def __init__(self, paths: list[str], labels: list[int], channels: int, size: int, binary: bool):
+        self.paths = np.asarray(paths, dtype=np.str_)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.channels, self.size, self.binary = channels, size, binary
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        pixels = decode(str(self.paths[i]), self.channels, self.size)
+        x = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()  # (C, H, W)
+        label = int(self.labels[i])
+        y = torch.tensor([float(label)]) if self.binary else torch.tensor(label)
+        return x, y
+
+
+class Probe(Dataset):
+    """Each image's pixel sums per channel (for the normalisation), or why it is unusable:
+    decoded once in `setup`, by the loader's workers."""
+
+    def __init__(self, paths: list[str], channels: int, size: int):
+        self.paths, self.channels, self.size = np.asarray(paths, dtype=np.str_), channels, size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray | None]:
+        try:
+            pixels = decode(str(self.paths[i]), self.channels, self.size) / 255.0
+        except Exception as exc:
+            return f"cannot be decoded ({type(exc).__name__}: {str(exc)[:120]})", None
+        flat = pixels.reshape(-1, self.channels)
+        return "", np.stack([flat.sum(0), (flat**2).sum(0)])  # (2, C)
+
+
+@dataclass
+class Item:
+    """One file found under data.path: where, its class, and its split folder if any."""
+
+    path: Path
+    label: str
+    part: str = ""  # train, val or test for a folder with those sub-folders
+
+
+def inside(path: Path, root: Path) -> bool:
+    """Whether `path`, its links followed, is still under `root` (resolved)."""
+    return path.resolve().is_relative_to(root)
+
+
+def scan_folder(root: Path) -> tuple[list[Item], list[dict[str, str]], str]:
+    """Every file of `root/<class>/` (or `root/<train|val|test>/<class>/`), sorted; the
+    files skipped, with why; and the layout found. Links are followed only within
+    `root`: a data folder may not read files elsewhere through a link."""
+    parts = [p for p in SPLITS if (root / p).is_dir()]
+    items: list[Item] = []
+    skipped: list[dict[str, str]] = []
+    for part in parts or [""]:
+        pool = root / part if part else root
+        for entry in sorted(pool.iterdir()):
+            if entry.is_dir() and inside(entry, root.resolve()):
+                items += _class_files(entry, root, part, skipped)
+            elif entry.name not in SPLITS:
+                skipped.append({"path": str(entry), "why": _stray(entry)})
+    layout = f"the {'/, '.join(parts)}/ folders" if parts else "class folders, split stratified"
+    return items, skipped, layout
+
+
+def _stray(entry: Path) -> str:
+    if entry.is_dir():
+        return "a link to a folder outside data.path, not followed"
+    return "not in a class folder (data.path/<class>/<image>)"
+
+
+def _class_files(folder: Path, root: Path, part: str, skipped: list[dict[str, str]]) -> list[Item]:
+    """The files under one class folder (recursively, links inside `root` only)."""
+    found, known, real_root = [], image_extensions(), root.resolve()
+    for path in sorted(walk(folder)):
+        if not inside(path, real_root):
+            skipped.append({"path": str(path), "why": "a link to outside data.path"})
+        elif path.suffix.lower() not in known:
+            skipped.append(
+                {"path": str(path), "why": f"not an image file ({path.suffix or 'no'} ending)"}
+            )
+        else:
+            found.append(Item(path, folder.name, part))
+    return found
+
+
+def walk(folder: Path) -> Iterator[Path]:
+    """Files under `folder`; a linked folder is not entered (os.walk's default)."""
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            yield Path(parent) / name
+
+
+def read_list(csv: Path, image_column: str, target: str) -> tuple[list[Item], list[dict[str, str]]]:
+    """The rows of a CSV of image paths (relative to its folder) and labels; a row whose
+    path is missing, absolute, or leads out of the CSV's folder is skipped, said why."""
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
+    for key, column in (("image_column", image_column), ("target", target)):
+        if column not in frame.columns:
+            raise ValueError(
+                f"{key}={column!r}: no such column in {csv}; its columns are: "
+                f"{', '.join(map(str, frame.columns))}"
+            )
+    folder, items, skipped = csv.parent.resolve(), [], []
+    labels = label_text(frame[target])
+    for row, (name, label) in enumerate(zip(frame[image_column], labels, strict=True), start=2):
+        where = f"{csv}:{row}"
+        if pd.isna(name) or pd.isna(label):
+            skipped.append(
+                {"path": where, "why": f"no {image_column if pd.isna(name) else target}"}
+            )
+        elif Path(name).is_absolute() or not inside(folder / name, folder):
+            why = "a path outside the CSV's folder (paths are relative to it, within it)"
+            skipped.append({"path": f"{where} {name}", "why": why})
+        else:
+            items.append(Item(folder / name, str(label)))
+    return items, skipped
