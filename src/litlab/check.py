@@ -56,8 +56,13 @@ AT_LEAST = {
 }
 # Classes whose package is optional: the package to import, and the dependency group of
 # pyproject.toml that installs it. Lightning's loggers import without theirs and fail
-# only when built, after the run folder is made.
-OPTIONAL_PACKAGES = {"MLFlowLogger": ("mlflow", "mlflow"), "WandbLogger": ("wandb", "wandb")}
+# only when built, after the run folder is made; timm imports torchvision, which fails
+# to import when it was built for another torch.
+OPTIONAL_PACKAGES = {
+    "MLFlowLogger": ("mlflow", "mlflow"),
+    "WandbLogger": ("wandb", "wandb"),
+    "Timm": ("timm", "vision"),
+}
 
 
 def check(composed: Composed, build: bool = True) -> Composed:
@@ -174,18 +179,44 @@ def _not_a_node(composed: Composed, group: str, path: str) -> str:
 
 
 def refuse_missing_packages(composed: Composed) -> None:
-    """A node whose class needs an optional package that is not installed: one line
-    naming the command that installs it."""
+    """A node whose class needs an optional package that is not installed, or is but
+    fails to import: one line saying why, and the command that installs it."""
     for path, node in target_nodes(composed)[0].items():
         needed = OPTIONAL_PACKAGES.get(str(node._target_).rpartition(".")[2])
-        if needed and importlib.util.find_spec(needed[0]) is None:
-            package, group = needed
-            raise MissingPackage(
-                [
-                    f"{path} ({composed.source(path)}) needs the {package} package, not "
-                    f'installed here: pip install -e ".[{group}]"'
-                ]
-            )
+        if not needed:
+            continue
+        package, group = needed
+        install = f'pip install -e ".[{group}]"'
+        if importlib.util.find_spec(package) is None:
+            why = "not installed here"
+        else:
+            why = _import_failure(package)
+            if not why:
+                continue
+            if "torchvision" in why:  # the usual cause: a torchvision built for another torch
+                install += f" with a torchvision built for this torch ({_torch_build()})"
+        raise MissingPackage(
+            [f"{path} ({composed.source(path)}) needs the {package} package, {why}: {install}"]
+        )
+
+
+def _import_failure(package: str) -> str:
+    """'' when `package` imports; else what its import raised, in one line."""
+    try:
+        importlib.import_module(package)
+    # an installed package can fail at import with anything: a missing or mismatched
+    # dependency (torchvision's "operator torchvision::nms does not exist" is a RuntimeError)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        return f"installed here but failing to import ({type(exc).__name__}: {first})"
+    return ""
+
+
+def _torch_build() -> str:
+    import torch
+
+    cuda = torch.version.cuda
+    return f"torch {torch.__version__}, " + (f"CUDA {cuda}" if cuda else "CPU only")
 
 
 def _check_node(

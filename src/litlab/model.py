@@ -100,3 +100,32 @@ class CNN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W), or (B, C*H*W) -> (B, out_features)
         side = self.in_shape[1]
         return self.head(self.features(x.reshape(len(x), self.in_shape[0], side, side)))
+
+
+class Timm(nn.Module):
+    """Any network of timm by name (`model=timm model.name=resnet18`), made for the data's
+    channels and classes. Weights are random unless `pretrained`: timm then loads its own,
+    downloading them once into its cache. timm needs torchvision (the `vision` extra)."""
+
+    def __init__(
+        self,
+        in_features: int,  # noqa: ARG002 (the recipe gives every network the data's sizes)
+        out_features: int,
+        name: str,
+        pretrained: bool = False,
+        in_channels: int = 3,
+    ):
+        import timm  # optional: the check says what to install when it is missing
+
+        super().__init__()
+        if not timm.is_model(name):
+            raise ValueError(
+                f'name={name!r}: no such timm model; python -c "import timm; '
+                f"print(timm.list_models('{name[:3]}*'))\" lists some"
+            )
+        self.net = timm.create_model(
+            name, pretrained=pretrained, num_classes=out_features, in_chans=in_channels
+        )
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W) -> (B, out_features)
+        return self.net(x)

@@ -204,12 +204,17 @@ class ClassifierModule(_Supervised):
         return {"acc": right.float().mean()}
 
     @torch.no_grad()
-    def prediction_columns(self, x: Tensor) -> dict[str, np.ndarray]:
+    def prediction_columns(self, x: Tensor, per_class: bool = False) -> dict[str, np.ndarray]:
         """The class, and the probability of class 1 (two classes) or of the predicted
-        class (more)."""
+        class (more); with `per_class`, also `probabilities` (B, classes)."""
         proba = self.predict_proba(x)
         shown = proba.ravel() if self.binary else proba.max(dim=1).values
-        return {"prediction": self.predict(x).numpy().ravel(), "probability": shown.numpy()}
+        columns = {"prediction": self.predict(x).numpy().ravel(), "probability": shown.numpy()}
+        if per_class:
+            columns["probabilities"] = (
+                torch.cat([1 - proba, proba], 1) if self.binary else proba
+            ).numpy()
+        return columns
 
     def snapshot(self, datamodule: TensorDataModule) -> Snapshot | None:
         """P(class 1) over the plane of the training points, when they are 2-D points."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import lightning as L
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
@@ -22,6 +23,7 @@ from litlab.data.base import TensorDataModule
 
 # OWASP's list for CSV injection: a spreadsheet runs a cell that starts so as a formula
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+CHUNK = 256  # rows (images) turned into inputs and predicted at a time
 OUTPUT_ALLOWED = (
     "predictions go to a CSV file of their own, outside any run's checkpoints/ folder "
     "(e.g. predictions.csv)"
@@ -140,6 +142,8 @@ class Predictor:
         """Rows to predict from a file, as the data module reads them (a CSV, a PNG)."""
         try:
             return self.datamodule.read_rows(Path(path))
+        except ConfigError:  # the data module's own words
+            raise
         except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
             # EmptyDataError and a table's own refusals are ValueErrors too
             raise ConfigError([f"{path}: cannot be read as a CSV table ({exc})"]) from None
@@ -155,12 +159,29 @@ class Predictor:
         ok = (problems == "").to_numpy()
         out = frame.copy()
         if ok.any():
-            columns = self.module.prediction_columns(self.datamodule.inputs(frame[ok]))
+            columns = self._predicted(frame[ok])
             for name, values in self.datamodule.decode(columns).items():
                 column = pd.Series(values, index=frame.index[ok]).reindex(frame.index)
                 out[name] = column.astype("Int64") if values.dtype.kind in "iu" else column
         out["problem"] = problems
         return out
+
+    def _predicted(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The module's prediction columns for `frame`, CHUNK rows at a time: a folder
+        of images is decoded a chunk at a time, never all at once. A data module with
+        `probabilities_per_class` gets each class's probability too."""
+        asked = (
+            {"per_class": True}
+            if getattr(self.datamodule, "probabilities_per_class", False)
+            else {}
+        )
+        parts = [
+            self.module.prediction_columns(
+                self.datamodule.inputs(frame.iloc[i : i + CHUNK]), **asked
+            )
+            for i in range(0, len(frame), CHUNK)
+        ]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     def _check_columns(self, frame: pd.DataFrame) -> list[str]:
         """Refuse rows without the network's columns; name the columns it ignores."""

@@ -40,6 +40,7 @@ from litlab.data.image_files import (
     why_not,
 )
 from litlab.data.split import check_split, split_rows
+from litlab.errors import ConfigError
 from litlab.rundirs import is_rank_zero
 
 SHOWN = 10  # skipped files named in the printed report (all of them are in data.json)
@@ -327,25 +328,41 @@ class ImagesDataModule(L.LightningDataModule):
     input_columns = ("path",)
 
     def read_rows(self, path: Path) -> pd.DataFrame:
-        """Images to predict: every file under a folder (recursively, sorted), one image,
-        or a CSV with an `image_column` of paths (relative to its folder)."""
+        """Images to predict, a row each: every file under a folder (recursively,
+        sorted), one image, or a CSV whose `image_column` holds paths relative to its
+        folder (its other columns are kept). A link, or a CSV path, leading out of that
+        folder is a row with a problem, not read."""
         if path.is_dir():
-            files = [p for p in sorted(walk(path)) if inside(p, path.resolve())]
-            return pd.DataFrame({"path": [str(p) for p in files]})
-        if path.suffix.lower() == ".csv":
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-            if self.image_column not in frame.columns:
-                raise ValueError(f"no column {self.image_column!r} of image paths")
-            paths = [str(path.parent / name) for name in frame[self.image_column]]
-            rest = frame.drop(columns=[self.image_column, "path"], errors="ignore")
-            return pd.concat([pd.DataFrame({"path": paths}), rest], axis=1)
-        if not path.is_file():
-            raise ValueError("no such file or folder")
-        return pd.DataFrame({"path": [str(path)]})
+            files = [str(p) for p in sorted(walk(path))]
+            frame = pd.DataFrame({"path": files})
+            root = path.resolve()
+        elif path.suffix.lower() == ".csv":
+            table = pd.read_csv(path, dtype=str, keep_default_na=False)
+            if self.image_column not in table.columns:
+                raise ConfigError(
+                    [f"{path}: no column {self.image_column!r} of image paths (data.image_column)"]
+                )
+            files = [str(path.parent / name) for name in table[self.image_column]]
+            rest = table.drop(columns=[self.image_column, "path"], errors="ignore")
+            frame = pd.concat([pd.DataFrame({"path": files}), rest], axis=1)
+            root = path.parent.resolve()
+        elif path.is_file():
+            return pd.DataFrame({"path": [str(path)]})
+        else:
+            raise ConfigError([f"{path}: no such file or folder; give images, a folder or a CSV"])
+        frame.attrs["outside"] = [not inside(Path(p), root) for p in files]
+        return frame
 
     def check_rows(self, frame: pd.DataFrame) -> tuple[pd.Series, list[str]]:
-        """Why each file cannot be predicted ('' when it can): Pillow cannot decode it."""
-        problems = [why_not(p, self.channels, self.image_size) for p in frame["path"]]
+        """Why each file cannot be predicted ('' when it can): it leads out of the folder
+        given, or Pillow cannot decode it."""
+        outside = frame.attrs.get("outside", [False] * len(frame))
+        problems = [
+            "a link or path to outside the folder given, not read"
+            if out
+            else why_not(p, self.channels, self.image_size)
+            for p, out in zip(frame["path"], outside, strict=True)
+        ]
         return pd.Series(problems, index=frame.index, dtype=object), []
 
     def inputs(self, frame: pd.DataFrame) -> Tensor:

@@ -1,0 +1,193 @@
+"""data=images end to end: the CNN sized by the data, model=timm or why not, the
+checkpoint's normalisation and class names, and predict on a folder of images."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from images_helpers import add_odd_files, render
+
+from litlab import check as check_module
+from litlab.builders import build_data, build_module
+from litlab.check import check
+from litlab.checkpoints import load_checkpoint
+from litlab.cli import main
+from litlab.model import CNN
+from litlab.predict import Predictor
+from litlab.train import train
+
+SHORT = ("trainer.max_epochs=12", "data.image_size=16", "data.num_workers=0", "logger=none")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("images")
+    render(root / "digits", per_class=30, classes=(0, 1, 2, 3), size=20)
+    add_odd_files(root / "digits")
+    return root / "digits"
+
+
+@pytest.fixture(scope="module")
+def images_run(folder, tmp_path_factory):
+    from litlab.config import compose
+
+    runs = tmp_path_factory.mktemp("runs")
+    words = [f"runs_dir={runs}", "data=images", f"data.path={folder}", *SHORT]
+    return train(compose(words))
+
+
+@pytest.mark.parametrize(("channels", "size"), [(1, 16), (3, 24)])
+def test_the_cnn_sizes_itself_to_channels_image_size_and_classes(
+    make_config, folder, channels, size
+):
+    composed = check(
+        make_config(
+            "data=images",
+            f"data.path={folder}",
+            f"data.channels={channels}",
+            f"data.image_size={size}",
+            "data.num_workers=0",
+        )
+    )
+    dm = build_data(composed)
+    module = build_module(composed, dm)
+    assert isinstance(module.net, CNN) and module.net.in_shape == (channels, size)
+    x, _ = next(iter(dm.train_dataloader()))
+    assert module(dm.normalise(x.float() / 255)).shape == (len(x), 4)
+
+
+@pytest.mark.slow
+def test_an_images_run_learns_and_its_checkpoint_keeps_the_normalisation(images_run, folder):
+    run_dir, metrics = images_run
+    assert metrics["status"] == "finished"
+    assert metrics["test/acc"] > 0.6, metrics  # four classes: chance is 0.25
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "best.ckpt")
+    state = checkpoint["ImagesDataModule"]
+    data = json.loads((run_dir / "data.json").read_text())
+    assert state["classes"] == ["0", "1", "2", "3"] == data["classes"]
+    assert state["mean"] == data["mean"] and len(state["mean"]) == 3
+    assert {Path(s["path"]).name for s in data["skipped"]} == {
+        "text.png",
+        "truncated.png",
+        "notes.txt",
+    }
+    assert not any(p.name == "data.json" for p in folder.rglob("*"))
+
+
+@pytest.mark.slow
+def test_predict_a_folder_gives_each_files_class_and_probabilities(images_run, folder, tmp_path):
+    run_dir, _ = images_run
+    best = run_dir / "checkpoints" / "best.ckpt"
+    out = tmp_path / "out.csv"
+    assert main(["predict", str(best), str(folder), str(out)]) == 0
+    table = pd.read_csv(out, keep_default_na=False)
+    files = sorted(str(p) for p in folder.rglob("*") if p.is_file())
+    assert table["path"].tolist() == files
+    probabilities = [f"probability {c}" for c in "0123"]
+    assert list(table.columns) == ["path", "prediction", "probability", *probabilities, "problem"]
+    bad = table[table["problem"] != ""]
+    assert {Path(p).name for p in bad["path"]} == {"text.png", "truncated.png", "notes.txt"}
+    good = table[table["problem"] == ""]
+    # against the module's own forward on the images as the data module reads them
+    predictor = Predictor.from_checkpoint(best)
+    x = predictor.datamodule.inputs(good)
+    with torch.no_grad():
+        expected = torch.softmax(predictor.module(x), dim=1).numpy()
+    np.testing.assert_allclose(good[probabilities].astype(float), expected, atol=1e-6)
+    names = np.array(list("0123"))
+    assert good["prediction"].astype(str).tolist() == names[expected.argmax(1)].tolist()
+    # the normalisation is the checkpoint's: new images are read as the training ones
+    stored = load_checkpoint(best)["ImagesDataModule"]
+    assert predictor.datamodule.mean == stored["mean"] and predictor.datamodule.std == stored["std"]
+    # one image, and a CSV of paths relative to its folder, give the same answers
+    one = tmp_path / "one.csv"
+    assert main(["predict", str(best), good["path"].iloc[0], str(one)]) == 0
+    assert pd.read_csv(one)["probability 0"].item() == pytest.approx(
+        float(good["probability 0"].iloc[0])
+    )
+    listed = folder / "list.csv"
+    relative = [str(Path(p).relative_to(folder)) for p in good["path"]]
+    pd.DataFrame({"path": [*relative, "../../escape.png"]}).to_csv(listed, index=False)
+    try:
+        assert main(["predict", str(best), str(listed), str(tmp_path / "listed.csv")]) == 0
+    finally:
+        listed.unlink()
+    from_list = pd.read_csv(tmp_path / "listed.csv", keep_default_na=False)
+    np.testing.assert_allclose(from_list[probabilities][:-1].astype(float), expected, atol=1e-6)
+    assert from_list["problem"].iloc[-1] == "a link or path to outside the folder given, not read"
+
+
+@pytest.mark.slow
+def test_eval_of_an_images_checkpoint_gives_the_runs_test_metrics(images_run):
+    run_dir, metrics = images_run
+    assert main(["eval", str(run_dir / "checkpoints" / "best.ckpt")]) == 0
+    evaluated = json.loads((run_dir / "checkpoints" / "best.eval.json").read_text())
+    assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"])
+
+
+# model=timm
+BUILD = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU only"
+BROKEN_TIMM = 'raise RuntimeError("operator torchvision::nms does not exist")\n'
+
+
+def timm_words(folder: Path, runs: Path) -> list[str]:
+    return ["train", "data=images", f"data.path={folder}", "model=timm", f"runs_dir={runs}"]
+
+
+def test_model_timm_that_fails_to_import_is_one_line_exit_2_before_any_folder(
+    folder, tmp_path, monkeypatch, capsys
+):
+    fake = tmp_path / "site"
+    (fake / "timm").mkdir(parents=True)
+    (fake / "timm" / "__init__.py").write_text(BROKEN_TIMM)
+    monkeypatch.syspath_prepend(str(fake))
+    monkeypatch.delitem(sys.modules, "timm", raising=False)
+    assert main(timm_words(folder, tmp_path / "runs")) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        "litlab: model (configs/model/timm.yaml) needs the timm package, installed here but "
+        "failing to import (RuntimeError: operator torchvision::nms does not exist): "
+        f'pip install -e ".[vision]" with a torchvision built for this torch (torch '
+        f"{torch.__version__}, {BUILD})"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def test_model_timm_not_installed_says_what_to_install(folder, tmp_path, monkeypatch, capsys):
+    packages = check_module.OPTIONAL_PACKAGES | {"Timm": ("no_such_timm", "vision")}
+    monkeypatch.setattr(check_module, "OPTIONAL_PACKAGES", packages)
+    assert main(timm_words(folder, tmp_path / "runs")) == 2
+    assert capsys.readouterr().err.strip() == (
+        "litlab: model (configs/model/timm.yaml) needs the no_such_timm package, not "
+        'installed here: pip install -e ".[vision]"'
+    )
+    assert not (tmp_path / "runs").exists()
+
+
+def _timm_imports() -> str:
+    try:
+        importlib.import_module("timm")
+    except Exception as exc:  # whatever stops it, the test says it and skips
+        return f"{type(exc).__name__}: {exc}"
+    return ""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    bool(_timm_imports()),
+    reason=f"timm does not import here ({_timm_imports()}); to run this test: "
+    'pip install -e ".[vision]" with a torchvision built for the installed torch',
+)
+def test_model_timm_resnet18_trains_briefly(folder, make_config):
+    words = ["data=images", f"data.path={folder}", "model=timm", "model.name=resnet18"]
+    run_dir, metrics = train(make_config(*words, *SHORT[1:], "trainer.max_epochs=1"))
+    assert metrics["status"] == "finished"
+    state = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
+    assert state["net.net.fc.weight"].shape == (4, 512)  # resnet18's head, for four classes
