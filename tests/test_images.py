@@ -125,12 +125,14 @@ def test_a_link_out_of_the_data_folder_is_not_followed(digits_folder, tmp_path):
     render(outside, per_class=3, classes=(1,))
     (digits_folder / "1" / "secret.png").symlink_to(outside / "1" / os.listdir(outside / "1")[0])
     (digits_folder / "9").symlink_to(outside / "1")
+    (digits_folder / "train").symlink_to(outside)  # not taken for a split folder either
     dm = module(digits_folder)
     assert dm.classes == ["0", "1", "2"]
     whys = {Path(s["path"]).name: s["why"] for s in dm.skipped}
     assert whys == {
         "secret.png": "a link to outside data.path",
         "9": "a link to a folder outside data.path, not followed",
+        "train": "a link to a folder outside data.path, not followed",
     }
 
 
@@ -211,6 +213,15 @@ def test_loaders_stream_with_workers_and_leave_none_behind(digits_folder):
     del loader
     gc.collect()
     assert multiprocessing.active_children() == []
+
+
+def test_loaders_pin_memory_for_a_gpu_only(digits_folder):
+    dm = module(digits_folder)
+    assert not dm.train_dataloader().pin_memory  # no trainer: the CPU
+    gpu = SimpleNamespace(root_device=torch.device("cuda", 0))
+    dm.trainer = SimpleNamespace(strategy=gpu)
+    assert dm.train_dataloader().pin_memory and dm.test_dataloader().pin_memory
+    assert not dm.train_dataloader().persistent_workers  # no workers to keep
 
 
 def test_two_classes_are_binary_with_float_labels(tmp_path):

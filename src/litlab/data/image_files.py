@@ -41,15 +41,20 @@ def decode(path: str | Path, channels: int, size: int) -> np.ndarray:
     )  # writable: torch shares it
 
 
-def why_not(path: str | Path, channels: int, size: int) -> str:
-    """'' for a file that decodes, else why not (Pillow's own words)."""
+def decoded_or_why(path: str | Path, channels: int, size: int) -> tuple[np.ndarray | None, str]:
+    """`decode`'s pixels and '', or None and why the file cannot be decoded (Pillow's
+    own words)."""
     try:
-        decode(path, channels, size)
+        return decode(path, channels, size), ""
     # Pillow's plugins raise many kinds on a bad file: OSError, SyntaxError, ValueError,
     # EOFError, DecompressionBombError; any of them means the file is skipped.
     except Exception as exc:
-        return f"cannot be decoded ({type(exc).__name__}: {str(exc)[:120]})"
-    return ""
+        return None, f"cannot be decoded ({type(exc).__name__}: {str(exc)[:120]})"
+
+
+def why_not(path: str | Path, channels: int, size: int) -> str:
+    """'' for a file that decodes, else why not."""
+    return decoded_or_why(path, channels, size)[1]
 
 
 class ImageFiles(Dataset):
@@ -85,11 +90,10 @@ class Probe(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[str, np.ndarray | None]:
-        try:
-            pixels = decode(str(self.paths[i]), self.channels, self.size) / 255.0
-        except Exception as exc:
-            return f"cannot be decoded ({type(exc).__name__}: {str(exc)[:120]})", None
-        flat = pixels.reshape(-1, self.channels)
+        pixels, why = decoded_or_why(str(self.paths[i]), self.channels, self.size)
+        if pixels is None:
+            return why, None
+        flat = pixels.reshape(-1, self.channels) / 255.0
         return "", np.stack([flat.sum(0), (flat**2).sum(0)])  # (2, C)
 
 
@@ -111,7 +115,7 @@ def scan_folder(root: Path) -> tuple[list[Item], list[dict[str, str]], str]:
     """Every file of `root/<class>/` (or `root/<train|val|test>/<class>/`), sorted; the
     files skipped, with why; and the layout found. Links are followed only within
     `root`: a data folder may not read files elsewhere through a link."""
-    parts = [p for p in SPLITS if (root / p).is_dir()]
+    parts = [p for p in SPLITS if (root / p).is_dir() and inside(root / p, root.resolve())]
     items: list[Item] = []
     skipped: list[dict[str, str]] = []
     for part in parts or [""]:
@@ -119,7 +123,7 @@ def scan_folder(root: Path) -> tuple[list[Item], list[dict[str, str]], str]:
         for entry in sorted(pool.iterdir()):
             if entry.is_dir() and inside(entry, root.resolve()):
                 items += _class_files(entry, root, part, skipped)
-            elif entry.name not in SPLITS:
+            else:
                 skipped.append({"path": str(entry), "why": _stray(entry)})
     layout = f"the {'/, '.join(parts)}/ folders" if parts else "class folders, split stratified"
     return items, skipped, layout

@@ -122,6 +122,7 @@ class ImagesDataModule(L.LightningDataModule):
             return
         items, self.skipped, layout = self._find()
         usable, sums = self._probe(items)
+        self.skipped.sort(key=lambda s: s["path"])
         if not usable:
             raise ValueError(_nothing_usable(self.path, len(items), self.skipped))
         self.classes = _classes(usable)
