@@ -160,6 +160,12 @@ def test_no_usable_image_or_too_few_in_a_class_is_one_line_exit_2(tmp_path, caps
     )
     assert status == 2
     assert "too few usable training images: class '2' has 2; each class needs at least 3" in err
+    render(tmp_path / "one", per_class=10, classes=(5,))
+    status, err = run_cli(
+        capsys, "data=images", f"data.path={tmp_path / 'one'}", f"runs_dir={runs}"
+    )
+    assert status == 2
+    assert "one class ('5'); classification needs images of two classes or more" in err
     assert not runs.exists()
 
 

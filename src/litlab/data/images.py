@@ -402,6 +402,11 @@ def _classes(usable: list[Item]) -> list[str]:
 def _check_counts(usable: list[Item], classes: list[str], path: Path) -> None:
     """A class with too few usable images to split is an error naming it: each class
     needs an image in train and in each part split off it (val, test, or both)."""
+    if len(classes) < 2:
+        raise ValueError(
+            f"path={str(path)!r}: one class ({classes[0]!r}); classification needs images of "
+            "two classes or more, a sub-folder (or a label) each"
+        )
     parts = {item.part for item in usable}
     split_off = 2 if "" in parts else sum(p not in parts for p in ("val", "test"))
     least = 1 + split_off
