@@ -295,3 +295,16 @@ def test_only_training_batches_are_augmented_the_same_way_each_run(digits_folder
     again = module(digits_folder, augment={"crop": 0.5, "flip": True, "brightness": 0.3})
     again.trainer = SimpleNamespace(training=True, current_epoch=0)
     assert all(torch.equal(again.on_after_batch_transfer(batch, 0)[0], f) for f in first)
+
+
+def test_the_readme_section_names_every_key_of_data_images():
+    import yaml
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Your own images") : readme.index("## Configuration")]
+    config = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "configs/data/images.yaml").read_text()
+    )
+    keys = [k for k in config if k not in ("defaults", "_target_", "augment")]
+    keys += [f"augment.{k}" for k in config["augment"]]
+    assert [k for k in keys if f"`data.{k}`" not in section] == []
