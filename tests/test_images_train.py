@@ -191,3 +191,29 @@ def test_model_timm_resnet18_trains_briefly(folder, make_config):
     assert metrics["status"] == "finished"
     state = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
     assert state["net.net.fc.weight"].shape == (4, 512)  # resnet18's head, for four classes
+
+
+@pytest.mark.slow
+def test_a_resumed_images_run_ends_with_the_weights_of_an_uninterrupted_one(folder, make_config):
+    from litlab.config import compose
+    from litlab.train import run
+
+    words = [
+        "data=images",
+        f"data.path={folder}",
+        "data.image_size=12",
+        "data.num_workers=0",
+        "data.batch_size=16",  # several shuffled batches an epoch: their order must resume
+        "data.augment.flip=true",
+        "data.augment.brightness=0.3",
+        "logger=none",
+        "trainer.check_val_every_n_epoch=2",
+    ]
+    straight_dir, _ = run(make_config(*words, "trainer.max_epochs=4", "name=straight"))
+    first_dir, _ = run(make_config(*words, "trainer.max_epochs=2", "name=first"))
+    resumed_dir, _ = run(compose([f"resume={first_dir}", "trainer.max_epochs=4"]))
+    assert resumed_dir == first_dir
+    straight = torch.load(straight_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    resumed = torch.load(resumed_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    for key, value in straight["state_dict"].items():
+        assert torch.allclose(resumed["state_dict"][key], value, atol=1e-6), key

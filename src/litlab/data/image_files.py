@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from litlab.data.columns import label_text
 
@@ -181,3 +181,22 @@ def read_list(csv: Path, image_column: str, target: str) -> tuple[list[Item], li
         else:
             items.append(Item(folder / name, str(label)))
     return items, skipped
+
+
+class EpochOrder(Sampler[int]):
+    """The indices 0..n-1 in a new order each epoch, drawn from the seed and the epoch
+    (Lightning calls `set_epoch` before each): a run resumed at an epoch's start goes on
+    in the order an uninterrupted one has. RandomSampler's generator would start over."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())

@@ -29,6 +29,7 @@ from litlab.data.augment import Augment
 from litlab.data.columns import class_names
 from litlab.data.image_files import (
     SPLITS,
+    EpochOrder,
     ImageFiles,
     Item,
     Probe,
@@ -249,11 +250,15 @@ class ImagesDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         trainer = self.trainer
         on_gpu = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        files = self.sets[split]
         return DataLoader(
-            self.sets[split],
+            files,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            sampler=EpochOrder(len(files), self.seed) if shuffle else None,
+            # Each new iterator draws its workers' base seed from this generator; from the
+            # global one it would shift dropout's draws by one per loader made (a resumed
+            # run makes other loaders than an uninterrupted one)
+            generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             pin_memory=on_gpu,  # pinned pages copy to a GPU without a staging copy
             persistent_workers=self.num_workers > 0,  # no new workers every epoch
