@@ -217,3 +217,16 @@ def test_a_resumed_images_run_ends_with_the_weights_of_an_uninterrupted_one(fold
     resumed = torch.load(resumed_dir / "checkpoints" / "last.ckpt", weights_only=True)
     for key, value in straight["state_dict"].items():
         assert torch.allclose(resumed["state_dict"][key], value, atol=1e-6), key
+
+
+def test_per_class_probabilities_of_two_classes_are_one_minus_p_and_p():
+    from litlab.module import ClassifierModule
+
+    torch.manual_seed(0)
+    module = ClassifierModule(torch.nn.Linear(3, 1), optimizer=None, num_classes=2).eval()
+    x = torch.randn(5, 3)
+    columns = module.prediction_columns(x, per_class=True)
+    p = torch.sigmoid(module(x)).detach().numpy().ravel()
+    np.testing.assert_allclose(columns["probabilities"], np.stack([1 - p, p], axis=1), rtol=1e-6)
+    np.testing.assert_allclose(columns["probability"], p, rtol=1e-6)
+    assert "probabilities" not in module.prediction_columns(x)  # tables keep their columns
