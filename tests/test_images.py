@@ -308,3 +308,16 @@ def test_the_readme_section_names_every_key_of_data_images():
     keys = [k for k in config if k not in ("defaults", "_target_", "augment")]
     keys += [f"augment.{k}" for k in config["augment"]]
     assert [k for k in keys if f"`data.{k}`" not in section] == []
+
+
+def test_a_16_bit_grey_png_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from litlab.data.image_files import decode
+
+    ramp = np.linspace(0, 255, 16 * 16).reshape(16, 16).round().astype(np.uint8)
+    Image.fromarray(ramp.astype(np.uint16) * 257).save(tmp_path / "deep.png")  # 0..65535
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    for channels in (1, 3):
+        pixels = decode(tmp_path / "deep.png", channels, 16)
+        assert np.array_equal(pixels, np.repeat(ramp[..., None], channels, axis=2))

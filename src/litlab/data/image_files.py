@@ -35,10 +35,19 @@ def decode(path: str | Path, channels: int, size: int) -> np.ndarray:
     mode = "RGB" if channels == 3 else "L"
     with Image.open(path) as image:
         image.draft(mode, (size, size))  # a JPEG decodes at a reduced scale: faster
-        square = image.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
-    return np.array(square, dtype=np.uint8).reshape(
-        size, size, channels
-    )  # writable: torch shares it
+        square = _eight_bit(image).convert(mode).resize((size, size), Image.Resampling.BILINEAR)
+    pixels = np.array(square, dtype=np.uint8)  # a copy: writable, as torch wants
+    return pixels.reshape(size, size, channels)
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """A 16- or 32-bit integer grey image (a 16-bit PNG) scaled from 0..65535, a float
+    one from 0..1, to 8 bits. Pillow's `convert` would clip them at 255: nearly white."""
+    if image.mode.startswith("I") or image.mode == "F":
+        top = 1.0 if image.mode == "F" else 65535.0
+        values = np.asarray(image, dtype=np.float64) / top
+        return Image.fromarray((np.clip(values, 0, 1) * 255).round().astype(np.uint8))
+    return image
 
 
 def decoded_or_why(path: str | Path, channels: int, size: int) -> tuple[np.ndarray | None, str]:
