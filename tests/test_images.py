@@ -321,3 +321,19 @@ def test_a_16_bit_grey_png_is_scaled_not_clipped(tmp_path):
     for channels in (1, 3):
         pixels = decode(tmp_path / "deep.png", channels, 16)
         assert np.array_equal(pixels, np.repeat(ramp[..., None], channels, axis=2))
+
+
+def test_a_photo_is_turned_upright_as_its_exif_orientation_says(tmp_path):
+    from PIL import Image
+
+    from litlab.data.image_files import decode
+
+    stored = np.zeros((8, 16), np.uint8)  # as the camera stored it: dark left, light right
+    stored[:, 8:] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation 6: shown turned 90 degrees clockwise
+    Image.fromarray(stored).save(tmp_path / "phone.png", exif=exif)
+    pixels = decode(tmp_path / "phone.png", 1, 8)[..., 0]
+    upright = np.rot90(stored, k=-1)  # (16, 8): dark on top, light below
+    expected = np.asarray(Image.fromarray(upright).resize((8, 8), Image.Resampling.BILINEAR))
+    assert np.array_equal(pixels, expected) and pixels[0].max() == 0 and pixels[-1].min() == 255

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
@@ -29,13 +29,15 @@ def image_extensions() -> set[str]:
 
 
 def decode(path: str | Path, channels: int, size: int) -> np.ndarray:
-    """The image at `path` as (size, size, channels) uint8: any mode made RGB or grey as
-    Pillow's `convert` does (alpha dropped, as torchvision's loader does), stretched to a
-    square of `size`. Raises what Pillow raises for a file it cannot decode."""
+    """The image at `path` as (size, size, channels) uint8: turned upright as its EXIF
+    orientation says (a phone's photo), any mode made RGB or grey as Pillow's `convert`
+    does (alpha dropped, as torchvision's loader does), stretched to a square of `size`.
+    Raises what Pillow raises for a file it cannot decode."""
     mode = "RGB" if channels == 3 else "L"
     with Image.open(path) as image:
         image.draft(mode, (size, size))  # a JPEG decodes at a reduced scale: faster
-        square = _eight_bit(image).convert(mode).resize((size, size), Image.Resampling.BILINEAR)
+        upright = ImageOps.exif_transpose(image)
+        square = _eight_bit(upright).convert(mode).resize((size, size), Image.Resampling.BILINEAR)
     pixels = np.array(square, dtype=np.uint8)  # a copy: writable, as torch wants
     return pixels.reshape(size, size, channels)
 
