@@ -19,6 +19,7 @@ from litlab.builders import build_data, build_module
 from litlab.check import check
 from litlab.checkpoints import load_checkpoint
 from litlab.cli import main
+from litlab.data.images import ImagesDataModule
 from litlab.model import CNN
 from litlab.predict import Predictor
 from litlab.train import train
@@ -230,3 +231,30 @@ def test_per_class_probabilities_of_two_classes_are_one_minus_p_and_p():
     np.testing.assert_allclose(columns["probabilities"], np.stack([1 - p, p], axis=1), rtol=1e-6)
     np.testing.assert_allclose(columns["probability"], p, rtol=1e-6)
     assert "probabilities" not in module.prediction_columns(x)  # tables keep their columns
+
+
+@pytest.mark.slow
+def test_two_ddp_processes_test_an_images_checkpoint_as_one_process_does(folder, tmp_path):
+    import subprocess
+
+    from litlab.predict import evaluate_checkpoint
+
+    words = ["data=images", f"data.path={folder}", *SHORT, "trainer.max_epochs=2"]
+    words += ["trainer=ddp_cpu", "trainer.devices=2", "runs_dir=runs"]
+    done = subprocess.run(
+        [sys.executable, "-m", "litlab", "train", *words],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = (tmp_path / "runs" / "images").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    # 19 test images over 2 ranks: torch's DistributedSampler would test one of them twice
+    single = evaluate_checkpoint(run_dir / "checkpoints" / "best.ckpt")
+    same = ImagesDataModule(str(folder), image_size=16, num_workers=0)
+    same.setup()
+    assert len(same.sets["test"]) == 19
+    assert metrics["test/acc"] == single["test/acc"]
+    assert metrics["test/loss"] == pytest.approx(single["test/loss"], rel=1e-5)

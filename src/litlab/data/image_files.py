@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from PIL import Image, ImageOps
 from torch import Tensor
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, DistributedSampler
 
 from litlab.data.columns import label_text
 
@@ -194,20 +194,29 @@ def read_list(csv: Path, image_column: str, target: str) -> tuple[list[Item], li
     return items, skipped
 
 
-class EpochOrder(Sampler[int]):
-    """The indices 0..n-1 in a new order each epoch, drawn from the seed and the epoch
-    (Lightning calls `set_epoch` before each): a run resumed at an epoch's start goes on
-    in the order an uninterrupted one has. RandomSampler's generator would start over."""
+class Shard(DistributedSampler):
+    """This rank's share of the indices 0..n-1. With `shuffle` (training), a new order
+    each epoch drawn from the seed and the epoch (Lightning calls `set_epoch`), so a run
+    resumed at an epoch's start goes on in the order an uninterrupted one has, cut to
+    equal shares so every rank takes as many steps. Without (evaluation), every
+    `world_size`-th index, none repeated: metrics gathered over the ranks are one
+    process's (torch's DistributedSampler pads with repeats). Being a DistributedSampler,
+    Lightning leaves it in place under DDP."""
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed, self.epoch = n, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    def __init__(self, n: int, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1):
+        # not DistributedSampler.__init__: it asks torch.distributed for the world, which
+        # is not set up yet when the recipe counts the training batches
+        self.n, self.seed, self.shuffle, self.drop_last = n, seed, shuffle, shuffle
+        self.rank, self.num_replicas, self.epoch = rank, world_size, 0
 
     def __len__(self) -> int:
-        return self.n
+        if self.shuffle:
+            return self.n // self.num_replicas
+        return len(range(self.rank, self.n, self.num_replicas))
 
     def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.rank, self.n, self.num_replicas))
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=generator).tolist())
+        order = torch.randperm(self.n, generator=generator)
+        return iter(order[self.rank :: self.num_replicas][: len(self)].tolist())

@@ -29,10 +29,10 @@ from litlab.data.augment import Augment
 from litlab.data.columns import class_names
 from litlab.data.image_files import (
     SPLITS,
-    EpochOrder,
     ImageFiles,
     Item,
     Probe,
+    Shard,
     decode,
     inside,
     read_list,
@@ -250,11 +250,12 @@ class ImagesDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         trainer = self.trainer
         on_gpu = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         files = self.sets[split]
         return DataLoader(
             files,
             batch_size=self.batch_size,
-            sampler=EpochOrder(len(files), self.seed) if shuffle else None,
+            sampler=Shard(len(files), self.seed, shuffle, rank, world),
             # Each new iterator draws its workers' base seed from this generator; from the
             # global one it would shift dropout's draws by one per loader made (a resumed
             # run makes other loaders than an uninterrupted one)
