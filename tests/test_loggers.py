@@ -319,3 +319,25 @@ def test_several_loggers_are_a_mapping_and_their_keys_name_the_option():
         "logger.tracking_uri (the command line): logger=[tensorboard,mlflow] picks several; "
         "name the one: logger.tensorboard.tracking_uri or logger.mlflow.tracking_uri"
     ]
+
+
+@pytest.mark.slow
+def test_the_test_metrics_are_logged_once_and_ranked_in_hparams(short_run):
+    """TensorBoardLogger.log_hyperparams(metrics=...) would log each test metric a second
+    time at the same step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    run_dir, _, _ = short_run
+    events = EventAccumulator(str(run_dir), {"scalars": 0}, purge_orphaned_data=False)
+    events.Reload()
+    for tag in events.Tags()["scalars"]:
+        if tag == "epoch":  # Lightning adds it to each of a step's train and val calls
+            continue
+        steps = [event.step for event in events.Scalars(tag)]
+        assert len(steps) == len(set(steps)), f"{tag}: a step logged twice"
+    content = events.PluginTagToContent("hparams")["_hparams_/experiment"]
+    experiment = HParamsPluginData.FromString(content).experiment
+    ranked = {info.name.tag for info in experiment.metric_infos}
+    assert {"test/acc", "test/auroc", "test/f1", "test/loss"} <= ranked
+    assert "choice/optimizer" in {info.name for info in experiment.hparam_infos}

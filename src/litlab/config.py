@@ -271,8 +271,14 @@ def _to_option(picked: dict[str, Any], dotted: list[str], lists: dict[str, Any])
     option is packaged under its own name (`# @package logger.mlflow`): with one option
     there is no other the key could be for, and Hydra would add `key` beside it. Only for
     such a word is the option looked up, by composing once without it."""
-    own = _packaged_by_option()
-    mine = [w for w in dotted if w.lstrip("+~").partition(".")[0] in own and "." in w]
+
+    def group_of(word: str) -> str:  # the group a dotted key starts with, or ""
+        key = word.partition("=")[0].lstrip("+~")
+        return key.partition(".")[0] if "." in key else ""
+
+    named = {group_of(w) for w in dotted} & set(groups())
+    own = {group for group in named if _packaged_by_option(group)}
+    mine = [w for w in dotted if group_of(w) in own]
     if not mine:
         return dotted
     _, choices = _hydra(_overrides(picked, [w for w in dotted if w not in mine]))
@@ -289,15 +295,19 @@ def _to_option(picked: dict[str, Any], dotted: list[str], lists: dict[str, Any])
     return words
 
 
-def _packaged_by_option() -> set[str]:
-    """The groups whose options are each packaged under their own name, so that several
-    can be picked at once (logger): `# @package <group>.<option>`."""
-    found = set()
-    for group, options in groups().items():
-        paths = [p for p in (_option_path(group, o) for o in options) if _content(p)[0]]
-        if paths and all(_package(path) == f"{group}.{path.stem}" for path in paths):
-            found.add(group)
-    return found
+def _packaged_by_option(group: str) -> bool:
+    """Whether the group's options are each packaged under their own name, so that several
+    can be picked at once (logger): `# @package <group>.<option>`. An option of comments
+    only (none.yaml) builds nothing and counts either way; the files are not parsed, so a
+    broken one is left to Hydra's composition to report."""
+    paths = [_option_path(group, option) for option in groups()[group]]
+    paths = [path for path in paths if _has_keys(path)]
+    return bool(paths) and all(_package(path) == f"{group}.{path.stem}" for path in paths)
+
+
+def _has_keys(path: Path) -> bool:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return any(line.strip() and not line.lstrip().startswith("#") for line in lines)
 
 
 @functools.cache

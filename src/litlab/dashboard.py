@@ -5,7 +5,6 @@ without a logger). Each logger takes them in its own way (loggers.py)."""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -85,12 +84,8 @@ def log_hparams(trainer: L.Trainer, composed: Composed, metrics: dict[str, Any])
         return
     ranked = {k: v for k, v in metrics.items() if k.startswith("test/") and isinstance(v, float)}
     baselines = {k: v for k, v in metrics.items() if k.startswith("baseline/")}
-    params = hyperparameters(composed) | baselines
     for logger in trainer.loggers:
-        if "metrics" in inspect.signature(logger.log_hyperparams).parameters:
-            logger.log_hyperparams(params, metrics=ranked, step=trainer.global_step)
-        else:
-            logger.log_hyperparams(params)
+        loggers.log_ranked(logger, hyperparameters(composed) | baselines, ranked)
 
 
 def hyperparameters(composed: Composed) -> dict[str, bool | int | float | str]:

@@ -18,6 +18,7 @@ from lightning.pytorch.loggers import (
     TensorBoardLogger,
     WandbLogger,
 )
+from torch.utils.tensorboard.summary import hparams
 
 PICTURED = (TensorBoardLogger, MLFlowLogger, WandbLogger)  # the loggers that take images
 
@@ -64,6 +65,21 @@ def log_config(logger: Logger, text: str) -> None:
         logger.experiment.add_text("config", "    " + text.replace("\n", "\n    "))
     elif isinstance(logger, MLFlowLogger):
         logger.experiment.log_text(logger.run_id, text, "config.yaml")
+
+
+def log_ranked(logger: Logger, params: dict[str, Any], metrics: dict[str, float]) -> None:
+    """`params` beside the final `metrics` they rank, where the logger has such a view
+    (TensorBoard's HPARAMS); as hyperparameters elsewhere. TensorBoardLogger's own
+    `log_hyperparams(metrics=...)` logs the metrics again as scalars, and the test metrics
+    are logged already at this step, so their HPARAMS summary goes straight into the
+    run's events file. SummaryWriter's file writer is torch's private method (the one
+    Lightning uses there too): it reopens the writer Lightning closed at the end of fit."""
+    if not isinstance(logger, TensorBoardLogger):
+        logger.log_hyperparams(params)
+        return
+    writer = logger.experiment._get_file_writer()
+    for summary in hparams(params, metrics):
+        writer.add_summary(summary)
 
 
 def finish(logger: Logger) -> None:
