@@ -3,6 +3,7 @@ a class too small to split said in litlab's words."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -138,3 +139,61 @@ def test_too_few_rows_of_a_class_is_one_line_in_our_words(tmp_path, capsys):
         capsys.readouterr().err
     )
     assert not (tmp_path / "runs").exists()
+
+
+def survival_table(path: Path, rows: int = 200) -> None:
+    """A survival study as packages ship them: an id, day-first dates, a text grade that
+    the measurements do not predict (I 20%, II 65%, III 15%), missing values, and the days
+    to recurrence, recorded after the outcome."""
+    rng = np.random.default_rng(3)
+    recurred = rng.random(rows) < 0.4
+    frame = pd.DataFrame(
+        {
+            "pid": np.arange(rows) + 5000,
+            "surgery": (
+                pd.Timestamp("2001-01-01") + pd.to_timedelta(rng.integers(0, 3000, rows), "D")
+            ).strftime("%d.%m.%Y"),
+            "age": rng.integers(30, 80, rows).astype(float),
+            "size": rng.normal(20, 5, rows),
+            "grade": rng.choice(["I", "II", "III"], rows, p=[0.2, 0.65, 0.15]),
+            "rfs_days": np.where(
+                recurred, rng.integers(30, 900, rows), rng.integers(1000, 3000, rows)
+            ),
+            "recurrence": np.where(recurred, "yes", "no"),
+        }
+    )
+    frame.loc[rng.choice(rows, 15, replace=False), "size"] = np.nan
+    frame.to_csv(path, index=False)
+
+
+def test_a_survival_table_trains_with_its_trivial_baseline_and_an_honest_verdict(
+    make_config, tmp_path, capsys
+):
+    from litlab.cli import _report
+    from litlab.train import train
+
+    survival_table(tmp_path / "gbsg.csv")
+    words = ["data=csv", f"data.path={tmp_path / 'gbsg.csv'}", "data.missing=impute"]
+    short = ["trainer.max_epochs=60", "trainer.check_val_every_n_epoch=10", "logger=none"]
+    _, metrics = train(make_config(*words, "data.target=grade", *short))
+    printed = capsys.readouterr().out
+    dates = r"surgery\s+numeric\s+parsed from dates as days since 1970-01-01 \(DD\.MM\.YYYY\)"
+    assert re.search(dates, printed), printed
+    # always "II": its share of the test rows, which the run's own split gives
+    dm = CsvDataModule(str(tmp_path / "gbsg.csv"), "grade", missing="impute")
+    dm.setup()
+    test_labels = dm.test[1].numpy()
+    assert metrics["baseline/majority/acc"] == pytest.approx(np.mean(test_labels == 1))
+    assert {"baseline/majority/f1", "baseline/svc/acc", "baseline/logreg/f1"} <= set(metrics)
+    _report("runs/x", metrics)
+    lines = capsys.readouterr().out.splitlines()
+    # the inputs say nothing of the grade: the network is no better than always "II"
+    mine, majority = metrics["test/acc"], metrics["baseline/majority/acc"]
+    assert (
+        "the network does no better than majority (always the most frequent training class): "
+        f"test/acc {mine:.4f} against {majority:.4f}"
+    ) in lines
+    _, leaked = train(make_config(*words, "data.target=recurrence", *short))
+    printed = capsys.readouterr().out
+    assert "possible leak: rfs_days alone predicts recurrence" in printed
+    assert leaked["test/acc"] > 0.9  # the leak at work
