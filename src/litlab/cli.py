@@ -181,17 +181,20 @@ def _sweep(words: list[str], jobs: int) -> int:
 
 
 def _search(words: list[str], jobs: int) -> int:
+    import yaml
+
     from litlab.search import search
 
     folder, rows, stopped = search(words, jobs)
-    table = [["trial", "status", "value", "epochs", "params"]]
-    table += [[_text(v) for v in row.values()] for row in rows[:10]]
     print("best trials:" if rows else "no trial has ended yet")
-    if rows:
-        _print_table(table)
+    if rows:  # the value is the trial's best validation metric; its test metrics beside it
+        _print_table([list(rows[0])] + [[_text(v) for v in row.values()] for row in rows[:10]])
     best = folder / "best.yaml"
     if best.exists():
-        print(best.read_text().splitlines()[1].removeprefix("#").strip())
+        text = best.read_text()
+        print(text.splitlines()[1].removeprefix("#").strip())
+        for note in yaml.safe_load(text).get("notes") or []:
+            print(note)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "pruned")}
     others = len(rows) - sum(counts.values())
     print(f"{counts['finished']} finished, {counts['pruned']} pruned, {others} failed or stopped")

@@ -33,7 +33,7 @@ def verdict(metrics: dict[str, Any]) -> list[str]:
         best = max(scores, key=scores.get)
         lines.append(_compare(name, mine, best, scores[best], step, rows))
         for trivial in (m for m in TRIVIAL if m in scores and m != best):
-            if _outcome(mine, scores[trivial], step)[0] != "network":
+            if outcome(mine, scores[trivial], step)[0] != "network":
                 lines.append(
                     f"the network does no better than {_named(trivial)}: test/{name} "
                     f"{mine:.4f} against {scores[trivial]:.4f}"
@@ -68,7 +68,7 @@ def overfitting(metrics: dict[str, Any]) -> list[str]:
 
 
 def _compare(name: str, mine: float, model: str, theirs: float, step: float, rows: Any) -> str:
-    winner, why = _outcome(mine, theirs, step, rows)
+    winner, why = outcome(mine, theirs, step, rows)
     if winner == "tie":
         shown = f"{mine:.4f} for the network, {theirs:.4f} for {_named(model)}"
         return f"a tie: test/{name} {shown} ({why})"
@@ -83,8 +83,9 @@ def _compare(name: str, mine: float, model: str, theirs: float, step: float, row
     )
 
 
-def _outcome(mine: float, theirs: float, step: float, rows: Any = None) -> tuple[str, str]:
-    """Who is ahead ("network", "baseline" or "tie"), and for a tie why."""
+def outcome(mine: float, theirs: float, step: float, rows: Any = None) -> tuple[str, str]:
+    """Who is ahead, "network" (`mine`) or "baseline" (`theirs`), or "tie", and for a tie
+    why; `step` is the score of one test row (0: none), out of `rows`."""
     gap = abs(mine - theirs)
     if gap <= ROUNDING * max(1.0, abs(mine), abs(theirs)):
         return "tie", "equal within float32 rounding"
