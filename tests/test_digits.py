@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import check_task_cell
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.metrics import accuracy_score, f1_score
@@ -56,6 +57,7 @@ def test_default_digits_job_reaches_98_percent_and_the_svc(make_config, tmp_path
     svc_acc = svc.score(x_test.flatten(1).numpy(), y_test.numpy())
     assert metrics["test/acc"] >= 0.98 and metrics["test/acc"] >= svc_acc - 0.01, (metrics, svc_acc)
     assert metrics["baseline/svc/acc"] == pytest.approx(svc_acc)
+    check_task_cell("digits", metrics)  # the README's figures are this run's
     # the run's metrics, recomputed with scikit-learn from the predictions of best.ckpt
     predictor = Predictor.from_checkpoint(run_dir / "checkpoints" / "best.ckpt")
     rows = pd.DataFrame(x_test.flatten(1).numpy() * 16, columns=PIXELS)

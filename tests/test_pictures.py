@@ -9,7 +9,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from litlab import figures
 from litlab import train as recipe
-from litlab.dashboard import Dashboard
+from litlab.builders import build_data
+from litlab.dashboard import Dashboard, start_figures
 from litlab.train import prepare, train
 
 
@@ -123,3 +124,11 @@ def test_the_loss_picture_marks_the_best_val_loss_and_shades_the_overfitting():
     assert shade.get_label() == "after the best: overfit"
     near = figures.loss_curves({"val/loss": [(100, 0.073), (1000, 0.078)]}).axes[0]
     assert near.get_title() == "loss" and not near.patches  # within 10% of the best
+
+
+def test_the_pictures_before_training_are_the_planned_rate_and_the_data(make_config):
+    composed = make_config()  # the default job: Adam 0.01, no schedule, 1000 epochs
+    found = start_figures(composed, build_data(composed))
+    assert set(found) == {"schedule/learning_rate", "data/train"}
+    (line,) = found["schedule/learning_rate"].axes[0].get_lines()
+    assert list(line.get_ydata()) == [0.01] * 1000
