@@ -99,8 +99,9 @@ def test_image_figures():
     images = np.zeros((3, 8, 8))
     grid = figures.image_grid(images, np.array([1, 2, 3]), np.array([1, 0, 3]))
     titles = [(ax.get_title(), ax.title.get_color()) for ax in grid.axes if ax.get_title()]
-    assert titles == [("1 (1)", "black"), ("2 (0)", "red"), ("3 (3)", "black")]
+    # the true label, and in brackets the prediction where wrong
+    assert titles == [("1", "black"), ("0 (2)", "red"), ("3", "black")]
     matrix = np.array([[5, 1], [0, 4]])
     texts = [t.get_text() for t in figures.confusion(matrix).axes[0].texts]
-    assert texts == ["5", "1", "4"]
+    assert texts == ["5", "1", "0", "4"]  # zeros shown too
     assert len([ax for ax in figures.filters(np.zeros((6, 1, 3, 3))).axes if ax.images]) == 6
