@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -75,3 +77,28 @@ def held_elsewhere(folder: Path) -> Iterator[int]:
     finally:
         holder.kill()  # the lock goes with the process
         holder.wait()
+
+
+TASKS = ("circles", "diabetes", "digits", "cancer")  # the README task table's columns
+NUMBER = r"-?\d+\.\d+"
+
+
+def check_task_cell(task: str, metrics: dict[str, Any]) -> None:
+    """The README task table's test-metric cell of `task` against a run of its command:
+    what scripts/task_table.py prints for it. The baselines' figures as written
+    (scikit-learn's fits are exact); the network's within one test row for accuracy, 0.005
+    for R2, since float rounding on another CPU can move a prediction."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from task_table import METRIC, cell
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (row,) = [line for line in readme.splitlines() if line.startswith("| test metric")]
+    shown = dict(zip(TASKS, [c.strip() for c in row.strip(" |").split("|")][1:], strict=True))
+    written, measured = shown[task], cell(metrics, METRIC[task])
+    assert re.sub(NUMBER, "#", written) == re.sub(NUMBER, "#", measured), (written, measured)
+    (mine, *baselines), (theirs, *fitted) = (
+        [float(n) for n in re.findall(NUMBER, text)] for text in (written, measured)
+    )
+    rows = metrics.get("test_rows") if METRIC[task] == "acc" else None
+    assert abs(mine - theirs) <= (1 / rows if rows else 0.005) + 0.0005, (written, measured)
+    assert baselines == fitted, (written, measured)

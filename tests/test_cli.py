@@ -87,6 +87,9 @@ def test_bad_config_from_a_real_process_exits_non_zero_without_traceback(tmp_pat
     assert not (tmp_path / "runs").exists()
 
 
+MODELS = ("svc", "logreg", "majority")  # the circles' baselines, trivial last
+
+
 @pytest.mark.slow
 def test_train_from_a_real_process_names_the_run_folder_last(tmp_path):
     result = litlab("train", "trainer.max_epochs=50", cwd=tmp_path)
@@ -94,16 +97,19 @@ def test_train_from_a_real_process_names_the_run_folder_last(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert lines[-1].startswith("run folder: runs/circles/")
     # the test metrics as a table: the network beside its baselines
-    header = lines.index("metric      network  svc     logreg")
+    header = lines.index("metric      network  svc     logreg  majority")
     (acc,) = [line.split() for line in lines[header:] if line.startswith("test/acc")]
     metrics = json.loads(
         (tmp_path / lines[-1].removeprefix("run folder: ") / "metrics.json").read_text()
     )
     assert acc == [
         "test/acc",
-        *(f"{metrics[k]:.4f}" for k in ("test/acc", "baseline/svc/acc", "baseline/logreg/acc")),
+        *(f"{metrics[k]:.4f}" for k in ("test/acc", *(f"baseline/{m}/acc" for m in MODELS))),
     ]
     assert (tmp_path / lines[-1].removeprefix("run folder: ") / "metrics.json").exists()
+    assert any(
+        line.startswith(("the network wins", "the baseline wins", "a tie")) for line in lines
+    )
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import check_task_cell
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.metrics import accuracy_score, f1_score
@@ -56,6 +57,7 @@ def test_default_digits_job_reaches_98_percent_and_the_svc(make_config, tmp_path
     svc_acc = svc.score(x_test.flatten(1).numpy(), y_test.numpy())
     assert metrics["test/acc"] >= 0.98 and metrics["test/acc"] >= svc_acc - 0.01, (metrics, svc_acc)
     assert metrics["baseline/svc/acc"] == pytest.approx(svc_acc)
+    check_task_cell("digits", metrics)  # the README's figures are this run's
     # the run's metrics, recomputed with scikit-learn from the predictions of best.ckpt
     predictor = Predictor.from_checkpoint(run_dir / "checkpoints" / "best.ckpt")
     rows = pd.DataFrame(x_test.flatten(1).numpy() * 16, columns=PIXELS)
@@ -97,8 +99,9 @@ def test_image_figures():
     images = np.zeros((3, 8, 8))
     grid = figures.image_grid(images, np.array([1, 2, 3]), np.array([1, 0, 3]))
     titles = [(ax.get_title(), ax.title.get_color()) for ax in grid.axes if ax.get_title()]
-    assert titles == [("1 (1)", "black"), ("2 (0)", "red"), ("3 (3)", "black")]
+    # the true label, and in brackets the prediction where wrong
+    assert titles == [("1", "black"), ("0 (2)", "red"), ("3", "black")]
     matrix = np.array([[5, 1], [0, 4]])
     texts = [t.get_text() for t in figures.confusion(matrix).axes[0].texts]
-    assert texts == ["5", "1", "4"]
+    assert texts == ["5", "1", "0", "4"]  # zeros shown too
     assert len([ax for ax in figures.filters(np.zeros((6, 1, 3, 3))).axes if ax.images]) == 6

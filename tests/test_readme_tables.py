@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import check_task_cell
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -47,3 +49,5 @@ def test_the_worked_example_runs_as_written(tmp_path):
     assert set(out["prediction"]) == {"benign", "malignant"} and (out["problem"] == "").all()
     assert (out["prediction"] == out["diagnosis"]).mean() > 0.9
     assert "ignored columns the network does not use: patient_id, diagnosis" in outputs[3]
+    (metrics,) = (tmp_path / "runs" / "cancer").glob("*/metrics.json")
+    check_task_cell("cancer", json.loads(metrics.read_text()))  # the task table's column

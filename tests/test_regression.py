@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import load_net
+from conftest import check_task_cell, load_net
 from sklearn.linear_model import RidgeCV
 from sklearn.metrics import mean_absolute_error, r2_score
 
@@ -100,6 +100,7 @@ def test_k_fold_runs_and_summary(make_config):
 def test_diabetes_network_matches_ridge_over_five_folds(make_config):
     _, summary = run(make_config("experiment=diabetes", "data.folds=5"))
     assert summary["test/r2"]["mean"] >= summary["baseline/ridge/r2"]["mean"] - 0.03, summary
+    check_task_cell("diabetes", summary)  # the README's figures are this run's
 
 
 def test_bad_csv_from_the_command_line_is_one_clear_message(capsys, tmp_path):

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -243,6 +244,13 @@ def test_trials_are_ordinary_runs_and_the_best_trains_again(tmp_path):
     assert metrics["test/acc"] == pytest.approx(
         json.loads((trial / "metrics.json").read_text())["test/acc"]
     )
+    # trial 0 is the job as it is: an ordinary run of the job gives its value
+    (default,) = [row for row in rows if row["trial"] == 0]
+    assert default["params"] == (
+        "(default) optimizer=adam optimizer.lr=0.01 model.hidden=[16,16] model.activation=tanh"
+    )
+    _, plain = run(compose(words[2:]))
+    assert plain["best_val/loss"] == pytest.approx(default["value"], abs=1e-6)
 
 
 @pytest.mark.slow
@@ -420,3 +428,136 @@ def test_the_dashboard_serves_a_study_when_installed(tmp_path):
     )
     optuna.create_study(study_name="s", storage=journal)
     assert callable(wsgi(journal))
+
+
+# --------------------------------------------------------------------------- the report
+
+LR = {"type": "float", "low": 1.0e-3, "high": 1.0, "log": True}
+
+
+def test_a_new_study_starts_with_the_default_job_when_it_lies_in_the_space(tmp_path):
+    from litlab.search import enqueue_default
+
+    spec = parse([space_file(tmp_path, {"optimizer.lr": LR, "model.hidden": [[8], [16, 16]]})])
+    study = optuna.create_study()
+    enqueue_default(study, spec)
+    (waiting,) = study.trials
+    fixed = waiting.system_attrs["fixed_params"]  # Optuna's queue: the job's own values
+    assert fixed == {"optimizer.lr": 0.01, "model.hidden": "[16,16]"}
+    assert waiting.user_attrs == {"default": True}
+    enqueue_default(study, spec)  # not twice, nor into a study that has begun
+    assert len(study.trials) == 1
+    outside = parse([space_file(tmp_path, {"optimizer": ["sgd"]})])
+    study = optuna.create_study()
+    enqueue_default(study, outside)
+    assert study.trials == []  # optimizer=adam is not among the choices
+
+
+def finish(study, folder: Path, lr: float, value: float, default: bool = False, **metrics):
+    """A trial of learning rate `lr` told to the study, and the metrics.json its run
+    would have written."""
+    study.enqueue_trial({"optimizer.lr": lr}, user_attrs={"default": True} if default else {})
+    trial = study.ask()  # the enqueued parameters
+    trial.suggest_float("optimizer.lr", **{k: v for k, v in LR.items() if k != "type"})
+    study.tell(trial, value)
+    run = folder / f"trial_{trial.number}"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"status": "finished", **metrics}))
+
+
+def test_the_summary_gives_test_metrics_beside_validation_and_the_default(
+    tmp_path, monkeypatch, capsys
+):
+    """The reported case: 4 trials improved val/loss 0.6269 to 0.6242 and lost test
+    accuracy 0.680 to 0.651, on a validation split of 75 rows, and nothing said so."""
+    import litlab.search
+    from litlab.cli import _search
+    from litlab.search import report
+
+    spec = parse([space_file(tmp_path, {"optimizer.lr": LR}), f"runs_dir={tmp_path}"])
+    spec.folder.mkdir(parents=True)
+    study = optuna.create_study()
+    rows = {"val_rows": 75, "test_rows": 103, "epochs": 50}
+    finish(study, spec.folder, 0.01, 0.6269, True, **{"test/acc": 0.680, "test/loss": 0.6}, **rows)
+    finish(study, spec.folder, 0.3, 0.6242, **{"test/acc": 0.651, "test/loss": 0.7}, **rows)
+    table = report(study, spec)
+    assert [(r["trial"], r["value"], r["test/acc"]) for r in table] == [
+        (1, 0.6242, 0.651),
+        (0, 0.6269, 0.680),
+    ]
+    assert table[1]["params"] == "(default) optimizer.lr=0.01"
+    best = yaml.safe_load((spec.folder / "best.yaml").read_text())
+    assert best["trial"] == 1 and best["test"] == {"test/acc": 0.651, "test/loss": 0.7}
+    assert best["default"] == {
+        "trial": 0,
+        "value": 0.6269,
+        "test": {"test/acc": 0.68, "test/loss": 0.6},
+    }
+    assert best["notes"] == [
+        "best trial 1: val/loss 0.6242, test/acc 0.6510",
+        "the default (trial 0): val/loss 0.6269, test/acc 0.6800",
+        "the winner on acc is worse on test than the default: test/acc 0.6510 against 0.6800; "
+        "its better validation value may not last",
+        "the validation split has 75 rows: the winner of 2 trials may be fitted to them; "
+        "confirm it on other rows (data.folds=5) before trusting it",
+        "importances.png comes from 2 finished trials: too few to trust (about 10 or more)",
+    ]
+    # what `litlab search` prints: the table with the test metric, then the notes
+    monkeypatch.setattr(litlab.search, "search", lambda *_: (spec.folder, table, None))
+    assert _search([], 1) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1].split() == ["trial", "status", "value", "test/acc", "epochs", "params"]
+    assert printed[3].split() == [
+        "0",
+        "finished",
+        "0.6269",
+        "0.6800",
+        "50",
+        "(default)",
+        "optimizer.lr=0.01",
+    ]
+    assert printed[4] == f"litlab train runs_dir={tmp_path} optimizer.lr=0.3 seed=0"
+    assert printed[5:10] == best["notes"]
+
+
+def test_the_notes_when_the_default_wins_is_outside_the_space_or_the_split_is_large(tmp_path):
+    from litlab.search import notes
+
+    spec = parse([space_file(tmp_path, {"optimizer.lr": LR}), f"runs_dir={tmp_path}"])
+    study, found = optuna.create_study(), {}
+    for number, lr in enumerate([0.01, *np.geomspace(0.002, 0.9, 9)]):  # 10 finished
+        value = 0.5 + abs(np.log(lr / 0.01))  # the default's 0.01 is best
+        finish(study, spec.folder, float(lr), value, number == 0, **{"val_rows": 270})
+        found[number] = {"val_rows": 270, "test/acc": 0.9}
+    assert notes(study, spec, found) == [
+        "best trial 0: val/loss 0.5, test/acc 0.9000",
+        "the best trial is the default job: the search found nothing better",
+    ]  # 270 validation rows and 10 finished trials: no caution
+    narrow = {"optimizer.lr": {"type": "float", "low": 0.1, "high": 1.0}}
+    outside = parse([space_file(tmp_path, narrow), f"runs_dir={tmp_path}"])
+    study = optuna.create_study()
+    finish(study, tmp_path / "other", 0.3, 0.6, **{"val_rows": 270})
+    assert notes(study, outside, {0: {"val_rows": 270}})[1] == (
+        "no trial of the default job to compare with: optimizer.lr=0.01 outside the space"
+    )
+
+
+def test_importances_from_few_trials_say_so_under_optuna_s_title():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from optuna.visualization.matplotlib import plot_param_importances
+
+    from litlab.search import caution
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_float("y", 0, 1), 3)
+    with pytest.warns(optuna.exceptions.ExperimentalWarning):  # Optuna's matplotlib plots
+        few, enough = plot_param_importances(study), plot_param_importances(study)
+    caution(few, 3)
+    assert few.get_title(loc="left") == (
+        "Hyperparameter Importances\nfrom 3 finished trials: too few to trust"
+    )
+    assert few.get_title() == ""  # nothing drawn over it in the centre
+    caution(enough, 10)
+    assert enough.get_title(loc="left") == "Hyperparameter Importances"

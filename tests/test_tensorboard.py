@@ -121,6 +121,7 @@ def test_dashboard_shows_scalars_images_hparams_and_config(make_config, tmp_path
         "data.batch_size",
         "choice/optimizer",
         "baseline/svc/acc",
+        "baseline/majority/acc",  # the trivial baseline beside the fitted ones
     } <= hparams
     ranked = {info["name"]["tag"] for info in experiment["metricInfos"]}
     assert "test/acc" in ranked

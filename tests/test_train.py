@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 import torch
-from conftest import load_net, scalars
+from conftest import check_task_cell, load_net, scalars
 from omegaconf import OmegaConf
 from sklearn.metrics import f1_score
 from sklearn.svm import SVC
@@ -18,6 +18,7 @@ from litlab.data import CirclesDataModule
 from litlab.model import MLP
 from litlab.rundirs import claim_run_dir
 from litlab.train import prepare, train
+from litlab.verdict import overfitting
 
 SHORT = ("trainer.max_epochs=100", "trainer.check_val_every_n_epoch=20")
 
@@ -32,6 +33,11 @@ def test_default_job_is_within_two_points_of_an_rbf_svm(make_config):
     svc_acc = svc.score(x_test.numpy(), y_test.numpy().ravel())
     assert metrics["test/acc"] >= svc_acc - 0.02, (metrics["test/acc"], svc_acc)
     assert metrics["baseline/svc/acc"] == pytest.approx(svc_acc)  # the run's own baseline agrees
+    check_task_cell("circles", metrics)  # the README's figures are this run's
+    # it overfits after its best val/loss, and the summary says where the best was
+    assert metrics["final_val/loss"] > 1.1 * metrics["best_val/loss"]
+    (said,) = overfitting(metrics)
+    assert said.startswith(f"val/loss was best at step {metrics['best_step']} ")
 
 
 def test_run_folder_holds_config_events_checkpoints_and_metrics(make_config, tmp_path):

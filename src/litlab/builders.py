@@ -20,6 +20,7 @@ from litlab.check import SCHEDULER_OPTIONS, target_nodes
 from litlab.checkpoints import AtomicCheckpointIO
 from litlab.config import Composed, ConfigError, instantiate
 from litlab.data.base import TensorDataModule, contract_errors
+from litlab.errors import DataError
 from litlab.loggers import run_arguments
 from litlab.optim import OptimizerFactory, SchedulerFactory
 from litlab.signatures import locate, signature
@@ -51,6 +52,8 @@ def build_data(
         datamodule.setup("fit")  # Lightning's own call later finds it done
         if stored is not None:
             datamodule.verify(stored)
+    except DataError:  # the table's fault, not the config's: its own one line
+        raise
     except ValueError as exc:
         raise ConfigError([f"data ({composed.source('data')}): {exc}"]) from None
     missing = contract_errors(datamodule)

@@ -16,7 +16,14 @@ from omegaconf import OmegaConf
 
 from litlab.check import check
 from litlab.config import ConfigError, compose, groups
-from litlab.errors import Diverged, Interrupted, MissingPackage, PeerLost, SweepStopped
+from litlab.errors import (
+    DataError,
+    Diverged,
+    Interrupted,
+    MissingPackage,
+    PeerLost,
+    SweepStopped,
+)
 
 
 def command(argv: list[str] | None = None) -> None:
@@ -72,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     except (Interrupted, SweepStopped) as exc:
         print(f"litlab: {exc}", file=sys.stderr)
         return exc.exit_code
-    except MissingPackage as exc:  # one line: the command that installs it
+    # one line: the table's fault, not the config's; or the command that installs a package
+    except (DataError, MissingPackage) as exc:
         print(f"litlab: {exc}", file=sys.stderr)
         return 2
     except ConfigError as exc:
@@ -181,17 +189,20 @@ def _sweep(words: list[str], jobs: int) -> int:
 
 
 def _search(words: list[str], jobs: int) -> int:
+    import yaml
+
     from litlab.search import search
 
     folder, rows, stopped = search(words, jobs)
-    table = [["trial", "status", "value", "epochs", "params"]]
-    table += [[_text(v) for v in row.values()] for row in rows[:10]]
     print("best trials:" if rows else "no trial has ended yet")
-    if rows:
-        _print_table(table)
+    if rows:  # the value is the trial's best validation metric; its test metrics beside it
+        _print_table([list(rows[0])] + [[_text(v) for v in row.values()] for row in rows[:10]])
     best = folder / "best.yaml"
     if best.exists():
-        print(best.read_text().splitlines()[1].removeprefix("#").strip())
+        text = best.read_text()
+        print(text.splitlines()[1].removeprefix("#").strip())
+        for note in yaml.safe_load(text).get("notes") or []:
+            print(note)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "pruned")}
     others = len(rows) - sum(counts.values())
     print(f"{counts['finished']} finished, {counts['pruned']} pruned, {others} failed or stopped")
@@ -209,7 +220,10 @@ def _compare(words: list[str], seeds: str, jobs: int) -> int:
 
 
 def _report(run_dir: object, metrics: dict[str, Any]) -> None:
-    """The test metrics as a table, the network beside its baselines, then the folder."""
+    """The test metrics as a table, the network beside its baselines, who wins, then the
+    folder."""
+    from litlab.verdict import overfitting, verdict
+
     models = list(dict.fromkeys(k.split("/")[1] for k in metrics if k.startswith("baseline/")))
     rows = [["metric", "network", *models]]
     for key in (k for k in metrics if k.startswith("test/")):
@@ -222,30 +236,12 @@ def _report(run_dir: object, metrics: dict[str, Any]) -> None:
             ]
         )
     _print_table(rows)
-    for line in _baseline_wins(metrics, models):
+    for line in verdict(metrics) + overfitting(metrics):
         print(line)
     for key, value in metrics.items():
         if not key.startswith(("test/", "baseline/")):
             print(f"{key}: {_text(value)}")
     print(f"run folder: {run_dir}" if Path(str(run_dir)).is_dir() else f"written to {run_dir}")
-
-
-def _baseline_wins(metrics: dict[str, Any], models: list[str]) -> list[str]:
-    """A plain line for each headline score (accuracy, R2) a baseline beats."""
-    lines = []
-    for name in ("acc", "r2"):
-        mine = metrics.get(f"test/{name}")
-        scores = {m: metrics.get(f"baseline/{m}/{name}") for m in models}
-        scores = {m: v for m, v in scores.items() if isinstance(v, float)}
-        if not isinstance(mine, float) or not scores:
-            continue
-        best = max(scores, key=scores.get)
-        if scores[best] > mine:
-            lines.append(
-                f"the baseline wins: {best} test/{name} {scores[best]:.4f} against the "
-                f"network's {mine:.4f} (by {scores[best] - mine:.4f})"
-            )
-    return lines
 
 
 def _print_table(rows: list[list[str]]) -> None:

@@ -63,16 +63,23 @@ def log_start(trainer: L.Trainer, composed: Composed, datamodule: TensorDataModu
         loggers.log_config(logger, OmegaConf.to_yaml(cfg))
     if not to:
         return
+    for tag, figure in start_figures(composed, datamodule).items():
+        add_figure(to, tag, figure, 0)
+
+
+def start_figures(composed: Composed, datamodule: TensorDataModule) -> dict[str, Figure]:
+    """The pictures drawn before training, by tag: the planned learning rate (when the
+    run has a planned end) and the data module's own (`data/<name>`)."""
     optimizer, scheduler, options = optimizer_factories(composed)
     interval = options.get("interval", "epoch")
     steps_per_epoch = 1 if interval == "epoch" else len(datamodule.train_dataloader())
-    epochs = cfg.trainer.get("max_epochs") or 0  # None or -1: no planned end to draw
+    epochs = composed.cfg.trainer.get("max_epochs") or 0  # None or -1: no planned end to draw
+    found = {}
     if epochs > 0:
         rates = planned_rates(optimizer, scheduler, epochs * steps_per_epoch)
-        add_figure(to, "schedule/learning_rate", figures.learning_rate(rates, interval), 0)
+        found["schedule/learning_rate"] = figures.learning_rate(rates, interval)
     pictures = datamodule.figures() if hasattr(datamodule, "figures") else {}
-    for name, figure in pictures.items():
-        add_figure(to, f"data/{name}", figure, 0)
+    return found | {f"data/{name}": figure for name, figure in pictures.items()}
 
 
 def log_hparams(trainer: L.Trainer, composed: Composed, metrics: dict[str, Any]) -> None:

@@ -15,6 +15,14 @@ class MissingPackage(ConfigError):
     one line with the command that installs it."""
 
 
+class DataError(ConfigError):
+    """A table that cannot be used as it is (not a mistake in the config): one line that
+    says what is wrong with it and what to do."""
+
+    def __init__(self, message: str):
+        super().__init__([message])
+
+
 class Diverged(RuntimeError):
     """The training loss, or a weight about to be saved, stopped being a finite number."""
 

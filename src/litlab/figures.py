@@ -103,15 +103,24 @@ def residuals(actual: np.ndarray, predicted: np.ndarray) -> Figure:
 
 
 def learning_rate(rates: list[float], interval: str) -> Figure:
-    """The learning rate at each scheduler interval."""
+    """The learning rate at each scheduler interval, on an axis from 0: a constant rate is
+    a flat line at its value (autoscaling would stretch 0.01 over 0.0096-0.0104)."""
     figure, ax = _figure()
     ax.plot(range(len(rates)), rates)
+    top = max(rates, default=0.0)
+    ax.set_ylim(0, 1.15 * top if top > 0 else 1)
+    ax.ticklabel_format(axis="y", useOffset=False)
     ax.set(xlabel=interval, ylabel="learning rate", title="learning-rate schedule")
     return figure
 
 
+OVERFIT = 0.10  # val/loss this far above its best at the end: the steps after it overfit
+
+
 def loss_curves(curves: dict[str, list[tuple[int, float]]]) -> Figure:
-    """One line per named curve of (step, loss); a log scale when every loss is positive."""
+    """One line per named curve of (step, loss); a log scale when every loss is positive.
+    The best val/loss is marked; when the last is more than OVERFIT above it, the steps
+    after the best are shaded and the title says they overfit."""
     figure, ax = _figure()
     for name, points in curves.items():
         steps, values = zip(*points, strict=True) if points else ((), ())
@@ -121,6 +130,15 @@ def loss_curves(curves: dict[str, list[tuple[int, float]]]) -> Figure:
     if losses and min(losses) > 0:
         ax.set_yscale("log")
     ax.set(xlabel="step", ylabel="loss", title="loss")
+    val = curves.get("val/loss", [])
+    if len(val) > 1:
+        step, best = min(val, key=lambda point: point[1])
+        ax.plot([step], [best], "k*", markersize=9, label=f"best val/loss (step {step})")
+        rise = (val[-1][1] - best) / abs(best) if best else 0.0
+        if rise > OVERFIT:
+            shade = dict(color="grey", alpha=0.15, linewidth=0, label="after the best: overfit")
+            ax.axvspan(step, val[-1][0], **shade)
+            ax.set_title(f"loss: val/loss ends {rise:.0%} above its best")
     if curves:
         ax.legend(fontsize="small")
     return figure
@@ -144,42 +162,54 @@ def comparison(panels: dict[str, dict[str, tuple[np.ndarray, np.ndarray, np.ndar
 def image_grid(
     images: np.ndarray, predicted: np.ndarray, actual: np.ndarray, columns: int = 8
 ) -> Figure:
-    """Images (N, H, W) with 'predicted (actual)' above each; mistakes titled in red."""
+    """Images (N, H, W), each titled with its true label, and in red with the predicted
+    one in brackets where the network was wrong; the title above says so."""
     rows = -(-len(images) // columns)
-    figure = Figure(figsize=(columns * 0.8, rows * 0.95), dpi=DPI, layout="constrained")
+    figure = Figure(figsize=(columns * 0.8, rows * 0.95 + 0.4), dpi=DPI, layout="constrained")
     for i, ax in enumerate(figure.subplots(rows, columns, squeeze=False).ravel()):
+        if i >= len(images):
+            ax.remove()  # no empty frame where the last row is short
+            continue
         ax.set_axis_off()
-        if i < len(images):
-            ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=1)
-            wrong = predicted[i] != actual[i]
-            ax.set_title(
-                f"{predicted[i]} ({actual[i]})", fontsize=8, color="red" if wrong else "black"
-            )
+        ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=1)
+        wrong = predicted[i] != actual[i]
+        label = f"{actual[i]} ({predicted[i]})" if wrong else f"{actual[i]}"
+        ax.set_title(label, fontsize=9, color="red" if wrong else "black")
+    figure.suptitle("test images: true label, (predicted) in red where wrong", fontsize=10)
     return figure
 
 
-def confusion(matrix: np.ndarray) -> Figure:
-    """Counts of test rows by actual class (rows) and predicted class (columns)."""
+def confusion(matrix: np.ndarray, names: list[str] | None = None) -> Figure:
+    """Counts of test rows by true class (rows) and predicted class (columns), every
+    cell numbered (zeros too, in grey), the axes named by the classes."""
+    names = names or [str(i) for i in range(len(matrix))]
     figure, ax = _figure()
-    ax.imshow(matrix, cmap="Blues")
+    ax.imshow(matrix, cmap="Blues", vmin=0)
     dark = matrix.max() / 2  # above it the cell is dark blue: black text would not show
+    size = 11 if len(matrix) <= 4 else 9 if len(matrix) <= 8 else 7
     for (i, j), count in np.ndenumerate(matrix):
-        if count:
-            color = "white" if count > dark else "black"
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=6, color=color)
-    ax.set(xlabel="predicted", ylabel="actual", title="confusion matrix")
-    ax.set_xticks(range(len(matrix)))
-    ax.set_yticks(range(len(matrix)))
+        color = "white" if count > dark else "black" if count else "grey"
+        ax.text(j, i, str(count), ha="center", va="center", fontsize=size, color=color)
+    ax.set(xlabel="predicted", ylabel="true", title="confusion matrix (test rows)")
+    turn = 45 if max(map(len, names)) > 3 else 0
+    ax.set_xticks(range(len(matrix)), names, rotation=turn, ha="right" if turn else "center")
+    ax.set_yticks(range(len(matrix)), names)
     return figure
 
 
 def filters(weights: np.ndarray) -> Figure:
-    """First-layer convolution kernels (C, 1, k, k), one small image each."""
+    """First-layer convolution kernels (C, 1, k, k), one small image each, on one colour
+    scale centred on 0 (white), so their signs and sizes compare."""
     columns = min(len(weights), 8)
     rows = -(-len(weights) // columns)
-    figure = Figure(figsize=(columns * 0.6, rows * 0.6), dpi=DPI)
+    figure = Figure(figsize=(columns * 0.6, rows * 0.6 + 0.45), dpi=DPI, layout="constrained")
+    reach = float(np.abs(weights).max()) or 1.0
     for i, ax in enumerate(figure.subplots(rows, columns, squeeze=False).ravel()):
+        if i >= len(weights):
+            ax.remove()
+            continue
         ax.set_axis_off()
-        if i < len(weights):
-            ax.imshow(weights[i, 0], cmap="RdBu")
+        ax.imshow(weights[i, 0], cmap="RdBu", vmin=-reach, vmax=reach)
+    k = weights.shape[-1]
+    figure.suptitle(f"first-layer filters ({k}x{k}): blue +, red -", fontsize=9)
     return figure

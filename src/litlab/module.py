@@ -247,7 +247,8 @@ class ClassifierModule(_Supervised):
         x, y = datamodule.test
         predicted, actual = self._outputs(x).numpy().ravel(), y.cpu().numpy().ravel()
         matrix = confusion_matrix(actual, predicted, labels=range(self.num_classes))
-        pictures = {"confusion_matrix": figures.confusion(matrix)}
+        names = list(getattr(datamodule, "classes", None) or [])  # a table's class names
+        pictures = {"confusion_matrix": figures.confusion(matrix, names or None)}
         if x.dim() == 4:  # images (B, C, H, W)
             shown = np.argsort(predicted == actual, kind="stable")[:32]  # the mistakes first
             pictures["test_images"] = figures.image_grid(

@@ -27,7 +27,7 @@ from litlab.callbacks import StopOnSignal
 from litlab.check import LIGHTNING_COUNTERS, check, monitor_errors
 from litlab.checkpoints import KEY, check_fits, load_checkpoint, write_text
 from litlab.config import CLI, Composed, ConfigError
-from litlab.data.base import TensorDataModule
+from litlab.data.base import TensorDataModule, tensors
 from litlab.errors import Diverged, Interrupted, PeerLost, Stopped
 from litlab.rundirs import (
     claim_run_dir,
@@ -187,7 +187,7 @@ def _fit_and_test(
     job.phase = "while the baselines were fitted"
     scores = datamodule.baselines() if hasattr(datamodule, "baselines") else {}
     job.phase = "during the test"
-    metrics = test(job) | scores
+    metrics = test(job) | scores | split_sizes(datamodule)
     job.phase = "while the summary was written"
     dashboard.log_hparams(trainer, composed, metrics)
     with signals.held():  # finished is finished: a signal now changes nothing
@@ -195,6 +195,17 @@ def _fit_and_test(
         for logger in trainer.loggers:  # baselines and hparams came after Lightning's close
             loggers.finish(logger)
     return job.dir, {"status": "finished", **metrics}
+
+
+def split_sizes(datamodule: TensorDataModule) -> dict[str, int]:
+    """The rows of the validation and test splits: one test row is the least difference
+    in accuracy a run can show, and a small validation split is easy to fit by search."""
+    sizes = {}
+    for split in ("val", "test"):
+        found = tensors(datamodule, split)
+        if found is not None:
+            sizes[f"{split}_rows"] = len(found[0])
+    return sizes
 
 
 def _collective_failed(exc: RuntimeError) -> bool:
@@ -218,19 +229,28 @@ def _interrupted(job: Job | None, stop: Stopped) -> Interrupted:
 
 
 def test(job: Job) -> dict[str, Any]:
-    """Test the best checkpoint (the current weights when none was kept)."""
+    """Test the best checkpoint (the current weights when none was kept). Beside the
+    best monitored value: the step it came from and the last one, for the summary to say
+    when the steps after the best overfit."""
     trainer, checkpoint = job.trainer, _best_checkpoint(job.trainer)
     best = checkpoint.best_model_path if checkpoint is not None else ""
     best = trainer.strategy.broadcast(best)  # rank 0's file; the others name it alike
+    final = trainer.callback_metrics.get(checkpoint.monitor) if checkpoint is not None else None
+    best_step = None
     if best:
-        job.module.load_state_dict(_rank_zero_weights(trainer, Path(best)))
+        weights, best_step = _rank_zero_weights(trainer, Path(best))
+        job.module.load_state_dict(weights)
     (results,) = trainer.test(job.module, datamodule=job.datamodule, verbose=False)
     metrics: dict[str, Any] = {key: float(value) for key, value in sorted(results.items())}
     if best:
         # ModelCheckpoint keeps its folder with links resolved
         metrics["best_checkpoint"] = os.path.relpath(best, os.path.realpath(job.dir))
         metrics[f"best_{checkpoint.monitor}"] = float(checkpoint.best_model_score)
+        metrics["best_step"] = best_step
+        if final is not None:
+            metrics[f"final_{checkpoint.monitor}"] = float(final)
     metrics["epochs"] = trainer.current_epoch
+    metrics["steps"] = trainer.global_step
     return metrics
 
 
@@ -242,12 +262,16 @@ def _best_checkpoint(trainer: L.Trainer) -> ModelCheckpoint | None:
     )
 
 
-def _rank_zero_weights(trainer: L.Trainer, path: Path) -> dict[str, Any]:
-    """The weights of rank 0's checkpoint `path`, sent to every rank. Why not
-    `trainer.test(ckpt_path=...)`: it reads the file on every rank, and the other machines
-    of a multi-node run without a shared file system have no such file."""
-    weights = load_checkpoint(path)["state_dict"] if trainer.is_global_zero else None
-    return trainer.strategy.broadcast(weights)
+def _rank_zero_weights(trainer: L.Trainer, path: Path) -> tuple[dict[str, Any], int]:
+    """The weights of rank 0's checkpoint `path` and the step they were saved at, sent to
+    every rank. Why not `trainer.test(ckpt_path=...)`: it reads the file on every rank,
+    and the other machines of a multi-node run without a shared file system have no such
+    file."""
+    found = None
+    if trainer.is_global_zero:
+        checkpoint = load_checkpoint(path)
+        found = checkpoint["state_dict"], int(checkpoint["global_step"])
+    return trainer.strategy.broadcast(found)
 
 
 def _record_stop(run_dir: Path, exc: Exception) -> None:
@@ -318,6 +342,9 @@ def cross_validate(composed: Composed, folds: int) -> tuple[Path, dict[str, Any]
                     remove_empty(parent, Path(composed.cfg.runs_dir).expanduser())
                 raise
         summary = {"folds": len(results), **metric_spread(results)}
+        rows = [r["test_rows"] for r in results if "test_rows" in r]
+        if rows:  # each row is tested once: one row apart is 1/sum in mean accuracy
+            summary["test_rows"] = sum(rows)
         write_json(parent / "cv_summary.json", summary)
     finally:
         release_run_dir(parent)

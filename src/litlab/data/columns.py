@@ -21,9 +21,17 @@ DELIMITERS = ",;\t|"
 # as classes when the task is inferred: a grade or a stage, not a measurement.
 # data.task=regression overrides it.
 MAX_INTEGER_CLASSES = 10
+# A date as text: year first (ISO's 2021-03-04, 2021/03/04) or last (04-03-2021,
+# 04/03/2021, 04.03.2021), with the same separator twice, and maybe a time (10:30,
+# 10:30:15, 10:30:15.5) after a space or a T.
 DATE = re.compile(
-    r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2})?)?$|^\d{1,2}[/.]\d{1,2}[/.]\d{4}$"
+    r"^(?:(\d{4})([-/.])(\d{1,2})\2(\d{1,2})|(\d{1,2})([-/.])(\d{1,2})\6(\d{4}))"
+    r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$"
 )
+# How a year-last column whose days and months are all 12 or less is read, unless
+# data.dayfirst says: by its separator, as the countries that write it so mostly mean it
+# (04/03/2021 the US's month-first, 04.03.2021 and 04-03-2021 Europe's day-first).
+DAYFIRST_BY_SEPARATOR = {"/": False, "-": True, ".": True}
 ID_NAME = re.compile(r"(^|_|\b)(id|ids|uuid|key|record|patient_?no|row)$|id$", re.IGNORECASE)
 
 
@@ -74,9 +82,11 @@ def as_numbers(values: pd.Series, decimal: str) -> pd.Series | None:
     return numbers if present.any() and numbers[present].notna().all() else None
 
 
-def parse_numbers(values: pd.Series, decimal: str, dates: bool = True) -> pd.Series:
-    """Each value as a number (thousands separators and the decimal mark read; with
-    `dates`, a date as days since 1970-01-01), NaN where it is none."""
+def parse_numbers(values: pd.Series, decimal: str, dates: str | bool = True) -> pd.Series:
+    """Each value as a number (thousands separators and the decimal mark read), NaN where
+    it is none. A date counts as days since 1970-01-01: read with the format `dates`
+    (strptime's, as `date_format` found it in training), or `True`, as these values
+    suggest, or not at all (`False`)."""
     if pd.api.types.is_numeric_dtype(values):
         return values.astype(float)
     thousands = "." if decimal == "," else ","
@@ -87,24 +97,80 @@ def parse_numbers(values: pd.Series, decimal: str, dates: bool = True) -> pd.Ser
     plain = plain.str.replace(thousands, "", regex=False).str.replace(decimal, ".", regex=False)
     numbers = pd.to_numeric(plain, errors="coerce")
     numbers = numbers.fillna(pd.to_numeric(text.where(values.notna()), errors="coerce"))
-    if dates:
-        is_date = values.notna() & text.str.match(DATE)
-        if is_date.any():
-            numbers[is_date] = as_days(values[is_date])
+    is_date = values.notna() & text.str.match(DATE) if dates is not False else None
+    if is_date is not None and is_date.any():
+        found = date_format(values[is_date], None) if dates is True else (dates, "")
+        if found is not None:
+            numbers[is_date] = _days(text[is_date], found[0])
     return numbers
 
 
-def as_days(values: pd.Series) -> pd.Series | None:
-    """Dates written as text, as days since 1970-01-01; None unless every value is one."""
+def date_format(values: pd.Series, dayfirst: bool | None) -> tuple[str, str] | None:
+    """The strptime format of a column of dates written as text, and a note when its
+    reading was a choice; None unless every value is a date of one form.
+
+    Written by hand around pandas, which parses each form once it is named
+    (`pd.to_datetime(format=...)`) but guesses the form from the first value only
+    (`17-08-1984` then `03-04-1985` is an error, `03-04-1985` first reads month-first),
+    and whose `dayfirst` is a hint that lets `17/08/1984` through as day-first in a
+    month-first column. Here a value over 12 in the first field settles day-first, one in
+    the second month-first; a column with neither is read as `dayfirst` says, or as its
+    separator suggests (DAYFIRST_BY_SEPARATOR), and the note says which and how to change it.
+    """
     text = values.dropna().astype(str).str.strip()
-    if text.empty or not text.str.match(DATE).all():
+    fields = text.str.extract(DATE)
+    if text.empty or fields.isna().all(axis=1).any():
         return None
-    dates = pd.to_datetime(
-        values, errors="coerce", format="mixed", dayfirst="/" not in text.iloc[0]
+    if fields[0].notna().all():  # year first
+        separators = set(fields[1])
+        return (
+            (f"%Y{fields[1].iloc[0]}%m{fields[1].iloc[0]}%d", "") if len(separators) == 1 else None
+        )
+    if fields[4].isna().any() or len(set(fields[5])) != 1:  # both forms, or two separators
+        return None
+    separator = fields[5].iloc[0]
+    first, second = fields[4].astype(int), fields[6].astype(int)
+    day_month, month_day = f"%d{separator}%m{separator}%Y", f"%m{separator}%d{separator}%Y"
+    if (first > 12).any():
+        return (day_month, "") if (second <= 12).all() else None
+    if (second > 12).any():
+        return month_day, ""
+    chosen = DAYFIRST_BY_SEPARATOR[separator] if dayfirst is None else dayfirst
+    shown = f"DD{separator}MM{separator}YYYY" if chosen else f"MM{separator}DD{separator}YYYY"
+    other = "month-first" if chosen else "day-first"
+    how = "data.dayfirst" if dayfirst is not None else f"the separator {separator!r}"
+    note = (
+        f"ambiguous: every day and month is 12 or less; read as {shown} (by {how}); "
+        f"data.dayfirst={str(not chosen).lower()} reads them {other}"
     )
-    if dates[values.notna()].isna().any():
-        return None
-    return (dates - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+    return (day_month if chosen else month_day), note
+
+
+def as_days(values: pd.Series, fmt: str) -> pd.Series | None:
+    """Dates written as text in the strptime format `fmt`, as days since 1970-01-01;
+    None unless every value is one (a 31-02-2021 is none)."""
+    text = values.astype(str).str.strip().where(values.notna())
+    days = _days(text, fmt)
+    return None if days[values.notna()].isna().any() else days
+
+
+def _days(text: pd.Series, fmt: str) -> pd.Series:
+    """Days since 1970-01-01 of each date in `fmt`, with or without its time; NaN where
+    it is none. pandas needs the time's form named too: each kind is parsed on its own."""
+    text = text.str.replace("T", " ", regex=False)
+    time = text.str.partition(" ")[2].fillna("")
+    kinds = np.select(
+        [time == "", time.str.count(":") == 1, time.str.contains(".", regex=False)],
+        ["", " %H:%M", " %H:%M:%S.%f"],
+        " %H:%M:%S",
+    )
+    days = pd.Series(np.nan, index=text.index)
+    for kind in set(kinds):
+        mine = (kinds == kind) & text.notna().to_numpy()
+        if mine.any():
+            dates = pd.to_datetime(text[mine], format=fmt + kind, errors="coerce")
+            days[mine] = (dates - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
+    return days
 
 
 def looks_like_id(name: str, values: pd.Series) -> bool:
@@ -121,32 +187,39 @@ def looks_like_id(name: str, values: pd.Series) -> bool:
 
 
 def prepare_columns(
-    frame: pd.DataFrame, decimal: str, keep: list[str], max_levels: int
-) -> tuple[pd.DataFrame, list[dict[str, str]]]:
-    """The usable feature columns (numbers and dates parsed), and a report row per
-    column: what it became and why. A column in `keep` is never dropped."""
-    kept, report = {}, []
+    frame: pd.DataFrame,
+    decimal: str,
+    keep: list[str],
+    max_levels: int,
+    dayfirst: bool | None = None,
+) -> tuple[pd.DataFrame, list[dict[str, str]], dict[str, str]]:
+    """The usable feature columns (numbers and dates parsed), a report row per column
+    (what it became and why), and the date format of each column read as dates. A column
+    in `keep` is never dropped; `dayfirst` reads ambiguous dates (see `date_format`)."""
+    kept, report, formats = {}, [], {}
     for name in frame.columns:
         values, became = frame[name], ""
         if not pd.api.types.is_numeric_dtype(values):
-            for parse, what in ((as_numbers, "numbers written as text"), (as_days, "dates")):
-                parsed = parse(values, decimal) if parse is as_numbers else parse(values)
-                if parsed is not None:
-                    values, became = parsed, what
-                    break
+            numbers = as_numbers(values, decimal)
+            found = date_format(values, dayfirst) if numbers is None else None
+            days = as_days(values, found[0]) if found else None
+            if numbers is not None:
+                values, became = numbers, "parsed from numbers written as text"
+            elif days is not None:
+                values, formats[str(name)] = days, found[0]
+                shown = found[0].replace("%d", "DD").replace("%m", "MM").replace("%Y", "YYYY")
+                became = f"parsed from dates as days since 1970-01-01 ({shown})"
+                became = "; ".join(filter(None, [became, found[1]]))
         kind, why = _decide(str(name), values, max_levels)
         if kind == "dropped" and name in keep:  # the user insists
             numeric = pd.api.types.is_numeric_dtype(values)
             kind = "numeric" if numeric else "categorical"
             why = f"kept by data.keep (else dropped: {why})"
-        if became == "dates":
-            why = "; ".join(filter(None, ["parsed from dates as days since 1970-01-01", why]))
-        elif became:
-            why = "; ".join(filter(None, [f"parsed from {became}", why]))
+        why = "; ".join(filter(None, [became, why]))
         report.append({"column": str(name), "became": kind, "why": why})
         if kind != "dropped":
             kept[name] = values
-    return pd.DataFrame(kept, index=frame.index), report
+    return pd.DataFrame(kept, index=frame.index), report, formats
 
 
 def _decide(name: str, values: pd.Series, max_levels: int) -> tuple[str, str]:

@@ -7,6 +7,7 @@ from typing import Annotated
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
+from litlab.errors import DataError
 from litlab.signatures import AtLeast
 
 # k of a k-fold cross-validation (null: one split by fractions)
@@ -42,6 +43,35 @@ def check_split(
             f"val_fraction={val_fraction} + {test_name} leaves fewer than {least} of the "
             f"{n} rows for training: the sum must be < 1"
         )
+
+
+def check_classes(counts: dict[str, int], target: str, folds: int | None, source: str) -> None:
+    """Raise a DataError naming each class with too few rows for a stratified split, and
+    what to do, in place of scikit-learn's "The least populated class in y has only 1
+    member". Three rows a class, or one a fold: stratification can then keep at least
+    one in training and let validation and test have their share."""
+    need = max(3, folds or 0)
+    few = {name: n for name, n in counts.items() if n < need}
+    if not few:
+        return
+    shown = " and ".join(
+        f"class {name!r} has {n} row{'' if n == 1 else 's'}" for name, n in few.items()
+    )
+    what = f"at least {need} rows of each class" + (f" with data.folds={folds}" if folds else "")
+    smallest = min(counts.values())
+    fewer = (
+        f", ask for fewer folds (data.folds={smallest})"
+        if folds and smallest >= 3
+        else ", drop data.folds"
+        if folds
+        else ""
+    )
+    raise DataError(
+        f"{source}: target {target!r}: {shown}; a stratified split needs {what}: merge "
+        f"{'it' if len(few) == 1 else 'them'} into another class, leave "
+        f"{'its' if len(few) == 1 else 'their'} rows out{fewer}, or read {target} as numbers "
+        "(data.task=regression)"
+    )
 
 
 def split_rows(

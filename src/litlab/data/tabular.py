@@ -35,7 +35,8 @@ from litlab.data.columns import (
     short_rows,
     sniff_delimiter,
 )
-from litlab.data.split import Folds, check_split, split_rows
+from litlab.data.leaks import leak_line, possible_leaks
+from litlab.data.split import Folds, check_classes, check_split, split_rows
 from litlab.rundirs import is_rank_zero
 
 TASKS = ("auto", "binary", "multiclass", "regression")
@@ -139,6 +140,8 @@ class TableDataModule(TensorDataModule):
         task: Literal["auto", "binary", "multiclass", "regression"] = "regression",
         keep: list[str] | None = None,
         max_levels: int = 50,
+        dayfirst: bool | None = None,
+        drop: list[str] | None = None,
     ):
         super().__init__(batch_size, seed=random_state)
         if missing not in ("drop", "impute"):
@@ -147,6 +150,8 @@ class TableDataModule(TensorDataModule):
             raise ValueError(f"task={task!r}: must be one of {', '.join(TASKS)}")
         self.target, self.features, self.missing = target, features, missing
         self.scale_target, self.keep, self.max_levels = scale_target, list(keep or []), max_levels
+        self.dayfirst, self.drop = dayfirst, list(drop or [])
+        self.date_formats: dict[str, str] = {}  # column -> strptime format of its dates
         self.split = dict(val_fraction=val_fraction, test_fraction=test_fraction, seed=random_state)
         self.folds, self.fold = folds, fold
         self.task, self.asked_task = task, task
@@ -186,15 +191,15 @@ class TableDataModule(TensorDataModule):
         if self.train:
             return
         raw, source = self.read()
-        frame = _select(raw, source, self.target, self.features)
+        frame = _select(raw, source, self.target, self.features, self.drop)
         self.task, why = infer_task(frame[self.target], self.target, self.asked_task, source)
         y = self._labels(frame[self.target])
         no_target = int(y.isna().sum())
         frame, y = frame[y.notna()], y[y.notna()]
         classes = len(self.classes) or 1
         check_split(len(frame), *self.split_fractions, self.folds, classes=classes)
-        features, self.column_report = prepare_columns(
-            frame.drop(columns=self.target), self.decimal, self.keep, self.max_levels
+        features, self.column_report, self.date_formats = prepare_columns(
+            frame.drop(columns=self.target), self.decimal, self.keep, self.max_levels, self.dayfirst
         )
         if features.shape[1] == 0:
             raise ValueError(f"no usable feature in {source}: {_dropped(self.column_report)}")
@@ -207,15 +212,30 @@ class TableDataModule(TensorDataModule):
         features, y = self._missing(features, y)
         if self.classes:
             self.lines.insert(1, "classes: " + _balance(y, self.classes))
+            counts = y.value_counts().reindex(range(len(self.classes)), fill_value=0)
+            counts = dict(zip(self.classes, map(int, counts), strict=True))
+            check_classes(counts, self.target, self.folds, source)
         self.fingerprint = fingerprint(features.assign(**{f"{self.target} (target)": y}))
         strata = y.to_numpy() if self.classes else None
         parts = split_rows(len(y), **self.split, labels=strata, folds=self.folds, fold=self.fold)
         rows = [(features.iloc[part], y.iloc[part]) for part in parts]
+        self._name_leaks(*rows[0])
         self.encoder = TableEncoder.fit(rows[0][0])
         if self.scale_target and not self.classes:
             train_y = rows[0][1].to_numpy(dtype=float)
             self.target_mean, self.target_std = float(train_y.mean()), float(train_y.std()) or 1.0
         self.train, self.val, self.test = (self._tensors(x, y) for x, y in rows)
+
+    def _name_leaks(self, features: pd.DataFrame, y: pd.Series) -> None:
+        """Say which columns alone predict the target almost perfectly on the training
+        rows (possible leaks), in the notes and in their row of the column report."""
+        found = possible_leaks(features, y, bool(self.classes))
+        for column, score in found.items():
+            self.lines.append(leak_line(column, score, self.target, bool(self.classes)))
+        for row in self.column_report:
+            if row["column"] in found:
+                note = f"possible leak: alone it scores {found[row['column']]:.3f}"
+                row["why"] = "; ".join(filter(None, [row["why"], note]))
 
     @property
     def split_fractions(self) -> tuple[float, float]:
@@ -260,8 +280,13 @@ class TableDataModule(TensorDataModule):
 
     def _numbers(self, frame: pd.DataFrame) -> pd.DataFrame:
         """New rows' numeric columns read as the training file's were (dates, "1,175")."""
-        numbers = {c: parse_numbers(frame[c], self.decimal) for c in self.encoder.numeric}
+        numbers = {c: self._parse(frame[c], c) for c in self.encoder.numeric}
         return frame.assign(**numbers)
+
+    def _parse(self, values: pd.Series, column: str) -> pd.Series:
+        """A column of new rows as numbers, its dates in the training column's format (a
+        checkpoint from before formats were kept reads them as their values suggest)."""
+        return parse_numbers(values, self.decimal, self.date_formats.get(column, True))
 
     def module_kwargs(self) -> dict[str, Any]:
         """What the module needs: the number of classes, or the target's scale."""
@@ -305,7 +330,7 @@ class TableDataModule(TensorDataModule):
         problems, notes = short_row_problems(frame), []
         for column, (_, mean, scale) in self.encoder.numeric.items():
             values = frame[column]
-            numbers = parse_numbers(values, self.decimal)
+            numbers = self._parse(values, column)
             text = numbers.isna() & values.notna()
             far = values.notna() & ~text & ~((numbers - mean).abs() <= FAR * scale)
             shown = values.astype(str)
@@ -346,6 +371,7 @@ class TableDataModule(TensorDataModule):
             "task": self.task,
             "classes": self.classes,
             "fingerprint": self.fingerprint,
+            "date_formats": self.date_formats,
         }
 
     @override
@@ -356,6 +382,7 @@ class TableDataModule(TensorDataModule):
         self.task = state_dict.get("task", "regression")
         self.classes = list(state_dict.get("classes", []))
         self.fingerprint = state_dict.get("fingerprint", "")
+        self.date_formats = dict(state_dict.get("date_formats", {}))
 
 
 def _add(problems: pd.Series, where: pd.Series, why: pd.Series) -> pd.Series:
@@ -376,19 +403,25 @@ def _dropped(report: list[dict[str, str]]) -> str:
 
 
 def _select(
-    frame: pd.DataFrame, source: str, target: str, features: list[str] | None
+    frame: pd.DataFrame,
+    source: str,
+    target: str,
+    features: list[str] | None,
+    drop: list[str] = (),
 ) -> pd.DataFrame:
-    """The target and feature columns of `frame`, checked."""
+    """The target and feature columns of `frame` (less those in `drop`), checked."""
     columns = ", ".join(map(str, frame.columns))
     if target not in frame.columns:
         raise ValueError(
             f"target={target!r}: no such column in {source}; its columns are: {columns}"
         )
     features = [c for c in frame.columns if c != target] if features is None else list(features)
-    absent = [c for c in features if c not in frame.columns]
-    if absent:
-        names = ", ".join(map(repr, absent))
-        raise ValueError(f"features: no column {names} in {source}; its columns are: {columns}")
+    for key, names in (("features", features), ("drop", drop)):
+        absent = [c for c in names if c not in frame.columns]
+        if absent:
+            shown = ", ".join(map(repr, absent))
+            raise ValueError(f"{key}: no column {shown} in {source}; its columns are: {columns}")
+    features = [c for c in features if c not in drop]
     if target in features:
         raise ValueError(f"features: {target!r} is the target; leave it out of features")
     frame = frame[[*features, target]]
@@ -446,6 +479,8 @@ class CsvDataModule(TableDataModule):
         sep: str | None = None,
         keep: list[str] | None = None,
         max_levels: int = 50,
+        dayfirst: bool | None = None,
+        drop: list[str] | None = None,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         random_state: int = 0,
@@ -468,6 +503,8 @@ class CsvDataModule(TableDataModule):
             task=task,
             keep=keep,
             max_levels=max_levels,
+            dayfirst=dayfirst,
+            drop=drop,
         )
         self.path, self.sep = Path(path).expanduser(), sep
 
