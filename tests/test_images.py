@@ -148,24 +148,28 @@ def test_no_usable_image_or_too_few_in_a_class_is_one_line_exit_2(tmp_path, caps
     (empty / "a.png").write_text("no image")
     status, err = run_cli(capsys, "data=images", f"data.path={empty.parent}", f"runs_dir={runs}")
     assert status == 2
-    assert err.splitlines()[1] == (
-        f"  data (configs/data/images.yaml + the command line): path='{empty.parent}': no "
-        "usable image (1 image files tried; 1 cannot be decoded); give a folder of "
-        "<class>/<image> files (.png, .jpg, ...) or a CSV of paths and labels"
-    )
+    assert err.splitlines() == [  # the images' fault, not the config's: one line
+        f"litlab: {empty.parent}: no usable image (1 image files tried; 1 cannot be "
+        "decoded); give a folder of <class>/<image> files (.png, .jpg, ...) or a CSV of "
+        "paths and labels"
+    ]
     render(tmp_path / "few", per_class=10, classes=(0, 1))
     render(tmp_path / "few", per_class=2, classes=(2,))
     status, err = run_cli(
         capsys, "data=images", f"data.path={tmp_path / 'few'}", f"runs_dir={runs}"
     )
     assert status == 2
-    assert "too few usable training images: class '2' has 2; each class needs at least 3" in err
+    assert err.startswith(f"litlab: {tmp_path / 'few'}: too few usable training images: class '2' ")
+    assert "has 2; each class needs at least 3" in err and len(err.splitlines()) == 1
     render(tmp_path / "one", per_class=10, classes=(5,))
     status, err = run_cli(
         capsys, "data=images", f"data.path={tmp_path / 'one'}", f"runs_dir={runs}"
     )
     assert status == 2
-    assert "one class ('5'); classification needs images of two classes or more" in err
+    assert err.splitlines() == [
+        f"litlab: {tmp_path / 'one'}: one class ('5'); classification needs images of two "
+        "classes or more, a sub-folder (or a label) each"
+    ]
     assert not runs.exists()
 
 

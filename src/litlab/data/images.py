@@ -41,7 +41,7 @@ from litlab.data.image_files import (
     why_not,
 )
 from litlab.data.split import check_split, split_rows
-from litlab.errors import ConfigError
+from litlab.errors import ConfigError, DataError
 from litlab.rundirs import is_rank_zero
 
 SHOWN = 10  # skipped files named in the printed report (all of them are in data.json)
@@ -125,7 +125,7 @@ class ImagesDataModule(L.LightningDataModule):
         usable, sums = self._probe(items)
         self.skipped.sort(key=lambda s: s["path"])
         if not usable:
-            raise ValueError(_nothing_usable(self.path, len(items), self.skipped))
+            raise DataError(_nothing_usable(self.path, len(items), self.skipped))
         self.classes = _classes(usable)
         _check_counts(usable, self.classes, self.path)
         parts = self._split(usable)
@@ -182,16 +182,16 @@ class ImagesDataModule(L.LightningDataModule):
         given = {part: [i for i in usable if i.part == part] for part in SPLITS}
         if not given["train"]:
             if any(given.values()):
-                raise ValueError(
-                    f"path={str(self.path)!r}: has val/ or test/ but no train/ images; "
+                raise DataError(
+                    f"{self.path}: has val/ or test/ but no train/ images; "
                     "give train/ too, or put the class folders directly in data.path"
                 )
             return self._stratified(usable)
         trained = {i.label for i in given["train"]}
         extra = sorted({i.label for i in given["val"] + given["test"]} - trained)
         if extra:
-            raise ValueError(
-                f"path={str(self.path)!r}: class {extra[0]!r} is in val/ or test/ but not in "
+            raise DataError(
+                f"{self.path}: class {extra[0]!r} is in val/ or test/ but not in "
                 "train/; every class needs training images"
             )
         missing = [p for p in ("val", "test") if not given[p]]
@@ -409,8 +409,8 @@ def _check_counts(usable: list[Item], classes: list[str], path: Path) -> None:
     """A class with too few usable images to split is an error naming it: each class
     needs an image in train and in each part split off it (val, test, or both)."""
     if len(classes) < 2:
-        raise ValueError(
-            f"path={str(path)!r}: one class ({classes[0]!r}); classification needs images of "
+        raise DataError(
+            f"{path}: one class ({classes[0]!r}); classification needs images of "
             "two classes or more, a sub-folder (or a label) each"
         )
     parts = {item.part for item in usable}
@@ -421,8 +421,8 @@ def _check_counts(usable: list[Item], classes: list[str], path: Path) -> None:
     if few:
         shown = ", ".join(f"{name!r} has {counts[name]}" for name in few)
         where = "" if split_off == 0 else f" (one each for train and the {split_off} split off it)"
-        raise ValueError(
-            f"path={str(path)!r}: too few usable training images: class {shown}; each "
+        raise DataError(
+            f"{path}: too few usable training images: class {shown}; each "
             f"class needs at least {least}{where}: add images, or remove the class"
         )
 
@@ -431,7 +431,7 @@ def _nothing_usable(path: Path, tried: int, skipped: list[dict[str, str]]) -> st
     reasons = Counter(s["why"].split(" (")[0] for s in skipped)
     said = "; ".join(f"{n} {why}" for why, n in reasons.most_common(3)) or "no files"
     return (
-        f"path={str(path)!r}: no usable image ({tried} image files tried; {said}); give a "
+        f"{path}: no usable image ({tried} image files tried; {said}); give a "
         "folder of <class>/<image> files (.png, .jpg, ...) or a CSV of paths and labels"
     )
 
