@@ -83,6 +83,18 @@ def test_an_images_run_learns_and_its_checkpoint_keeps_the_normalisation(images_
 
 
 @pytest.mark.slow
+def test_an_images_run_has_its_trivial_baseline(images_run, folder, make_config):
+    """Every run says what ignoring the inputs scores: here the most frequent training
+    class (the first of equals), counted by hand on the same split."""
+    _, metrics = images_run
+    dm = build_data(check(make_config("data=images", f"data.path={folder}", *SHORT)))
+    train, test = dm.sets["train"].labels, dm.sets["test"].labels
+    majority = int(np.argmax(np.bincount(train)))
+    assert metrics["baseline/majority/acc"] == pytest.approx(np.mean(test == majority))
+    assert {"baseline/majority/f1"} <= set(metrics)
+
+
+@pytest.mark.slow
 def test_predict_a_folder_gives_each_files_class_and_probabilities(images_run, folder, tmp_path):
     run_dir, _ = images_run
     best = run_dir / "checkpoints" / "best.ckpt"

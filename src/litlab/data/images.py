@@ -19,11 +19,13 @@ import lightning as L
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.dummy import DummyClassifier
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
+from litlab.baselines import binary_scores, fit_and_score, multiclass_scores
 from litlab.checkpoints import write_text
 from litlab.data.augment import Augment
 from litlab.data.columns import class_names
@@ -245,6 +247,16 @@ class ImagesDataModule(L.LightningDataModule):
         print(*self.lines, sep="\n")
         data = self.state_dict() | {"notes": self.lines, "skipped": self.skipped}
         write_text(run_dir / "data.json", json.dumps(data, indent=2))
+
+    def baselines(self) -> dict[str, float]:
+        """Always the most frequent training class (scikit-learn's DummyClassifier): the
+        score of ignoring the images. The fitted baselines of the in-memory tasks (an
+        SVM on pixels) would need every image decoded at once, so they are left out."""
+        majority = {"majority": DummyClassifier(strategy="most_frequent")}
+        train, test = (torch.from_numpy(self.sets[s].labels) for s in ("train", "test"))
+        no_inputs = (torch.zeros(len(train), 1), train), (torch.zeros(len(test), 1), test)
+        score = binary_scores if self.task == "binary" else multiclass_scores
+        return fit_and_score(majority, *no_inputs, score)
 
     # batches
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
