@@ -141,6 +141,26 @@ def test_too_few_rows_of_a_class_is_one_line_in_our_words(tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_class_emptied_by_dropping_missing_values_says_so(tmp_path, capsys):
+    """Days to relapse, recorded for the relapsed only: dropping rows with a missing value
+    leaves no row of the other class, and the line must say why, not just "0 rows"."""
+    path = table(tmp_path, list(DAYS.strftime("%Y-%m-%d")))
+    frame = pd.read_csv(path)
+    outcome = np.where(np.arange(len(frame)) % 2, "relapse", "no relapse")
+    days = np.where(outcome == "relapse", 100.0 + np.arange(len(frame)), np.nan)
+    frame.assign(outcome=outcome, relapse_days=days).to_csv(path, index=False)
+    words = ["train", f"runs_dir={tmp_path}/runs", "data=csv", f"data.path={path}"]
+    assert main([*words, "data.target=outcome"]) == 2
+    assert capsys.readouterr().err == (
+        f"litlab: {path}: target 'outcome': class 'no relapse' has 0 rows once the rows "
+        f"with a missing value are dropped (relapse_days {len(frame) // 2}); a stratified "
+        "split needs at least 3 rows of each class: merge it into another class, leave its "
+        "rows out, keep those rows (data.missing=impute), or read outcome as numbers "
+        "(data.task=regression)\n"
+    )
+    assert not (tmp_path / "runs").exists()
+
+
 def survival_table(path: Path, rows: int = 200) -> None:
     """A survival study as packages ship them: an id, day-first dates, a text grade that
     the measurements do not predict (I 20%, II 65%, III 15%), missing values, and the days

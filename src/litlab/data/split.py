@@ -45,11 +45,15 @@ def check_split(
         )
 
 
-def check_classes(counts: dict[str, int], target: str, folds: int | None, source: str) -> None:
+def check_classes(
+    counts: dict[str, int], target: str, folds: int | None, source: str, gaps: str = ""
+) -> None:
     """Raise a DataError naming each class with too few rows for a stratified split, and
     what to do, in place of scikit-learn's "The least populated class in y has only 1
     member". Three rows a class, or one a fold: stratification can then keep at least
-    one in training and let validation and test have their share."""
+    one in training and let validation and test have their share. `gaps` names the
+    missing values of the rows dropped before (`bmi 15`): a column recorded for one class
+    only empties the others."""
     need = max(3, folds or 0)
     few = {name: n for name, n in counts.items() if n < need}
     if not few:
@@ -66,6 +70,9 @@ def check_classes(counts: dict[str, int], target: str, folds: int | None, source
         if folds
         else ""
     )
+    if gaps:
+        shown += f" once the rows with a missing value are dropped ({gaps})"
+        fewer += ", keep those rows (data.missing=impute)"
     raise DataError(
         f"{source}: target {target!r}: {shown}; a stratified split needs {what}: merge "
         f"{'it' if len(few) == 1 else 'them'} into another class, leave "

@@ -209,12 +209,14 @@ class TableDataModule(TensorDataModule):
         ]
         if no_target:
             self.lines.append(f"rows: dropped {no_target} with no {self.target} value")
+        gaps = _gaps(features)
         features, y = self._missing(features, y)
         if self.classes:
             self.lines.insert(1, "classes: " + _balance(y, self.classes))
             counts = y.value_counts().reindex(range(len(self.classes)), fill_value=0)
             counts = dict(zip(self.classes, map(int, counts), strict=True))
-            check_classes(counts, self.target, self.folds, source)
+            dropped = gaps if self.missing == "drop" else ""
+            check_classes(counts, self.target, self.folds, source, dropped)
         self.fingerprint = fingerprint(features.assign(**{f"{self.target} (target)": y}))
         strata = y.to_numpy() if self.classes else None
         parts = split_rows(len(y), **self.split, labels=strata, folds=self.folds, fold=self.fold)
@@ -253,7 +255,7 @@ class TableDataModule(TensorDataModule):
     def _missing(self, features: pd.DataFrame, y: pd.Series) -> tuple[pd.DataFrame, pd.Series]:
         """Rows with a missing feature dropped, or kept for the encoder to fill; said."""
         gaps = features.isna()
-        counts = ", ".join(f"{c} {n}" for c, n in gaps.sum().items() if n)
+        counts = _gaps(features)
         incomplete = gaps.any(axis=1)
         n = int(incomplete.sum())
         if n and self.missing == "drop":
@@ -521,3 +523,8 @@ class CsvDataModule(TableDataModule):
         frame.attrs["short_rows"] = short_rows(path, sep)
         frame.attrs["csv"] = {"sep": sep, "decimal": self.decimal}
         return frame
+
+
+def _gaps(features: pd.DataFrame) -> str:
+    """The missing values of each column that has some: `bmi 15, relapse_days 168`."""
+    return ", ".join(f"{c} {n}" for c, n in features.isna().sum().items() if n)
