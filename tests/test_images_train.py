@@ -145,6 +145,35 @@ def test_eval_of_an_images_checkpoint_gives_the_runs_test_metrics(images_run):
     assert evaluated["test/acc"] == pytest.approx(metrics["test/acc"])
 
 
+CRAFTED = {
+    "image_size": ({"image_size": 60000}, "image_size=60000: must be 4 to 1024 pixels"),
+    "channels": ({"channels": 7}, "channels=7: must be 1 (grey) or 3 (RGB)"),
+    "mean": ({"mean": [0.1]}, "mean, std: 3 finite numbers each, std > 0"),
+    "std": ({"std": [1.0, 0.0, 1.0]}, "mean, std: 3 finite numbers each, std > 0"),
+    "classes": ({"classes": ["0", "0", "1", "2"]}, "classes: 4 given; two or more different"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CRAFTED)
+def test_a_checkpoints_crafted_image_state_is_refused_in_one_line(
+    images_run, folder, tmp_path, capsys, name
+):
+    """Someone else's checkpoint sized the network from its stored image_size (60000:
+    an 86 GB layer, a traceback) and normalised with a mean of the wrong length."""
+    run_dir, _ = images_run
+    checkpoint = torch.load(run_dir / "checkpoints" / "best.ckpt", weights_only=True)
+    change, said = CRAFTED[name]
+    checkpoint["ImagesDataModule"] |= change
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save(checkpoint, crafted)
+    capsys.readouterr()
+    assert main(["predict", str(crafted), str(folder), str(tmp_path / "out.csv")]) == 2
+    (line,) = capsys.readouterr().err.splitlines()[1:]
+    assert line.startswith(f"  {crafted}: its data state cannot be read") and said in line
+    assert not (tmp_path / "out.csv").exists()
+
+
 # model=timm
 BUILD = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU only"
 BROKEN_TIMM = 'raise RuntimeError("operator torchvision::nms does not exist")\n'

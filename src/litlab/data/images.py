@@ -76,10 +76,7 @@ class ImagesDataModule(L.LightningDataModule):
         random_state: int = 0,
     ):
         super().__init__()
-        if channels not in (1, 3):
-            raise ValueError(f"channels={channels}: must be 1 (grey) or 3 (RGB)")
-        if not 4 <= image_size <= 1024:
-            raise ValueError(f"image_size={image_size}: must be 4 to 1024 pixels")
+        _check_shape(channels, image_size)
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: must be >= 1")
         if num_workers is not None and num_workers < 0:
@@ -327,9 +324,21 @@ class ImagesDataModule(L.LightningDataModule):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.classes = list(state_dict["classes"])
-        self.mean, self.std = list(state_dict["mean"]), list(state_dict["std"])
-        self.channels, self.image_size = state_dict["channels"], state_dict["image_size"]
+        """A checkpoint's state, checked as the constructor checks the config: a file of
+        someone else's must not size the network or the decoding beyond what training
+        allows, nor normalise with numbers that do not fit the channels."""
+        classes, mean, std = (list(state_dict[k]) for k in ("classes", "mean", "std"))
+        channels, size = state_dict["channels"], state_dict["image_size"]
+        _check_shape(channels, size)
+        if len(classes) < 2 or len(set(classes)) < len(classes):
+            raise ValueError(f"classes: {len(classes)} given; two or more different names")
+        if not all(isinstance(name, str) for name in classes):
+            raise ValueError("classes: every class name must be text")
+        fits = len(mean) == len(std) == channels
+        if not fits or not np.isfinite(np.asarray(mean + std, dtype=float)).all() or min(std) <= 0:
+            raise ValueError(f"mean, std: {channels} finite numbers each, std > 0")
+        self.classes, self.mean, self.std = classes, mean, std
+        self.channels, self.image_size = channels, size
         self.fingerprint = state_dict.get("fingerprint", "")
 
     def verify(self, state: dict[str, Any]) -> None:
@@ -403,6 +412,13 @@ class ImagesDataModule(L.LightningDataModule):
                 f"probability {name}": probabilities[:, i] for i, name in enumerate(self.classes)
             }
         return out
+
+
+def _check_shape(channels: int, image_size: int) -> None:
+    if channels not in (1, 3):
+        raise ValueError(f"channels={channels}: must be 1 (grey) or 3 (RGB)")
+    if not 4 <= image_size <= 1024:
+        raise ValueError(f"image_size={image_size}: must be 4 to 1024 pixels")
 
 
 def default_workers() -> int:
