@@ -92,6 +92,8 @@ def test_an_images_run_has_its_trivial_baseline(images_run, folder, make_config)
     majority = int(np.argmax(np.bincount(train)))
     assert metrics["baseline/majority/acc"] == pytest.approx(np.mean(test == majority))
     assert {"baseline/majority/f1"} <= set(metrics)
+    # one test row is the least gap the verdict can tell: it must know how many there are
+    assert (metrics["val_rows"], metrics["test_rows"]) == (len(dm.sets["val"]), len(test))
 
 
 @pytest.mark.slow

@@ -203,7 +203,9 @@ def split_sizes(datamodule: TensorDataModule) -> dict[str, int]:
     sizes = {}
     for split in ("val", "test"):
         found = tensors(datamodule, split)
-        if found is not None:
+        if found is None:  # streamed (images): the loader's dataset, which samplers shard
+            found = (getattr(getattr(datamodule, f"{split}_dataloader")(), "dataset", None),)
+        if hasattr(found[0], "__len__"):
             sizes[f"{split}_rows"] = len(found[0])
     return sizes
 
