@@ -39,6 +39,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from litlab.children import Job, Outcome, python_command, run_jobs
 from litlab.config import CLI, compose, groups
 from litlab.errors import ConfigError, Interrupted
+from litlab.verdict import HEADLINE, outcome, row_step
 
 KEYS = ("job", "n_trials", "metric", "direction", "sampler", "seed", "pruner", "storage", "params")
 RANGE_KEYS = ("type", "low", "high", "log", "step")
@@ -609,8 +610,6 @@ def _load_spec(folder: Path) -> Search:
 def report(study: optuna.Study, search: Search) -> list[dict[str, Any]]:
     """Write trials.csv (every trial), best.yaml and the figures; return the rows of the
     best trials, best first, each with its headline test metrics."""
-    from litlab.verdict import HEADLINE
-
     trials = study.get_trials(deepcopy=False)
     replaced = _replaced(trials)
     found = {t.number: _metrics(search.folder / f"trial_{t.number}") for t in trials}
@@ -735,15 +734,12 @@ def _tests(metrics: dict[str, Any]) -> str:
 
 def _worse_on_test(best: dict[str, Any], default: dict[str, Any]) -> list[str]:
     """A line when the search's winner is worse on test than the default (beyond a tie)."""
-    from litlab.verdict import HEADLINE, outcome
-
     rows = best.get("test_rows")
     for name in HEADLINE:
         mine, theirs = best.get(f"test/{name}"), default.get(f"test/{name}")
         if not isinstance(mine, float) or not isinstance(theirs, float):
             continue
-        step = 1 / rows if name == "acc" and isinstance(rows, int) and rows else 0.0
-        if outcome(mine, theirs, step)[0] == "baseline":
+        if outcome(mine, theirs, row_step(name, rows))[0] == "baseline":
             return [
                 f"the winner on {name} is worse on test than the default: test/{name} "
                 f"{mine:.4f} against {theirs:.4f}; its better validation value may not last"

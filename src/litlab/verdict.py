@@ -29,7 +29,7 @@ def verdict(metrics: dict[str, Any]) -> list[str]:
         scores = {m: v for m, v in scores.items() if v is not None}
         if mine is None or not scores:
             continue
-        step = 1 / rows if name == "acc" and isinstance(rows, int) and rows > 0 else 0.0
+        step = row_step(name, rows)
         best = max(scores, key=scores.get)
         lines.append(_compare(name, mine, best, scores[best], step, rows))
         for trivial in (m for m in TRIVIAL if m in scores and m != best):
@@ -81,6 +81,12 @@ def _compare(name: str, mine: float, model: str, theirs: float, step: float, row
         f"the baseline wins: {_named(model)} test/{name} {theirs:.4f} against the network's "
         f"{mine:.4f} (by {theirs - mine:.4f})"
     )
+
+
+def row_step(name: str, rows: Any) -> float:
+    """What one of `rows` test rows is worth in the headline score `name`: 1/rows of
+    accuracy; 0 for a score one row does not move by a fixed amount (R2), or no count."""
+    return 1 / rows if name == "acc" and isinstance(rows, int) and rows > 0 else 0.0
 
 
 def outcome(mine: float, theirs: float, step: float, rows: Any = None) -> tuple[str, str]:
