@@ -11,7 +11,7 @@ import sys
 import lightning as L
 
 from litlab.builders import build_data, build_module
-from litlab.checkpoints import KEY, load_checkpoint
+from litlab.checkpoints import CHECKPOINT_SECTION, load_checkpoint
 from litlab.predict import _composed
 
 
@@ -29,7 +29,7 @@ def quality(path: str) -> dict[str, float]:
     scores |= {
         k.replace("baseline/", "val_baseline/"): v for k, v in datamodule.baselines().items()
     }
-    assert checkpoint[KEY]["fold"] is None, "a single split, not a fold"
+    assert checkpoint[CHECKPOINT_SECTION]["fold"] is None, "a single split, not a fold"
     return scores
 
 

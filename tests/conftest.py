@@ -15,14 +15,14 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from litlab.config import Composed, compose
+from litlab.config import SourcedConfig, compose
 
 
 @pytest.fixture
-def make_config(tmp_path: Path) -> Callable[..., Composed]:
+def make_config(tmp_path: Path) -> Callable[..., SourcedConfig]:
     """compose(words) with runs under tmp_path: make_config("experiment=seed", "seed=3")."""
 
-    def make(*words: str) -> Composed:
+    def make(*words: str) -> SourcedConfig:
         return compose([f"runs_dir={tmp_path / 'runs'}", *words])
 
     return make

@@ -202,14 +202,14 @@ def test_runs_never_import_the_working_folder_ahead_of_packages(tmp_path, monkey
 def test_what_a_child_starts_does_not_import_the_working_folder_first(tmp_path, monkeypatch):
     """A child's own children (Lightning's DDP launcher runs `python -m litlab` again)
     keep the safe path: here `python -c`, which would put the folder first."""
-    from litlab.children import Job, python_command, run_jobs
+    from litlab.children import Child, python_command, run_jobs
 
     (tmp_path / "omegaconf.py").write_text(SHADOW)
     monkeypatch.chdir(tmp_path)
     grandchild = (
         "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import omegaconf'])"
     )
-    outcome = run_jobs([Job(python_command("-c", grandchild), tmp_path / "log")], 1, lambda _: {})
+    outcome = run_jobs([Child(python_command("-c", grandchild), tmp_path / "log")], 1, lambda _: {})
     assert outcome.codes == [0]
     assert not (tmp_path / "shadowed.txt").exists()
 

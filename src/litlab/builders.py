@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from litlab.callbacks import GracefulStop, RandomState, StoreConfig
 from litlab.check import SCHEDULER_OPTIONS, target_nodes
 from litlab.checkpoints import AtomicCheckpointIO
-from litlab.config import Composed, ConfigError, instantiate
+from litlab.config import ConfigError, SourcedConfig, instantiate
 from litlab.data.base import TensorDataModule, contract_errors
 from litlab.errors import DataError
 from litlab.loggers import run_arguments
@@ -31,7 +31,7 @@ POINTS = 20  # logged points of train/loss and the learning rate, at least, in a
 LOG_EVERY = 50
 
 
-def build_node(composed: Composed, path: str, **injected: Any) -> Any:
+def build_node(composed: SourcedConfig, path: str, **injected: Any) -> Any:
     """`instantiate` a node; an error its class raises about its arguments names the node."""
     node = OmegaConf.select(composed.cfg, path)
     try:
@@ -42,7 +42,7 @@ def build_node(composed: Composed, path: str, **injected: Any) -> Any:
 
 
 def build_data(
-    composed: Composed, fold: int | None = None, stored: dict[str, Any] | None = None
+    composed: SourcedConfig, fold: int | None = None, stored: dict[str, Any] | None = None
 ) -> TensorDataModule:
     """The data module, split and encoded now (`fold` of a cross-validation), so a table
     that cannot be used stops the run before any folder is made; given the `stored`
@@ -68,7 +68,7 @@ def build_data(
 
 
 def optimizer_factories(
-    composed: Composed,
+    composed: SourcedConfig,
 ) -> tuple[OptimizerFactory, SchedulerFactory | None, dict[str, Any]]:
     """The optimiser and scheduler as partials, and the options that tell Lightning when
     to step the scheduler (interval, frequency, monitor)."""
@@ -85,7 +85,7 @@ def optimizer_factories(
     return optimizer, scheduler, options
 
 
-def build_module(composed: Composed, datamodule: TensorDataModule) -> L.LightningModule:
+def build_module(composed: SourcedConfig, datamodule: TensorDataModule) -> L.LightningModule:
     """The network, sized by the data, inside the LightningModule that trains it. With
     module=auto, the LightningModule is the one the data names for its task: the config
     (and so the checkpoint) then records that one."""
@@ -126,7 +126,7 @@ def build_module(composed: Composed, datamodule: TensorDataModule) -> L.Lightnin
     return module
 
 
-def _channels(composed: Composed, datamodule: TensorDataModule) -> dict[str, int]:
+def _channels(composed: SourcedConfig, datamodule: TensorDataModule) -> dict[str, int]:
     """Images say their channels (`in_channels`); a network that takes `in_channels`
     and is not told otherwise by its config gets them."""
     channels = getattr(datamodule, "in_channels", None)
@@ -138,7 +138,7 @@ def _channels(composed: Composed, datamodule: TensorDataModule) -> dict[str, int
 
 
 def build_trainer(
-    composed: Composed,
+    composed: SourcedConfig,
     run_dir: Path,
     fold: int | None = None,
     extra: Sequence[L.Callback] = (),
@@ -198,7 +198,7 @@ def _cluster() -> list[SLURMEnvironment]:
     return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
-def build_loggers(composed: Composed, run_dir: Path) -> list[Logger]:
+def build_loggers(composed: SourcedConfig, run_dir: Path) -> list[Logger]:
     """The configured loggers (`logger=[tensorboard,csv]`: several), each told the run's
     folder and name in its own words (loggers.run_arguments)."""
     name = run_name(run_dir, Path(composed.cfg.runs_dir).expanduser())
@@ -216,7 +216,7 @@ def run_name(run_dir: Path, runs_dir: Path) -> str:
     return str(run_dir.relative_to(runs_dir) if run_dir.is_relative_to(runs_dir) else run_dir)
 
 
-def _callbacks(composed: Composed, run_dir: Path, has_logger: bool) -> list[L.Callback]:
+def _callbacks(composed: SourcedConfig, run_dir: Path, has_logger: bool) -> list[L.Callback]:
     """The configured callbacks; one set to null (callbacks.lr_monitor=null) is off. With
     no logger the learning rate has nowhere to go (Lightning would refuse to start).
     Checkpoints go to <run_dir>/checkpoints: without a `dirpath` Lightning would put them

@@ -20,7 +20,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 from typing_extensions import override
 
-from litlab.checkpoints import KEY
+from litlab.checkpoints import CHECKPOINT_SECTION
 from litlab.errors import Diverged, Interrupted, Stopped, fused_under_fp16
 from litlab.signatures import Positive
 
@@ -36,7 +36,7 @@ class StoreConfig(L.Callback):
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        checkpoint[KEY] = self.stored
+        checkpoint[CHECKPOINT_SECTION] = self.stored
 
 
 class RandomState(L.Callback):

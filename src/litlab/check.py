@@ -21,7 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from litlab.config import GLOBAL_GROUPS, SEARCH_GROUP, Composed, RunConfig, groups
+from litlab.config import GLOBAL_GROUPS, SEARCH_GROUP, RunConfig, SourcedConfig, groups
 from litlab.errors import ConfigError, MissingPackage
 from litlab.signatures import Spec, accepts, signature, spec, type_name
 from litlab.trust import keys_named
@@ -65,7 +65,7 @@ OPTIONAL_PACKAGES = {
 }
 
 
-def check(composed: Composed, build: bool = True) -> Composed:
+def check(composed: SourcedConfig, build: bool = True) -> SourcedConfig:
     """Raise one ConfigError listing every problem of `composed`; with `build`, also
     build the optimiser and schedule and look for the device (this imports torch)."""
     if composed.checked:
@@ -83,7 +83,7 @@ def check(composed: Composed, build: bool = True) -> Composed:
     return composed
 
 
-def key_errors(composed: Composed) -> list[str]:
+def key_errors(composed: SourcedConfig) -> list[str]:
     """Unknown keys, wrong types and values out of range, read from the config alone."""
     errors = target_errors(composed)
     if errors:  # before signature() imports anything a stored file named
@@ -110,7 +110,7 @@ def key_errors(composed: Composed) -> list[str]:
     return errors + _value_errors(composed)
 
 
-def _network_errors(composed: Composed, target: str) -> list[str]:
+def _network_errors(composed: SourcedConfig, target: str) -> list[str]:
     """The recipe builds the network with the data's sizes: it must take them."""
     try:
         found = signature(target)
@@ -126,12 +126,12 @@ def _network_errors(composed: Composed, target: str) -> list[str]:
     ]
 
 
-def target_errors(composed: Composed) -> list[str]:
+def target_errors(composed: SourcedConfig) -> list[str]:
     """The `_target_`s a stored file set that it may not build (trust.target_errors)."""
     return stored_target_errors(composed.cfg, composed.source, composed.untrusted)
 
 
-def monitor_errors(composed: Composed, logged: set[str]) -> list[str]:
+def monitor_errors(composed: SourcedConfig, logged: set[str]) -> list[str]:
     """Every `monitor` (a callback's, the schedule's) naming a metric that the module,
     which logs `logged`, never logs: Lightning would stop at the first validation.
     Lightning's own counters count too (callbacks.last monitors the step)."""
@@ -146,7 +146,7 @@ def monitor_errors(composed: Composed, logged: set[str]) -> list[str]:
     return errors
 
 
-def target_nodes(composed: Composed) -> tuple[dict[str, DictConfig], list[str]]:
+def target_nodes(composed: SourcedConfig) -> tuple[dict[str, DictConfig], list[str]]:
     """Every node that builds an object, by dotted path, found by its shape: a group's
     node with a `_target_`, or a mapping of such nodes (callbacks). A group added to
     configs/ is checked the same way, with no list to keep here."""
@@ -167,7 +167,7 @@ def target_nodes(composed: Composed) -> tuple[dict[str, DictConfig], list[str]]:
     return nodes, errors
 
 
-def _not_a_node(composed: Composed, group: str, path: str) -> str:
+def _not_a_node(composed: SourcedConfig, group: str, path: str) -> str:
     """The error for a key of a group that builds nothing; with several options picked
     (logger=[tensorboard,mlflow]), most likely a key meant for one of them."""
     where, picked = composed.source(path), composed.choices.get(group)
@@ -178,7 +178,7 @@ def _not_a_node(composed: Composed, group: str, path: str) -> str:
     return f"{path} ({where}): needs a _target_ naming the class to build"
 
 
-def refuse_missing_packages(composed: Composed) -> None:
+def refuse_missing_packages(composed: SourcedConfig) -> None:
     """A node whose class needs an optional package that is not installed, or is but
     fails to import: one line saying why, and the command that installs it."""
     for path, node in target_nodes(composed)[0].items():
@@ -220,7 +220,7 @@ def _torch_build() -> str:
 
 
 def _check_node(
-    composed: Composed, path: str, node: DictConfig, target: str | None = None
+    composed: SourcedConfig, path: str, node: DictConfig, target: str | None = None
 ) -> list[str]:
     target = target or node._target_
     try:
@@ -297,7 +297,7 @@ def _schedule_notes(node: DictConfig | None, epochs: int) -> list[str]:
     return []
 
 
-def _value_errors(composed: Composed) -> list[str]:
+def _value_errors(composed: SourcedConfig) -> list[str]:
     """Values of the right type that no class would take."""
     errors = []
     lr = OmegaConf.select(composed.cfg, "optimizer.lr")
@@ -313,7 +313,7 @@ def _value_errors(composed: Composed) -> list[str]:
     return errors + _path_errors(composed)
 
 
-def _path_errors(composed: Composed) -> list[str]:
+def _path_errors(composed: SourcedConfig) -> list[str]:
     """Settings that would make a run write outside its folder: the recipe puts every
     file (checkpoints, events, plots) inside it, and runs_dir and name choose the folder;
     a checkpoint's file name is a name, not a path."""
@@ -341,7 +341,7 @@ def _inside(name: str) -> bool:
     return not path.is_absolute() and ".." not in path.parts and str(path) not in ("", ".")
 
 
-def _check_value(composed: Composed, key: str, value: Any, expected: Spec) -> list[str]:
+def _check_value(composed: SourcedConfig, key: str, value: Any, expected: Spec) -> list[str]:
     plain = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
     if accepts(plain, expected):
         return []
@@ -358,7 +358,7 @@ def _typed(value: Any, expected: Spec) -> bool:
     return accepts(value, expected)
 
 
-def _unknown(composed: Composed, key: str, allowed: Any, target: str | None = None) -> str:
+def _unknown(composed: SourcedConfig, key: str, allowed: Any, target: str | None = None) -> str:
     parent, _, name = key.rpartition(".")
     close = difflib.get_close_matches(name, [str(a) for a in allowed], n=1)
     hint = f"; did you mean {(parent + '.' if parent else '') + close[0]}?" if close else ""
@@ -366,7 +366,7 @@ def _unknown(composed: Composed, key: str, allowed: Any, target: str | None = No
     return f"{key} ({composed.source(key)}): unknown key{owner}{hint}"
 
 
-def built_errors(composed: Composed) -> list[str]:
+def built_errors(composed: SourcedConfig) -> list[str]:
     """What only building tells: the optimiser and schedule on a stand-in parameter, and
     the device and precision against this machine."""
     import torch  # here, not above: the key check answers without it
@@ -386,7 +386,7 @@ def built_errors(composed: Composed) -> list[str]:
     return errors
 
 
-def _attempt(errors: list[str], composed: Composed, path: str, make: Any, *args: Any) -> Any:
+def _attempt(errors: list[str], composed: SourcedConfig, path: str, make: Any, *args: Any) -> Any:
     try:
         return make(*args)
     except (ValueError, TypeError) as exc:
@@ -400,7 +400,7 @@ def runs_on_gpu(accelerator: str, has_gpu: bool) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and has_gpu)
 
 
-def placement_errors(composed: Composed, has_gpu: bool) -> list[str]:
+def placement_errors(composed: SourcedConfig, has_gpu: bool) -> list[str]:
     """A GPU that is not there, and a precision the CPU cannot run (Lightning would stop
     deep inside, or quietly switch 16-mixed to bf16-mixed)."""
     trainer = composed.cfg.trainer
@@ -421,7 +421,7 @@ def placement_errors(composed: Composed, has_gpu: bool) -> list[str]:
     return _clip_errors(composed) if precision in ("16-mixed", "16") else []
 
 
-def _clip_errors(composed: Composed) -> list[str]:
+def _clip_errors(composed: SourcedConfig) -> list[str]:
     """float16's loss scaling with gradient clipping and a fused optimiser: Lightning
     refuses it with a traceback at the first step (it cannot unscale a fused optimiser's
     gradients before clipping them)."""

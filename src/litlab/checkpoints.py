@@ -24,7 +24,7 @@ from typing_extensions import override
 from litlab.errors import ConfigError
 from litlab.trust import plain_config
 
-KEY = "litlab"  # where StoreConfig puts the run's config in a checkpoint
+CHECKPOINT_SECTION = "litlab"  # where StoreConfig puts the run's config in a checkpoint
 
 
 def write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -134,8 +134,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     problem = _layout_problem(checkpoint)
     if problem:
         raise ConfigError([f"{file}: not a litlab checkpoint ({problem})"])
-    plain_config(checkpoint[KEY]["config"], str(file))
-    plain_config(checkpoint[KEY]["choices"], f"{file} (choices)")
+    plain_config(checkpoint[CHECKPOINT_SECTION]["config"], str(file))
+    plain_config(checkpoint[CHECKPOINT_SECTION]["choices"], f"{file} (choices)")
     return checkpoint
 
 
@@ -158,13 +158,13 @@ def _refuse_compressed(file: Path) -> None:
 
 def _layout_problem(checkpoint: Any) -> str | None:
     """What a litlab checkpoint lacks, or a weight that is not a finite number; None."""
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get(KEY), dict):
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get(CHECKPOINT_SECTION), dict):
         return "no stored config"
-    stored = checkpoint[KEY]
+    stored = checkpoint[CHECKPOINT_SECTION]
     if not isinstance(stored.get("config"), dict) or not isinstance(stored.get("choices"), dict):
-        return f"{KEY}.config and {KEY}.choices must be mappings"
+        return f"{CHECKPOINT_SECTION}.config and {CHECKPOINT_SECTION}.choices must be mappings"
     if stored.get("fold") is not None and type(stored["fold"]) is not int:
-        return f"{KEY}.fold must be a whole number or null"
+        return f"{CHECKPOINT_SECTION}.fold must be a whole number or null"
     for key in ("epoch", "global_step"):
         if type(checkpoint.get(key)) is not int:
             return f"{key} must be a whole number"

@@ -32,7 +32,7 @@ POLL_S = 0.05  # how often ended children are collected: small beside a run's se
 
 
 @dataclass
-class Job:
+class Child:
     command: list[str]
     log: Path  # stdout and stderr of the child
 
@@ -52,7 +52,9 @@ def python_command(*args: str) -> list[str]:
     return [sys.executable, "-P", *args]
 
 
-def run_jobs(jobs: list[Job], slots: int, environment: Callable[[int], dict[str, str]]) -> Outcome:
+def run_jobs(
+    jobs: list[Child], slots: int, environment: Callable[[int], dict[str, str]]
+) -> Outcome:
     """Run `jobs`, `slots` at a time; the child in slot k gets `environment(k)` on top of
     this process's environment."""
     received: list[signal.Signals] = []
@@ -74,7 +76,7 @@ def _catch(received: list[signal.Signals]) -> dict[signal.Signals, object]:
 
 
 def _loop(
-    jobs: list[Job],
+    jobs: list[Child],
     slots: int,
     environment: Callable[[int], dict[str, str]],
     received: list[signal.Signals],
@@ -108,7 +110,7 @@ def _loop(
     return Outcome(codes, pids, received[0] if received else None)
 
 
-def _start(job: Job, extra: dict[str, str]) -> subprocess.Popen:
+def _start(job: Child, extra: dict[str, str]) -> subprocess.Popen:
     job.log.parent.mkdir(parents=True, exist_ok=True)
     with open(job.log, "a") as log:
         return subprocess.Popen(

@@ -60,7 +60,7 @@ class RunConfig:
 
 
 @dataclasses.dataclass
-class Composed:
+class SourcedConfig:
     cfg: DictConfig
     sources: dict[str, str]  # dotted key -> the file or "the command line" that set it
     choices: dict[str, str | None]  # group -> the option picked
@@ -150,7 +150,7 @@ def groups() -> dict[str, list[str]]:
     return {group: sorted(found[group]) for group in sorted(found)}
 
 
-def compose(words: list[str], trust: bool = False) -> Composed:
+def compose(words: list[str], trust: bool = False) -> SourcedConfig:
     """The resolved config that Hydra composes from `train.yaml` and the user's words;
     with `resume=FOLDER`, that run's config.yaml (plain data, whose targets are checked
     unless `trust`) changed by the user's `a.b=value` words."""
@@ -171,7 +171,7 @@ def compose(words: list[str], trust: bool = False) -> Composed:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as exc:
         raise ConfigError([f"config cannot be resolved: {_one_line(exc)}"]) from None
-    return Composed(cfg, sources, choices, notes=notes, words=words)
+    return SourcedConfig(cfg, sources, choices, notes=notes, words=words)
 
 
 def _parse_words(words: list[str], options: dict[str, list[str]]) -> tuple[dict, list[str]]:
@@ -555,7 +555,7 @@ def _one_line(exc: BaseException) -> str:
 
 def _resumed(
     folder: str, picked: dict[str, str | None], dotted: list[str], trust: bool
-) -> Composed:
+) -> SourcedConfig:
     """The config a run ran with, changed by the command line's single keys. Rank 0 reads
     it: the other machines of a job may have no such folder."""
     from litlab.rundirs import from_rank_zero  # here: rundirs imports this module
@@ -580,12 +580,12 @@ def _resumed(
 
 def stored_config(
     config: dict[str, Any], choices: dict[str, Any], source: str, trust: bool
-) -> Composed:
+) -> SourcedConfig:
     """A config read back from a checkpoint (checked as plain data by load_checkpoint):
     every value comes from `source`, whose targets are checked unless `trust`."""
     cfg = OmegaConf.create(config)
     sources = dict.fromkeys(_leaf_keys(cfg), source)
-    return Composed(cfg, sources, choices, untrusted=() if trust else (source,))
+    return SourcedConfig(cfg, sources, choices, untrusted=() if trust else (source,))
 
 
 def _from_dotlist(dotted: list[str]) -> DictConfig:
@@ -603,7 +603,7 @@ def _rel(path: Path, config_dir: Path) -> str:
     return f"./{path.relative_to(cwd)}" if path.is_relative_to(cwd) else str(path)
 
 
-def _merge(layers: list[tuple[DictConfig, str]], choices: dict[str, str | None]) -> Composed:
+def _merge(layers: list[tuple[DictConfig, str]], choices: dict[str, str | None]) -> SourcedConfig:
     sources: dict[str, str] = {}
     for node, source in layers:
         for key in _leaf_keys(node):
@@ -613,7 +613,7 @@ def _merge(layers: list[tuple[DictConfig, str]], choices: dict[str, str | None])
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as exc:
         raise ConfigError([f"config cannot be resolved: {exc}"]) from None
-    return Composed(cfg, sources, choices)
+    return SourcedConfig(cfg, sources, choices)
 
 
 def _leaf_keys(node: Any, prefix: str = "") -> list[str]:

@@ -22,7 +22,7 @@ from typing_extensions import override
 from litlab import figures, loggers
 from litlab.builders import optimizer_factories
 from litlab.checkpoints import write_atomically
-from litlab.config import Composed
+from litlab.config import SourcedConfig
 from litlab.data.base import TensorDataModule
 from litlab.module import Snapshot
 from litlab.optim import planned_rates
@@ -51,7 +51,7 @@ def add_figure(
         write_atomically(png, lambda file: Image.fromarray(rgba).save(file, format="PNG"))
 
 
-def log_start(trainer: L.Trainer, composed: Composed, datamodule: TensorDataModule) -> None:
+def log_start(trainer: L.Trainer, composed: SourcedConfig, datamodule: TensorDataModule) -> None:
     """Before training: the run's choices and the resolved config as text, the planned
     learning-rate schedule (to check a schedule before spending time on it) and the
     data's own pictures."""
@@ -67,7 +67,7 @@ def log_start(trainer: L.Trainer, composed: Composed, datamodule: TensorDataModu
         add_figure(to, tag, figure, 0)
 
 
-def start_figures(composed: Composed, datamodule: TensorDataModule) -> dict[str, Figure]:
+def start_figures(composed: SourcedConfig, datamodule: TensorDataModule) -> dict[str, Figure]:
     """The pictures drawn before training, by tag: the planned learning rate (when the
     run has a planned end) and the data module's own (`data/<name>`)."""
     optimizer, scheduler, options = optimizer_factories(composed)
@@ -82,7 +82,7 @@ def start_figures(composed: Composed, datamodule: TensorDataModule) -> dict[str,
     return found | {f"data/{name}": figure for name, figure in pictures.items()}
 
 
-def log_hparams(trainer: L.Trainer, composed: Composed, metrics: dict[str, Any]) -> None:
+def log_hparams(trainer: L.Trainer, composed: SourcedConfig, metrics: dict[str, Any]) -> None:
     """Once, at the end: the run's choices and the baselines' scores, with the final
     metrics they are ranked by where the logger takes them (TensorBoard's HPARAMS tab).
     The baselines are hyperparameters, not scalars: one point each, they would open the
@@ -95,7 +95,7 @@ def log_hparams(trainer: L.Trainer, composed: Composed, metrics: dict[str, Any])
         loggers.log_ranked(logger, hyperparameters(composed) | baselines, ranked)
 
 
-def hyperparameters(composed: Composed) -> dict[str, bool | int | float | str]:
+def hyperparameters(composed: SourcedConfig) -> dict[str, bool | int | float | str]:
     """What tells runs apart: the option of each group (`choice/optimizer: momentum`,
     where optimizer._target_ would only say SGD), the seed, the run's length, and the keys
     of what is trained (data, model, module, optimizer, scheduler). The machinery

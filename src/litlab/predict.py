@@ -17,8 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from litlab.builders import build_data, build_module, build_node
 from litlab.check import runs_on_gpu, target_errors
-from litlab.checkpoints import KEY, check_fits, load_checkpoint, write_atomically
-from litlab.config import Composed, ConfigError, stored_config
+from litlab.checkpoints import CHECKPOINT_SECTION, check_fits, load_checkpoint, write_atomically
+from litlab.config import ConfigError, SourcedConfig, stored_config
 from litlab.data.base import TensorDataModule
 
 # OWASP's list for CSV injection: a spreadsheet runs a cell that starts so as a formula
@@ -30,10 +30,10 @@ OUTPUT_ALLOWED = (
 )
 
 
-def _composed(checkpoint: dict[str, Any], path: str | Path, trust: bool) -> Composed:
+def _composed(checkpoint: dict[str, Any], path: str | Path, trust: bool) -> SourcedConfig:
     """The config stored in the checkpoint at `path`; unless `trust`, refused if it names
     a target a stored config may not build (check.target_errors)."""
-    stored = checkpoint[KEY]
+    stored = checkpoint[CHECKPOINT_SECTION]
     composed = stored_config(stored["config"], stored["choices"], str(path), trust)
     errors = target_errors(composed)
     if errors:
@@ -41,7 +41,7 @@ def _composed(checkpoint: dict[str, Any], path: str | Path, trust: bool) -> Comp
     return composed
 
 
-def _data_state(checkpoint: dict[str, Any], composed: Composed) -> dict[str, Any] | None:
+def _data_state(checkpoint: dict[str, Any], composed: SourcedConfig) -> dict[str, Any] | None:
     """What the data module saved in the checkpoint (Lightning files it by class name)."""
     name = str(composed.cfg.data._target_).rpartition(".")[2]
     return checkpoint.get(name) or None
@@ -56,7 +56,7 @@ def evaluate_checkpoint(
     checkpoint = load_checkpoint(path)
     composed = _composed(checkpoint, path, trust)
     stored = _data_state(checkpoint, composed)
-    datamodule = build_data(composed, checkpoint[KEY]["fold"], stored)
+    datamodule = build_data(composed, checkpoint[CHECKPOINT_SECTION]["fold"], stored)
     module = build_module(composed, datamodule)
     check_fits(module, checkpoint["state_dict"], Path(path))
     module.load_state_dict(checkpoint["state_dict"])

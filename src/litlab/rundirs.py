@@ -24,7 +24,7 @@ from lightning.fabric.plugins.environments import (
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 
 from litlab.checkpoints import write_text
-from litlab.config import CLI, Composed
+from litlab.config import CLI, SourcedConfig
 from litlab.errors import ConfigError, RunBusy
 
 RUN_DIR_VARIABLE = "LITLAB_RUN_DIR"  # rank 0's run folder, for the processes DDP starts
@@ -138,7 +138,7 @@ def _store() -> Any:
     return _stores[0]
 
 
-def run_root(composed: Composed) -> Path:
+def run_root(composed: SourcedConfig) -> Path:
     """<runs_dir>/<name>, the name defaulting to the data option (circles, diabetes, csv),
     or to the class of a data._target_ given on the command line (`moons` for mydata.Moons)."""
     cfg = composed.cfg
@@ -170,7 +170,7 @@ def run_label(words: list[str]) -> str:
     return label[:MAX_LABEL]
 
 
-def open_run_dir(composed: Composed, run_dir: Path | None) -> Path:
+def open_run_dir(composed: SourcedConfig, run_dir: Path | None) -> Path:
     """The run's folder: `run_dir` (made if missing: a fold of a cross-validation) or a
     new timestamped one. Rank 0 creates it and tells the processes Lightning starts for
     DDP; other ranks only name it (Lightning sends them rank 0's checkpoint folder)."""
@@ -219,7 +219,7 @@ def slurm_job() -> str | None:
     return os.environ.get("SLURM_JOB_ID")
 
 
-def requeued_run(composed: Composed) -> Path | None:
+def requeued_run(composed: SourcedConfig) -> Path | None:
     """Under SLURM, this job's latest run folder when it can go on (a last.ckpt, and it
     was interrupted or never said how it ended): a requeued job runs its command again."""
     job = slurm_job()

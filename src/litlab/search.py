@@ -36,7 +36,7 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from litlab.children import Job, Outcome, python_command, run_jobs
+from litlab.children import Child, Outcome, python_command, run_jobs
 from litlab.config import CLI, compose, groups
 from litlab.errors import ConfigError, Interrupted
 from litlab.verdict import HEADLINE, outcome, row_step
@@ -538,7 +538,7 @@ def _run_workers(search: Search, jobs: int) -> Outcome:
     gpus = visible_gpus()
     per_job = gpus_per_job(compose(search.job).cfg.trainer, len(gpus))
     command = python_command("-m", "litlab.search", str(search.folder))
-    workers = [Job([*command, str(k)], search.folder / f"worker_{k}.log") for k in range(jobs)]
+    workers = [Child([*command, str(k)], search.folder / f"worker_{k}.log") for k in range(jobs)]
     while True:
         outcome = run_jobs(workers, jobs, lambda k: worker_environment(k, per_job, gpus, jobs))
         done = counted(open_study(search).get_trials(deepcopy=False)) >= search.cfg.n_trials

@@ -23,7 +23,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from litlab.check import check
-from litlab.children import Job, python_command, run_jobs
+from litlab.children import Child, python_command, run_jobs
 from litlab.config import ConfigError, compose
 from litlab.devices import gpus_per_job, visible_gpus, worker_environment
 from litlab.errors import SweepStopped
@@ -79,7 +79,7 @@ def _run_grid(
     gpus = visible_gpus()
     per_job = gpus_per_job(first.trainer, len(gpus))
     outcome = run_jobs(
-        [Job(_command(run, path), path / "output.log") for run, path in pending],
+        [Child(_command(run, path), path / "output.log") for run, path in pending],
         jobs,
         lambda slot: worker_environment(slot, per_job, gpus, jobs),
     )

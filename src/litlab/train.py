@@ -25,8 +25,8 @@ from litlab import dashboard, loggers
 from litlab.builders import build_data, build_module, build_trainer
 from litlab.callbacks import StopOnSignal
 from litlab.check import LIGHTNING_COUNTERS, check, monitor_errors
-from litlab.checkpoints import KEY, check_fits, load_checkpoint, write_text
-from litlab.config import CLI, Composed, ConfigError
+from litlab.checkpoints import CHECKPOINT_SECTION, check_fits, load_checkpoint, write_text
+from litlab.config import CLI, ConfigError, SourcedConfig
 from litlab.data.base import TensorDataModule, tensors
 from litlab.errors import Diverged, Interrupted, PeerLost, Stopped
 from litlab.rundirs import (
@@ -55,7 +55,7 @@ warnings.filterwarnings("ignore", message=".*smaller than the logging interval")
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
-def run(composed: Composed) -> tuple[Path, dict[str, Any]]:
+def run(composed: SourcedConfig) -> tuple[Path, dict[str, Any]]:
     """One training run, a resumed one, or k of them when `data.folds` is set. A SLURM
     job's run stopped by SIGUSR1 requeues the job; the requeued job resumes it."""
     resuming = bool(composed.cfg.get("resume"))  # a stored config: checked when resumed
@@ -89,7 +89,7 @@ def _requeue(job: str) -> None:
 
 
 @dataclass
-class Job:
+class PreparedRun:
     """A run ready to fit: its folder and the objects built from the config."""
 
     dir: Path
@@ -100,13 +100,13 @@ class Job:
 
 
 def prepare(
-    composed: Composed,
+    composed: SourcedConfig,
     fold: int | None = None,
     run_dir: Path | None = None,
     signals: StopOnSignal | None = None,
     resume_from: tuple[Path, dict[str, Any] | None] | None = None,
     callbacks: Sequence[L.Callback] = (),
-) -> Job:
+) -> PreparedRun:
     """Everything before the first step, in the lesson's order; a config error stops it
     before a folder is made. A signal while the folder is claimed waits for its
     config.yaml (`signals`); `resume_from` (a checkpoint, and its weights where read) must fit.
@@ -133,11 +133,11 @@ def prepare(
             raise
         if is_rank_zero():  # resolved: the stored config is plain data
             write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    return Job(run_dir, trainer, module, datamodule)
+    return PreparedRun(run_dir, trainer, module, datamodule)
 
 
 def train(
-    composed: Composed,
+    composed: SourcedConfig,
     fold: int | None = None,
     run_dir: Path | None = None,
     resume_from: tuple[Path, dict[str, Any] | None] | None = None,
@@ -166,7 +166,7 @@ def train(
 
 
 def _fit_and_test(
-    job: Job, composed: Composed, checkpoint: Path | None, signals: StopOnSignal
+    job: PreparedRun, composed: SourcedConfig, checkpoint: Path | None, signals: StopOnSignal
 ) -> tuple[Path, dict[str, Any]]:
     trainer, module, datamodule = job.trainer, job.module, job.datamodule
     if hasattr(datamodule, "report"):  # what a table became: printed, saved in the folder
@@ -218,7 +218,7 @@ def _collective_failed(exc: RuntimeError) -> bool:
     return isinstance(exc, dist.DistError) or any(w in str(exc) for w in ("gloo", "NCCL"))
 
 
-def _interrupted(job: Job | None, stop: Stopped) -> Interrupted:
+def _interrupted(job: PreparedRun | None, stop: Stopped) -> Interrupted:
     """The Interrupted to report for a signal outside the training loop: what to run next
     depends on whether a checkpoint was kept."""
     name, code = signal.Signals(stop.signum).name, 128 + stop.signum
@@ -230,7 +230,7 @@ def _interrupted(job: Job | None, stop: Stopped) -> Interrupted:
     return Interrupted(name, code, 0 if kept else -1, str(job.dir), phase)
 
 
-def test(job: Job) -> dict[str, Any]:
+def test(job: PreparedRun) -> dict[str, Any]:
     """Test the best checkpoint (the current weights when none was kept). Beside the
     best monitored value: the step it came from and the last one, for the summary to say
     when the steps after the best overfit."""
@@ -285,7 +285,7 @@ def _record_stop(run_dir: Path, exc: Exception) -> None:
         write_status(run_dir, status, error=str(exc))
 
 
-def resume(composed: Composed) -> tuple[Path, dict[str, Any]]:
+def resume(composed: SourcedConfig) -> tuple[Path, dict[str, Any]]:
     """Continue the run in folder `resume` from its last.ckpt, in the same folder and
     TensorBoard run; a finished run goes on only if trainer.max_epochs was raised. Rank 0
     reads the folder (other machines may have none) and tells the others the fold."""
@@ -299,7 +299,9 @@ def resume(composed: Composed) -> tuple[Path, dict[str, Any]]:
             lock_run_dir(run_dir)
         checkpoint = _resumable(composed, run_dir, last)
         weights = checkpoint["state_dict"]
-        return checkpoint[KEY]["fold"]  # a fold of a cross-validation trains on its own split
+        return checkpoint[CHECKPOINT_SECTION][
+            "fold"
+        ]  # a fold of a cross-validation trains on its own split
 
     try:
         fold = from_rank_zero(read_fold)  # on the other machines weights stay None
@@ -308,7 +310,7 @@ def resume(composed: Composed) -> tuple[Path, dict[str, Any]]:
         release_run_dir(run_dir)
 
 
-def _resumable(composed: Composed, run_dir: Path, last: Path) -> dict[str, Any]:
+def _resumable(composed: SourcedConfig, run_dir: Path, last: Path) -> dict[str, Any]:
     """The checkpoint to resume from, refused when missing or when the run is done."""
     cfg = composed.cfg
     if not last.is_file():
@@ -328,7 +330,7 @@ def _resumable(composed: Composed, run_dir: Path, last: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def cross_validate(composed: Composed, folds: int) -> tuple[Path, dict[str, Any]]:
+def cross_validate(composed: SourcedConfig, folds: int) -> tuple[Path, dict[str, Any]]:
     """Train on each of `folds` folds, each a run in `fold_<k>/` of one parent folder, and
     summarise every metric as mean and standard deviation over the folds."""
     check(composed)  # before the parent folder

@@ -18,7 +18,7 @@ from typing_extensions import override
 from litlab.data.batches import TensorBatches
 
 # A raw input past this size is a unit mistake or an overflow (1e308): refused by predict.
-FAR_VALUE = 1e6
+MAX_ABS_VALUE = 1e6
 
 
 def short_row_problems(frame: pd.DataFrame) -> pd.Series:
@@ -120,12 +120,12 @@ class TensorDataModule(L.LightningDataModule):
     def check_rows(self, frame: pd.DataFrame) -> tuple[pd.Series, list[str]]:
         """Why each row of `frame` cannot be predicted ('' when it can), and notes on
         what was filled in to predict the others. Here every input is a number: text,
-        a missing value, infinity or a value past FAR_VALUE is refused."""
+        a missing value, infinity or a value past MAX_ABS_VALUE is refused."""
         problems = short_row_problems(frame)
         for column in self.input_columns:
             values = frame[column]
             numbers = pd.to_numeric(values, errors="coerce")
-            bad = ~(numbers.abs() <= FAR_VALUE)
+            bad = ~(numbers.abs() <= MAX_ABS_VALUE)
             why = values.map(lambda v, c=column: f"{c}={v} is not a finite number")
             problems = problems.where(~bad, problems.where(problems == "", problems + "; ") + why)
         return problems, []

@@ -42,7 +42,7 @@ from litlab.rundirs import is_rank_zero
 TASKS = ("auto", "binary", "multiclass", "regression")
 # predict refuses a value this many training standard deviations from the training mean
 # (1e308, a unit mistake): the network's answer there is an extrapolation of nothing.
-FAR = 100
+OUTLIER_STDS = 100
 
 
 class TableEncoder:
@@ -334,7 +334,7 @@ class TableDataModule(TensorDataModule):
             values = frame[column]
             numbers = self._parse(values, column)
             text = numbers.isna() & values.notna()
-            far = values.notna() & ~text & ~((numbers - mean).abs() <= FAR * scale)
+            far = values.notna() & ~text & ~((numbers - mean).abs() <= OUTLIER_STDS * scale)
             shown = values.astype(str)
             problems = _add(problems, text, column + ": " + shown + " is not a number")
             problems = _add(problems, far, column + "=" + shown + " is far outside training")
