@@ -1,5 +1,5 @@
-"""The data=csv defaults against their linear baselines on tables of different shapes
-(issue 16, item 13): each table is written to CSV, trained with `data=csv` and nothing
+"""The data=csv defaults against their linear baselines on tables of different shapes:
+each table is written to CSV, trained with `data=csv` and nothing
 else but its target, and the network's test score set beside the best baseline's.
 
     .venv/bin/python scripts/tables_bench.py [OUT_DIR [WORDS...]]   (words change every run)

@@ -1,4 +1,4 @@
-"""Issue 16 item 8: every activation the MLP offers trains; the others are not offered."""
+"""Every activation the MLP offers trains; the others are not offered."""
 
 from __future__ import annotations
 

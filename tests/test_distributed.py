@@ -314,7 +314,7 @@ def test_the_first_bad_loss_is_kept_on_the_device_as_read_on_the_cpu():
 
 
 def test_clipping_a_fused_optimiser_at_16_mixed_is_refused(make_config, monkeypatch):
-    """Issue 13.2: Lightning cannot clip a fused optimiser under float16 scaling: refused
+    """Lightning cannot clip a fused optimiser under float16 scaling: refused
     in one line before training, naming the keys (the GPU is faked: only bookkeeping)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     words = ("trainer.precision=16-mixed", "trainer.gradient_clip_val=1.0")
@@ -329,7 +329,7 @@ def test_clipping_a_fused_optimiser_at_16_mixed_is_refused(make_config, monkeypa
 
 
 def test_the_diverged_hint_never_recommends_a_crash():
-    """At 16-mixed with a fused optimiser, clipping needs fusing off too (issue 13.2)."""
+    """At 16-mixed with a fused optimiser, clipping needs fusing off too."""
     fp16 = SimpleNamespace(
         precision="16-mixed", optimizers=[torch.optim.Adam([torch.zeros(1)], fused=True)]
     )

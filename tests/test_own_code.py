@@ -1,4 +1,4 @@
-"""Your own model and data module (issue 16, item 6): the README's examples run exactly as
+"""Your own model and data module: the README's examples run exactly as
 written from a folder of their own, and a class that breaks the contract is named in one
 line before anything runs."""
 

@@ -1,4 +1,4 @@
-"""Issue 16 item 10: the loss figure draws every training step, small figures keep their
+"""The loss figure draws every training step, small figures keep their
 tick labels, confusion counts are readable, and baselines are not single-point scalars."""
 
 from __future__ import annotations

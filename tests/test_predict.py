@@ -74,7 +74,7 @@ def test_predict_rows_uses_the_stored_encoding(diabetes_run):
 def test_wrong_columns_are_named(diabetes_run, circles_run):
     predictor = Predictor.from_checkpoint(diabetes_run[0] / "checkpoints" / "best.ckpt")
     rows = DiabetesDataModule().read()[0].head(3).drop(columns=["bmi"]).assign(weight=1.0)
-    # a column the network does not use is ignored (issue 16); one it needs is named
+    # a column the network does not use is ignored; one it needs is named
     expected = "input columns: missing bmi; the network was trained on: age, sex"
     with pytest.raises(ConfigError, match=expected):
         predictor.predict(rows)
@@ -141,7 +141,7 @@ def _stored_on_gpu(best, tmp_path, **trainer):
 
 
 def test_eval_of_a_gpu_run_runs_on_this_machine(circles_run, tmp_path, capsys, monkeypatch):
-    """Issue 13.6: a checkpoint trained with accelerator: gpu is evaluated on the CPU with
+    """A checkpoint trained with accelerator: gpu is evaluated on the CPU with
     the run's metrics (by default on `auto`, or trainer.accelerator=cpu); a precision the
     CPU cannot run falls back to 32-true in one line; predict runs too."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

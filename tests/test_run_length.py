@@ -1,4 +1,4 @@
-"""Issue 16 item 9: validation and schedules scale with the run's length, and a setting
+"""Validation and schedules scale with the run's length, and a setting
 that does nothing in this run is said once at start."""
 
 from __future__ import annotations

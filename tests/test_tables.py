@@ -1,5 +1,5 @@
 """Any CSV table: the task inferred or chosen, what each column became, delimiters, the
-data's fingerprint, and predict on rows that are not clean (issues 16 and 17)."""
+data's fingerprint, and predict on rows that are not clean."""
 
 from __future__ import annotations
 
