@@ -315,11 +315,11 @@ def test_only_training_batches_are_augmented_the_same_way_each_run(digits_folder
     assert all(torch.equal(again.on_after_batch_transfer(batch, 0)[0], f) for f in first)
 
 
-def test_the_readme_section_names_every_key_of_data_images():
+def test_the_docs_section_names_every_key_of_data_images():
     import yaml
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## Your own images") : readme.index("## Configuration")]
+    page = (Path(__file__).resolve().parents[1] / "docs/your-data.md").read_text()
+    section = page[page.index("## Your own images") :].split("\n## ")[0]
     config = yaml.safe_load(
         (Path(__file__).resolve().parents[1] / "configs/data/images.yaml").read_text()
     )

@@ -1,6 +1,6 @@
-"""Your own model and data module: the README's examples run exactly as
-written from a folder of their own, and a class that breaks the contract is named in one
-line before anything runs."""
+"""Your own model and data module: the examples of the README and the docs pages run
+exactly as written from a folder of their own, and a class that breaks the contract is
+named in one line before anything runs."""
 
 from __future__ import annotations
 
@@ -17,16 +17,20 @@ from litlab.check import check
 from litlab.config import ConfigError, compose
 from litlab.signatures import _cache, signature
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+YOUR_CODE = ROOT / "docs" / "your-code.md"  # the worked examples, checked in detail below
 # The console script, not `python -m litlab`: -m would put the folder on sys.path itself.
 LITLAB = str(Path(sys.executable).parent / "litlab")
+HEADING = re.compile(r"^#{2,3} (.+)$", re.M)
 
 
-def readme_section(title: str) -> str:
-    text = README.read_text()
-    start = text.index(f"### {title}\n")
-    end = re.compile(r"^#{2,3} ", re.M).search(text, start + 4).start()
-    return text[start:end]
+def sections(page: Path) -> dict[str, str]:
+    """Each `##` or `###` section of the page by its title, up to the next such heading."""
+    text = page.read_text()
+    heads = list(HEADING.finditer(text))
+    ends = [*(head.start() for head in heads), len(text)][1:]
+    return {head.group(1): text[head.start() : end] for head, end in zip(heads, ends, strict=True)}
 
 
 def blocks(section: str) -> list[tuple[str, str]]:
@@ -34,10 +38,16 @@ def blocks(section: str) -> list[tuple[str, str]]:
     return re.findall(r"^```([^\n]*)\n(.*?)^```$", section, re.M | re.S)
 
 
-def run_section(title: str, folder: Path) -> list[subprocess.CompletedProcess]:
+def runs_commands(section: str) -> bool:
+    return any(info.strip() == "sh run" for info, _ in blocks(section))
+
+
+def run_section(
+    title: str, folder: Path, page: Path = YOUR_CODE
+) -> list[subprocess.CompletedProcess]:
     """Write the section's files into `folder`, then run its commands there."""
     results = []
-    for info, body in blocks(readme_section(title)):
+    for info, body in blocks(sections(page)[title]):
         if " file=" in info:
             path = folder / info.split("file=")[1].strip()
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,7 +61,7 @@ def run_section(title: str, folder: Path) -> list[subprocess.CompletedProcess]:
                         [LITLAB, *words], cwd=folder, capture_output=True, text=True, timeout=600
                     )
                 )
-    assert results, f"README section {title!r} runs no command"
+    assert results, f"{page.name}: section {title!r} runs no command"
     return results
 
 
@@ -63,7 +73,7 @@ def finished_runs(folder: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_readme_own_model_runs_as_written_and_evaluates(tmp_path):
+def test_own_model_example_runs_as_written_and_evaluates(tmp_path):
     first, second = run_section("Your own model", tmp_path)
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
@@ -87,12 +97,38 @@ def test_readme_own_model_runs_as_written_and_evaluates(tmp_path):
 
 
 @pytest.mark.slow
-def test_readme_own_data_module_runs_as_written(tmp_path):
+def test_own_data_module_example_runs_as_written(tmp_path):
     (result,) = run_section("Your own data module", tmp_path)
     assert result.returncode == 0, result.stderr
     (run,) = finished_runs(tmp_path / "runs" / "moons")
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test/acc"] > 0.8  # moons at noise 0.2 are nearly separable
+
+
+CHECKED = {(YOUR_CODE, "Your own model"), (YOUR_CODE, "Your own data module")}
+OTHERS = [
+    (page, title)
+    for page in PAGES
+    for title, text in sections(page).items()
+    if runs_commands(text) and (page, title) not in CHECKED
+]
+
+
+def test_every_section_that_runs_commands_is_run():
+    assert all(runs_commands(sections(page)[title]) for page, title in CHECKED)
+    assert (ROOT / "README.md", "Your own model") in OTHERS  # the landing page's example
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("page", "title"), OTHERS, ids=[f"{p.relative_to(ROOT)}: {t}" for p, t in OTHERS]
+)
+def test_every_other_example_runs_as_written(page, title, tmp_path):
+    results = run_section(title, tmp_path, page)
+    for result in results:
+        assert result.returncode == 0, f"{result.args}\n{result.stderr[-2000:]}"
+    metrics = [json.loads(p.read_text()) for p in tmp_path.glob("runs/*/*/metrics.json")]
+    assert [m["status"] for m in metrics] == ["finished"] * len(results)
 
 
 def write_module(folder: Path, name: str, source: str) -> str:

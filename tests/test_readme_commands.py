@@ -1,6 +1,6 @@
-"""Every `make train`, `litlab train` and `make sweep` example in the README goes through
-Hydra's composition and litlab's key check as written: an example that no longer
-composes is a README that lies."""
+"""Every `make train`, `litlab train` and `make sweep` example in the README and the docs
+pages goes through Hydra's composition and litlab's key check as written: an example that
+no longer composes is a page that lies."""
 
 from __future__ import annotations
 
@@ -14,18 +14,19 @@ from litlab.check import check
 from litlab.config import ConfigError, compose
 from litlab.sweep import grid
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Words an example shows as a placeholder (`resume=runs/circles/2026-…`, `<the words>`):
 # they name a run folder or words of the reader's, not a config to compose.
 PLACEHOLDERS = ("…", "<", "resume=")
-# The examples the README shows failing, with the error it shows.
+# The examples the pages show failing, with the error they show.
 FAILING = {"optimizer.lrr=0.1 trainer.max_epochs=ten", "optimizer.lr=oops"}
 
 
-def examples() -> list[str]:
-    """The words of every train or sweep command in the README's code blocks."""
+def examples(page: Path) -> list[str]:
+    """The words of every train or sweep command in the page's code blocks."""
     found = []
-    for body in re.findall(r"^```[^\n]*\n(.*?)^```$", README.read_text(), re.M | re.S):
+    for body in re.findall(r"^```[^\n]*\n(.*?)^```$", page.read_text(), re.M | re.S):
         for line in body.splitlines():
             line = line.split("  #")[0].strip().removeprefix("$ ")
             make = re.match(r'make (train|sweep) ARGS="([^"]*)"', line)
@@ -36,16 +37,21 @@ def examples() -> list[str]:
     return found
 
 
-def test_the_readme_has_examples():
-    assert len(examples()) >= 10
+CASES = [(page, words) for page in PAGES for words in examples(page)]
 
 
-@pytest.mark.parametrize("words", examples())
-def test_a_readme_example_composes_as_written(words, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # with the README's own files: its model and data options
-    for name, body in re.findall(
-        r"^```\w+ file=(\S+)\n(.*?)^```$", README.read_text(), re.M | re.S
-    ):
+def test_the_pages_have_examples():
+    assert len(CASES) >= 10
+    docs = {page for page, _ in CASES if page.parent.name == "docs"}
+    assert len(docs) >= 4, sorted(p.name for p in docs)  # the commands moved with the topics
+
+
+@pytest.mark.parametrize(
+    ("page", "words"), CASES, ids=[f"{p.relative_to(ROOT)}: {w}" for p, w in CASES]
+)
+def test_an_example_composes_as_written(page, words, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # with the page's own files: its model and data options
+    for name, body in re.findall(r"^```\w+ file=(\S+)\n(.*?)^```$", page.read_text(), re.M | re.S):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(body)
     split = [w for w in shlex.split(words) if not w.startswith("-") and w != "job"]
