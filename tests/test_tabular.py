@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from litlab.data import CsvDataModule, DiabetesDataModule
-from litlab.data.tabular import TableEncoder
+from litlab.data.encoding import TableEncoder
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "diabetes_cohort.csv"
 

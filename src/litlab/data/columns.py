@@ -1,9 +1,7 @@
-"""What a table's columns and target become before any encoding: the file's delimiter,
-numbers and dates stored as text, columns that cannot carry signal, and the task.
-
-Every decision is written down as a row of the column report, so a run says what each
-column became and why (printed at its start, saved as `columns.csv` in its folder).
-"""
+"""What a table's columns and target become before encoding: the file's delimiter, the
+columns asked for, numbers and dates written as text, columns that cannot carry signal,
+and the task. Each decision is a row of the column report, so a run says what each column
+became and why (printed at its start, saved as `columns.csv` in its folder)."""
 
 from __future__ import annotations
 
@@ -74,12 +72,28 @@ def short_rows(file: Path, sep: str) -> dict[int, int]:
     return {i: len(r) for i, r in enumerate(rows[1:]) if r and len(r) < width}
 
 
-def as_numbers(values: pd.Series, decimal: str) -> pd.Series | None:
-    """Numbers written as text (`"1,175"`, `"1.175,5"` with a decimal comma), or None
-    when some value is not one."""
-    numbers = parse_numbers(values, decimal, dates=False)
-    present = values.notna()
-    return numbers if present.any() and numbers[present].notna().all() else None
+def select_columns(
+    frame: pd.DataFrame, source: str, target: str, features: list[str] | None, drop: list[str]
+) -> pd.DataFrame:
+    """The target and feature columns of `frame` (less those in `drop`), checked."""
+    columns = ", ".join(map(str, frame.columns))
+    if target not in frame.columns:
+        raise ValueError(
+            f"target={target!r}: no such column in {source}; its columns are: {columns}"
+        )
+    features = [c for c in frame.columns if c != target] if features is None else list(features)
+    for key, names in (("features", features), ("drop", drop)):
+        absent = ", ".join(repr(c) for c in names if c not in frame.columns)
+        if absent:
+            raise ValueError(f"{key}: no column {absent} in {source}; its columns are: {columns}")
+    features = [c for c in features if c not in drop]
+    if target in features:
+        raise ValueError(f"features: {target!r} is the target; leave it out of features")
+    frame = frame[[*features, target]]
+    empty = [c for c in frame.columns if frame[c].isna().all()]
+    if empty:
+        raise ValueError(f"column {empty[0]!r} in {source} has no values: leave it out of features")
+    return frame
 
 
 def parse_numbers(values: pd.Series, decimal: str, dates: str | bool = True) -> pd.Series:
@@ -109,23 +123,20 @@ def date_format(values: pd.Series, dayfirst: bool | None) -> tuple[str, str] | N
     """The strptime format of a column of dates written as text, and a note when its
     reading was a choice; None unless every value is a date of one form.
 
-    Written by hand around pandas, which parses each form once it is named
-    (`pd.to_datetime(format=...)`) but guesses the form from the first value only
-    (`17-08-1984` then `03-04-1985` is an error, `03-04-1985` first reads month-first),
-    and whose `dayfirst` is a hint that lets `17/08/1984` through as day-first in a
-    month-first column. Here a value over 12 in the first field settles day-first, one in
-    the second month-first; a column with neither is read as `dayfirst` says, or as its
-    separator suggests (DAYFIRST_BY_SEPARATOR), and the note says which and how to change it.
+    Written by hand: pandas parses a form once it is named, but guesses it from the first
+    value only (`17-08-1984` then `03-04-1985` is an error), and its `dayfirst` is a hint
+    that lets `17/08/1984` through in a month-first column. Here a value over 12 in the
+    first field settles day-first, one in the second month-first; a column with neither is
+    read as `dayfirst` says, or by its separator (DAYFIRST_BY_SEPARATOR), and the note
+    says which and how to change it.
     """
     text = values.dropna().astype(str).str.strip()
     fields = text.str.extract(DATE)
     if text.empty or fields.isna().all(axis=1).any():
         return None
     if fields[0].notna().all():  # year first
-        separators = set(fields[1])
-        return (
-            (f"%Y{fields[1].iloc[0]}%m{fields[1].iloc[0]}%d", "") if len(separators) == 1 else None
-        )
+        separator = fields[1].iloc[0]
+        return (f"%Y{separator}%m{separator}%d", "") if fields[1].nunique() == 1 else None
     if fields[4].isna().any() or len(set(fields[5])) != 1:  # both forms, or two separators
         return None
     separator = fields[5].iloc[0]
@@ -146,31 +157,18 @@ def date_format(values: pd.Series, dayfirst: bool | None) -> tuple[str, str] | N
     return (day_month if chosen else month_day), note
 
 
-def as_days(values: pd.Series, fmt: str) -> pd.Series | None:
-    """Dates written as text in the strptime format `fmt`, as days since 1970-01-01;
-    None unless every value is one (a 31-02-2021 is none)."""
-    text = values.astype(str).str.strip().where(values.notna())
-    days = _days(text, fmt)
-    return None if days[values.notna()].isna().any() else days
-
-
 def _days(text: pd.Series, fmt: str) -> pd.Series:
     """Days since 1970-01-01 of each date in `fmt`, with or without its time; NaN where
-    it is none. pandas needs the time's form named too: each kind is parsed on its own."""
-    text = text.str.replace("T", " ", regex=False)
-    time = text.str.partition(" ")[2].fillna("")
-    kinds = np.select(
-        [time == "", time.str.count(":") == 1, time.str.contains(".", regex=False)],
-        ["", " %H:%M", " %H:%M:%S.%f"],
-        " %H:%M:%S",
+    it is none. pandas parses one form at a time: a time's missing parts are filled in."""
+    parts = text.str.replace("T", " ").str.partition(" ").fillna("")
+    date, time = parts[0], parts[2]
+    pad = np.select(
+        [time == "", time.str.count(":") == 1, ~time.str.contains(".", regex=False)],
+        ["00:00:00.0", ":00.0", ".0"],
+        "",
     )
-    days = pd.Series(np.nan, index=text.index)
-    for kind in set(kinds):
-        mine = (kinds == kind) & text.notna().to_numpy()
-        if mine.any():
-            dates = pd.to_datetime(text[mine], format=fmt + kind, errors="coerce")
-            days[mine] = (dates - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
-    return days
+    dates = pd.to_datetime(date + " " + time + pad, format=fmt + " %H:%M:%S.%f", errors="coerce")
+    return (dates - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
 
 
 def looks_like_id(name: str, values: pd.Series) -> bool:
@@ -198,18 +196,11 @@ def prepare_columns(
     in `keep` is never dropped; `dayfirst` reads ambiguous dates (see `date_format`)."""
     kept, report, formats = {}, [], {}
     for name in frame.columns:
-        values, became = frame[name], ""
+        values, became, fmt = frame[name], "", None
         if not pd.api.types.is_numeric_dtype(values):
-            numbers = as_numbers(values, decimal)
-            found = date_format(values, dayfirst) if numbers is None else None
-            days = as_days(values, found[0]) if found else None
-            if numbers is not None:
-                values, became = numbers, "parsed from numbers written as text"
-            elif days is not None:
-                values, formats[str(name)] = days, found[0]
-                shown = found[0].replace("%d", "DD").replace("%m", "MM").replace("%Y", "YYYY")
-                became = f"parsed from dates as days since 1970-01-01 ({shown})"
-                became = "; ".join(filter(None, [became, found[1]]))
+            values, became, fmt = _read_text(values, decimal, dayfirst)
+        if fmt:
+            formats[str(name)] = fmt
         kind, why = _decide(str(name), values, max_levels)
         if kind == "dropped" and name in keep:  # the user insists
             numeric = pd.api.types.is_numeric_dtype(values)
@@ -220,6 +211,24 @@ def prepare_columns(
         if kind != "dropped":
             kept[name] = values
     return pd.DataFrame(kept, index=frame.index), report, formats
+
+
+def _read_text(
+    values: pd.Series, decimal: str, dayfirst: bool | None
+) -> tuple[pd.Series, str, str | None]:
+    """A text column as numbers or as dates when every value is one: the values, what
+    they became, and the dates' format; else the column as it is."""
+    present = values.notna()
+    numbers = parse_numbers(values, decimal, dates=False)
+    if present.any() and numbers[present].notna().all():
+        return numbers, "parsed from numbers written as text", None
+    found = date_format(values, dayfirst)
+    days = _days(values.astype(str).str.strip().where(present), found[0]) if found else None
+    if days is None or days[present].isna().any():  # a 31-02-2021 is no date
+        return values, "", None
+    shown = found[0].replace("%d", "DD").replace("%m", "MM").replace("%Y", "YYYY")
+    became = f"parsed from dates as days since 1970-01-01 ({shown})"
+    return days, "; ".join(filter(None, [became, found[1]])), found[0]
 
 
 def _decide(name: str, values: pd.Series, max_levels: int) -> tuple[str, str]:

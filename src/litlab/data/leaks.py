@@ -31,19 +31,16 @@ def possible_leaks(features: pd.DataFrame, y: pd.Series, classes: bool) -> dict[
     target = y.to_numpy(dtype=float)
     if len(np.unique(target)) < 2:
         return {}
+    tree, metric = (
+        (DecisionTreeClassifier(max_depth=DEPTH["classes"]), balanced_accuracy_score)
+        if classes
+        else (DecisionTreeRegressor(max_depth=DEPTH["regression"]), r2_score)
+    )
+    tree.set_params(min_samples_leaf=MIN_LEAF, random_state=0)
     found = {}
     for column in features.columns:
         x = _codes(features[column]).reshape(-1, 1)
-        if classes:
-            tree = DecisionTreeClassifier(
-                max_depth=DEPTH["classes"], min_samples_leaf=MIN_LEAF, random_state=0
-            )
-            score = balanced_accuracy_score(target, tree.fit(x, target).predict(x))
-        else:
-            tree = DecisionTreeRegressor(
-                max_depth=DEPTH["regression"], min_samples_leaf=MIN_LEAF, random_state=0
-            )
-            score = r2_score(target, tree.fit(x, target).predict(x))
+        score = metric(target, tree.fit(x, target).predict(x))
         if score >= LEAK_SCORE:
             found[str(column)] = float(score)
     return found
@@ -56,11 +53,20 @@ def _codes(values: pd.Series) -> np.ndarray:
     return np.where(codes < 0, np.nan, codes).astype(float)
 
 
-def leak_line(column: str, score: float, target: str, classes: bool) -> str:
-    """What the run says of a possible leak: the column, its score, how to drop it."""
+def name_leaks(
+    features: pd.DataFrame, y: pd.Series, classes: bool, target: str, report: list[dict[str, str]]
+) -> list[str]:
+    """What the run says of each possible leak in the training rows: the column, its
+    score, how to drop it. Its row of the column `report` says so too."""
+    found = possible_leaks(features, y, classes)
+    for row in report:
+        if row["column"] in found:
+            note = f"possible leak: alone it scores {found[row['column']]:.3f}"
+            row["why"] = "; ".join(filter(None, [row["why"], note]))
     metric = "balanced accuracy" if classes else "R2"
-    return (
+    return [
         f"possible leak: {column} alone predicts {target} on the training rows ({metric} "
         f"{score:.3f}, a small tree): is it known only after the outcome, or {target} under "
         f"another name? Training goes on; data.drop=[{column}] leaves it out"
-    )
+        for column, score in found.items()
+    ]

@@ -58,25 +58,20 @@ def check_classes(
     few = {name: n for name, n in counts.items() if n < need}
     if not few:
         return
-    shown = " and ".join(
-        f"class {name!r} has {n} row{'' if n == 1 else 's'}" for name, n in few.items()
-    )
+    shown = " and ".join(f"class {c!r} has {n} row{'' if n == 1 else 's'}" for c, n in few.items())
     what = f"at least {need} rows of each class" + (f" with data.folds={folds}" if folds else "")
+    it, its = ("it", "its") if len(few) == 1 else ("them", "their")
     smallest = min(counts.values())
     fewer = (
-        f", ask for fewer folds (data.folds={smallest})"
-        if folds and smallest >= 3
-        else ", drop data.folds"
-        if folds
-        else ""
+        f", ask for fewer folds (data.folds={smallest})" if smallest >= 3 else ", drop data.folds"
     )
+    fewer = fewer if folds else ""
     if gaps:
         shown += f" once the rows with a missing value are dropped ({gaps})"
         fewer += ", keep those rows (data.missing=impute)"
     raise DataError(
-        f"{source}: target {target!r}: {shown}; a stratified split needs {what}: merge "
-        f"{'it' if len(few) == 1 else 'them'} into another class, leave "
-        f"{'its' if len(few) == 1 else 'their'} rows out{fewer}, or read {target} as numbers "
+        f"{source}: target {target!r}: {shown}; a stratified split needs {what}: merge {it} "
+        f"into another class, leave {its} rows out{fewer}, or read {target} as numbers "
         "(data.task=regression)"
     )
 
@@ -95,16 +90,13 @@ def split_rows(
     With `folds`, the test rows are fold `fold` of a seeded k-fold split (and
     `test_fraction` is unused); val is then `val_fraction` of all rows, from the rest.
     """
-    rows = np.arange(n)
+    rows, kfold = np.arange(n), KFold if labels is None else StratifiedKFold
     if folds is None:
         rest, test = train_test_split(
             rows, test_size=test_fraction, stratify=labels, random_state=seed
         )
     else:
-        kfold = (StratifiedKFold if labels is not None else KFold)(
-            folds, shuffle=True, random_state=seed
-        )
-        rest, test = list(kfold.split(rows, labels))[fold]
+        rest, test = list(kfold(folds, shuffle=True, random_state=seed).split(rows, labels))[fold]
     val_of_rest = val_fraction * n / len(rest)
     strata = None if labels is None else labels[rest]
     train, val = train_test_split(rest, test_size=val_of_rest, stratify=strata, random_state=seed)
