@@ -562,3 +562,22 @@ def test_importances_from_few_trials_say_so_under_optuna_s_title():
     assert few.get_title() == ""  # nothing drawn over it in the centre
     caution(enough, 10)
     assert enough.get_title(loc="left") == "Hyperparameter Importances"
+
+
+def test_the_search_modules_import_one_way():
+    """space <- study <- worker, report: each module imports only those before it."""
+    import ast
+
+    import litlab.search
+
+    order = ["space", "study", "worker", "report"]
+    folder = Path(litlab.search.__file__).parent
+    for position, name in enumerate(order):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {
+            node.module.removeprefix("litlab.search.")
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("litlab.search")
+        }
+        allowed = set(order[:position]) - ({"worker"} if name == "report" else set())
+        assert imported <= allowed, (name, imported)
