@@ -22,7 +22,9 @@ from litlab.check import check as check_run
 from litlab.cli import main
 from litlab.config import compose
 from litlab.errors import ConfigError
-from litlab.search import check, counted, distribution, parse, search, storage, words_of
+from litlab.search import search
+from litlab.search.space import check, distribution, parse, words_of
+from litlab.search.study import counted, load_spec, storage
 from litlab.train import run
 
 # A job whose trials take about a second: few epochs, no pictures.
@@ -53,9 +55,7 @@ def study_of(folder: Path) -> optuna.Study:
 
 
 def parse_folder(folder: Path):
-    from litlab.search import _load_spec
-
-    return _load_spec(folder)
+    return load_spec(folder)
 
 
 def wait_for(condition, what: str) -> None:
@@ -201,7 +201,7 @@ def test_the_budget_counts_trials_once_even_when_queued_again():
 def test_the_budget_counts_a_trial_stopped_again_and_again_once():
     """Stopped three times in a row (SIGTERM, run again): a retry of a retry. Optuna's
     retried_trial_number names only the first trial of the chain; every one was replaced."""
-    from litlab.search import requeue
+    from litlab.search.study import requeue
 
     study = optuna.create_study()
     study.tell(study.ask(), 1.0)
@@ -373,7 +373,8 @@ def test_a_worker_killed_mid_trial_is_no_clean_finish(tmp_path):
 
 
 def test_a_trial_stopped_before_its_folder_was_made_is_reported_interrupted(tmp_path):
-    from litlab.search import report, requeue
+    from litlab.search.report import report
+    from litlab.search.study import requeue
 
     spec = parse([space_file(tmp_path, {"optimizer": ["sgd"]}), f"runs_dir={tmp_path}"])
     spec.folder.mkdir(parents=True)
@@ -436,7 +437,7 @@ LR = {"type": "float", "low": 1.0e-3, "high": 1.0, "log": True}
 
 
 def test_a_new_study_starts_with_the_default_job_when_it_lies_in_the_space(tmp_path):
-    from litlab.search import enqueue_default
+    from litlab.search.study import enqueue_default
 
     spec = parse([space_file(tmp_path, {"optimizer.lr": LR, "model.hidden": [[8], [16, 16]]})])
     study = optuna.create_study()
@@ -472,7 +473,7 @@ def test_the_summary_gives_test_metrics_beside_validation_and_the_default(
     accuracy 0.680 to 0.651, on a validation split of 75 rows, and nothing said so."""
     import litlab.search
     from litlab.cli import _search
-    from litlab.search import report
+    from litlab.search.report import report
 
     spec = parse([space_file(tmp_path, {"optimizer.lr": LR}), f"runs_dir={tmp_path}"])
     spec.folder.mkdir(parents=True)
@@ -521,7 +522,7 @@ def test_the_summary_gives_test_metrics_beside_validation_and_the_default(
 
 
 def test_the_notes_when_the_default_wins_is_outside_the_space_or_the_split_is_large(tmp_path):
-    from litlab.search import notes
+    from litlab.search.report import notes
 
     spec = parse([space_file(tmp_path, {"optimizer.lr": LR}), f"runs_dir={tmp_path}"])
     study, found = optuna.create_study(), {}
@@ -548,7 +549,7 @@ def test_importances_from_few_trials_say_so_under_optuna_s_title():
     matplotlib.use("Agg")
     from optuna.visualization.matplotlib import plot_param_importances
 
-    from litlab.search import caution
+    from litlab.search.report import caution
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_float("y", 0, 1), 3)
@@ -561,3 +562,22 @@ def test_importances_from_few_trials_say_so_under_optuna_s_title():
     assert few.get_title() == ""  # nothing drawn over it in the centre
     caution(enough, 10)
     assert enough.get_title(loc="left") == "Hyperparameter Importances"
+
+
+def test_the_search_modules_import_one_way():
+    """space <- study <- worker, report: each module imports only those before it."""
+    import ast
+
+    import litlab.search
+
+    order = ["space", "study", "worker", "report"]
+    folder = Path(litlab.search.__file__).parent
+    for position, name in enumerate(order):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {
+            node.module.removeprefix("litlab.search.")
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("litlab.search")
+        }
+        allowed = set(order[:position]) - ({"worker"} if name == "report" else set())
+        assert imported <= allowed, (name, imported)
