@@ -104,7 +104,7 @@ def config_payloads(marker: Path) -> dict[str, Callable[[dict[str, Any], random.
         "borrowed Path": target("litlab.builders.Path", args=str(marker)),
         "borrowed SVC": target("litlab.baselines.SVC"),
         "borrowed EventAccumulator": target("litlab.compare.EventAccumulator", path=str(marker)),
-        "a private class": target("litlab.search._Claim", folder=str(marker.parent)),
+        "a private class": target("litlab.module._Supervised", folder=str(marker.parent)),
         "nested target": at(
             "data.n_samples", {"_target_": "os.system", "command": f"touch {marker}"}
         ),

@@ -151,5 +151,5 @@ def test_the_allowlist():
     borrowed = ("litlab.builders.Path", "litlab.baselines.SVC", "litlab.compare.EventAccumulator")
     for target in (*borrowed, "os.system", "litlab.cli.main", "litlab.__main__.X", "torch.load"):
         assert not allowed_target(target), target
-    for target in ("x.Y", "litlab.search._Claim", "torch.optim.Adagrad", 3, None):
+    for target in ("x.Y", "litlab.module._Supervised", "torch.optim.Adagrad", 3, None):
         assert not allowed_target(target), target
