@@ -1,7 +1,6 @@
-"""Finding and decoding image files: a folder of class sub-folders (or of train/, val/,
-test/ folders of them), or a CSV of paths; each image decoded by Pillow to a uint8 square.
-Links are followed only within the data's own folder: a link may not make a data folder
-read files elsewhere."""
+"""Finding image files (a folder of class sub-folders, or a CSV of paths) and decoding
+them with Pillow. Links are followed only within the data's own folder: a link may not
+make a data folder read files elsewhere."""
 
 from __future__ import annotations
 
@@ -18,6 +17,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler
 
 from litlab.data.columns import label_text
+from litlab.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 
@@ -97,6 +97,20 @@ def walk(folder: Path) -> Iterator[Path]:
         yield from (Path(parent) / name for name in files)
 
 
+def find(
+    path: Path, image_column: str, target: str
+) -> tuple[list[Item], list[dict[str, str]], str]:
+    """The image files of `path` (a folder or a CSV), those skipped with why, and the layout."""
+    if path.is_dir():
+        return scan_folder(path)
+    if path.suffix.lower() == ".csv" and path.is_file():
+        return *read_list(path, image_column, target), "a CSV of paths, split stratified"
+    raise ValueError(
+        f"path={str(path)!r}: no such folder or CSV file; give data.path=<a folder "
+        "of class sub-folders of images, or a CSV of image paths and labels>"
+    )
+
+
 def scan_folder(root: Path) -> tuple[list[Item], list[dict[str, str]], str]:
     """Every file of `root/<class>/` (or `root/<train|val|test>/<class>/`), sorted; the
     files skipped, with why; and the layout found."""
@@ -155,6 +169,29 @@ def read_list(csv: Path, image_column: str, target: str) -> tuple[list[Item], li
     return items, skipped
 
 
+def to_predict(path: Path, image_column: str) -> pd.DataFrame:
+    """Images to predict, a row each: every file under a folder (recursively,
+    sorted), one image, or a CSV whose `image_column` holds paths relative to its
+    folder (its other columns are kept). A link, or a CSV path, leading out of that
+    folder is a row with a problem, not read."""
+    root = (path if path.is_dir() else path.parent).resolve()
+    if path.is_dir():
+        frame = pd.DataFrame({"path": [str(p) for p in sorted(walk(path))]})
+    elif path.suffix.lower() == ".csv":
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if image_column not in table.columns:
+            said = f"{path}: no column {image_column!r} of image paths (data.image_column)"
+            raise ConfigError([said])
+        frame = table.drop(columns=[image_column, "path"], errors="ignore")
+        frame.insert(0, "path", [str(path.parent / n) for n in table[image_column]])
+    elif path.is_file():
+        return pd.DataFrame({"path": [str(path)]})
+    else:
+        raise ConfigError([f"{path}: no such file or folder; give images, a folder or a CSV"])
+    frame.attrs["outside"] = [not inside(Path(p), root) for p in frame["path"]]
+    return frame
+
+
 class Unrepeated(DistributedSampler):
     """Every `num_replicas`-th index from `rank`, none repeated (torch's sampler pads
     with repeats): evaluation metrics gathered over the ranks are then one process's."""
@@ -169,12 +206,11 @@ class Unrepeated(DistributedSampler):
 def shard(
     n: int, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1
 ) -> DistributedSampler:
-    """This rank's share of the indices 0..n-1. Training (`shuffle`): a new order each
-    epoch drawn from the seed and the epoch (Lightning calls `set_epoch`, so a resumed run
-    goes on in an uninterrupted one's order), cut to equal shares so every rank takes as
-    many steps. Evaluation: `Unrepeated`. Both are DistributedSamplers, which Lightning
-    leaves in place under DDP; the rank and world size are given, as torch.distributed is
-    not set up yet when the recipe counts the training batches."""
+    """This rank's share of the indices 0..n-1: for training (`shuffle`) a new order each
+    epoch from the seed and the epoch (Lightning calls `set_epoch`), in equal shares so
+    every rank takes as many steps; for evaluation `Unrepeated`. Lightning leaves a
+    DistributedSampler in place under DDP; rank and world are given, as torch.distributed
+    is not set up yet when the recipe counts the training batches."""
     if shuffle:
         return DistributedSampler(range(n), world_size, rank, seed=seed, drop_last=True)
     return Unrepeated(range(n), world_size, rank, shuffle=False)

@@ -26,20 +26,9 @@ from litlab.baselines import binary_scores, fit_and_score, multiclass_scores
 from litlab.checkpoints import write_text
 from litlab.data.augment import Augment
 from litlab.data.columns import class_names
-from litlab.data.image_files import (
-    SPLITS,
-    ImageFiles,
-    Item,
-    decode,
-    inside,
-    probe,
-    read_list,
-    scan_folder,
-    shard,
-    walk,
-)
+from litlab.data.image_files import SPLITS, ImageFiles, Item, decode, find, probe, shard, to_predict
 from litlab.data.split import check_split, split_rows
-from litlab.errors import ConfigError, DataError
+from litlab.errors import DataError
 from litlab.rundirs import is_rank_zero
 
 SHOWN = 10  # skipped files named in the printed report (all of them are in data.json)
@@ -48,13 +37,10 @@ OUTSIDE = "a link or path to outside the folder given, not read"  # a file predi
 
 class ImagesDataModule(L.LightningDataModule):
     """Classification of one's own images (`data.path`): a folder of class sub-folders
-    (with train/, val/, test/ inside, used as the splits), or a CSV of file paths and
-    labels. Each image is decoded per item from disk, made `channels` (1 or 3) channels
-    and `image_size` square; batches go to the device as uint8 and become floats there,
-    augmented (training batches only, `augment`) and normalised by the per-channel mean
-    and standard deviation of the training images. The class names and that normalisation
-    are saved in every checkpoint, so eval and predict read images as training did.
-    A file that cannot be used is skipped and named in the run's report (data.json)."""
+    (with train/, val/, test/ inside, used as the splits), or a CSV of paths and labels.
+    Batches go to the device as uint8, become floats there, are augmented (training only)
+    and normalised by the training images' per-channel mean and std, which checkpoints
+    keep for eval and predict. Unusable files are skipped and named in data.json."""
 
     module_target = "litlab.module.ClassifierModule"
     input_columns = ("path",)
@@ -118,10 +104,15 @@ class ImagesDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.sets:
             return
-        items, self.skipped, layout = self._find()
+        items, self.skipped, layout = find(self.path, self.image_column, self.target)
         usable, sums = self._probe(items)
         if not usable:
-            raise DataError(_nothing_usable(self.path, len(items), self.skipped))
+            reasons = Counter(s["why"].split(" (")[0] for s in self.skipped).most_common(3)
+            said = "; ".join(f"{n} {why}" for why, n in reasons) or "no files"
+            raise DataError(
+                f"{self.path}: no usable image ({len(items)} image files tried; {said}); give "
+                "a folder of <class>/<image> files (.png, .jpg, ...) or a CSV of paths and labels"
+            )
         self.classes = class_names(pd.Series([item.label for item in usable]))
         if len(self.classes) < 2:
             raise DataError(
@@ -129,11 +120,10 @@ class ImagesDataModule(L.LightningDataModule):
                 "two classes or more, a sub-folder (or a label) each"
             )
         parts = self._split(usable)
-        train_sums = np.sum([sums[id(item)] for item in parts["train"]], axis=0)  # (2, C)
         pixels = len(parts["train"]) * self.image_size**2
-        mean = train_sums[0] / pixels
-        std = np.sqrt(np.maximum(train_sums[1] / pixels - mean**2, 0))
-        self.mean = [float(v) for v in mean]
+        mean, square = np.sum([sums[id(i)] for i in parts["train"]], axis=0) / pixels  # (C,)
+        self.mean = mean.tolist()
+        std = np.sqrt(np.maximum(square - mean**2, 0))
         self.std = [float(v) if v > 0 else 1.0 for v in std]  # a constant channel: unscaled
         self.sets = {
             split: ImageFiles(chosen, self.classes, self.channels, self.image_size)
@@ -142,17 +132,6 @@ class ImagesDataModule(L.LightningDataModule):
         root = self.path if self.path.is_dir() else self.path.parent.resolve()
         self.fingerprint = _fingerprint(parts, root)
         self.lines = self._describe(usable, parts, layout)
-
-    def _find(self) -> tuple[list[Item], list[dict[str, str]], str]:
-        if self.path.is_dir():
-            return scan_folder(self.path)
-        if self.path.suffix.lower() == ".csv" and self.path.is_file():
-            items, skipped = read_list(self.path, self.image_column, self.target)
-            return items, skipped, "a CSV of paths, split stratified"
-        raise ValueError(
-            f"path={str(self.path)!r}: no such folder or CSV file; give data.path=<a folder "
-            "of class sub-folders of images, or a CSV of image paths and labels>"
-        )
 
     def _probe(self, items: list[Item]) -> tuple[list[Item], dict[int, np.ndarray]]:
         """The items that decode, and their pixel sums by id; the others join `skipped`.
@@ -344,26 +323,8 @@ class ImagesDataModule(L.LightningDataModule):
 
     # predict
     def read_rows(self, path: Path) -> pd.DataFrame:
-        """Images to predict, a row each: every file under a folder (recursively,
-        sorted), one image, or a CSV whose `image_column` holds paths relative to its
-        folder (its other columns are kept). A link, or a CSV path, leading out of that
-        folder is a row with a problem, not read."""
-        root = (path if path.is_dir() else path.parent).resolve()
-        if path.is_dir():
-            frame = pd.DataFrame({"path": [str(p) for p in sorted(walk(path))]})
-        elif path.suffix.lower() == ".csv":
-            table = pd.read_csv(path, dtype=str, keep_default_na=False)
-            if self.image_column not in table.columns:
-                said = f"{path}: no column {self.image_column!r} of image paths (data.image_column)"
-                raise ConfigError([said])
-            frame = table.drop(columns=[self.image_column, "path"], errors="ignore")
-            frame.insert(0, "path", [str(path.parent / n) for n in table[self.image_column]])
-        elif path.is_file():
-            return pd.DataFrame({"path": [str(path)]})
-        else:
-            raise ConfigError([f"{path}: no such file or folder; give images, a folder or a CSV"])
-        frame.attrs["outside"] = [not inside(Path(p), root) for p in frame["path"]]
-        return frame
+        """Images to predict, a row each: `image_files.to_predict`."""
+        return to_predict(path, self.image_column)
 
     def check_rows(self, frame: pd.DataFrame) -> tuple[pd.Series, list[str]]:
         """Why each file cannot be predicted ('' when it can): it leads out of the folder
@@ -402,15 +363,6 @@ def default_workers() -> int:
     loop, at most 4 (more rarely pays for small images)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(0, min(4, (cores or 1) - 1))
-
-
-def _nothing_usable(path: Path, tried: int, skipped: list[dict[str, str]]) -> str:
-    reasons = Counter(s["why"].split(" (")[0] for s in skipped)
-    said = "; ".join(f"{n} {why}" for why, n in reasons.most_common(3)) or "no files"
-    return (
-        f"{path}: no usable image ({tried} image files tried; {said}); give a "
-        "folder of <class>/<image> files (.png, .jpg, ...) or a CSV of paths and labels"
-    )
 
 
 def _fingerprint(parts: dict[str, list[Item]], root: Path) -> str:
