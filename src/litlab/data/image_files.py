@@ -20,6 +20,7 @@ from litlab.data.columns import label_text
 from litlab.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
+Skipped = list[dict[str, str]]  # the files not used: their path and why
 
 
 def decode(path: str | Path, channels: int, size: int) -> np.ndarray:
@@ -97,9 +98,7 @@ def walk(folder: Path) -> Iterator[Path]:
         yield from (Path(parent) / name for name in files)
 
 
-def find(
-    path: Path, image_column: str, target: str
-) -> tuple[list[Item], list[dict[str, str]], str]:
+def find(path: Path, image_column: str, target: str) -> tuple[list[Item], Skipped, str]:
     """The image files of `path` (a folder or a CSV), those skipped with why, and the layout."""
     if path.is_dir():
         return scan_folder(path)
@@ -111,7 +110,7 @@ def find(
     )
 
 
-def scan_folder(root: Path) -> tuple[list[Item], list[dict[str, str]], str]:
+def scan_folder(root: Path) -> tuple[list[Item], Skipped, str]:
     """Every file of `root/<class>/` (or `root/<train|val|test>/<class>/`), sorted; the
     files skipped, with why; and the layout found."""
     real = root.resolve()
@@ -119,7 +118,7 @@ def scan_folder(root: Path) -> tuple[list[Item], list[dict[str, str]], str]:
     Image.init()
     known = {ext.lower() for ext in Image.registered_extensions()}  # .png, .jpg, .bmp, ...
     items: list[Item] = []
-    skipped: list[dict[str, str]] = []
+    skipped: Skipped = []
     for part in parts or [""]:
         for entry in sorted((root / part).iterdir()):
             if not (entry.is_dir() and inside(entry, real)):
@@ -145,7 +144,7 @@ def _unusable(path: Path, real_root: Path, known: set[str]) -> str:
     return ""
 
 
-def read_list(csv: Path, image_column: str, target: str) -> tuple[list[Item], list[dict[str, str]]]:
+def read_list(csv: Path, image_column: str, target: str) -> tuple[list[Item], Skipped]:
     """The rows of a CSV of image paths (relative to its folder) and labels; a row whose
     path is missing, absolute, or leads out of the CSV's folder is skipped, said why."""
     frame = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])

@@ -129,13 +129,11 @@ class ImagesDataModule(L.LightningDataModule):
             split: ImageFiles(chosen, self.classes, self.channels, self.image_size)
             for split, chosen in parts.items()
         }
-        root = self.path if self.path.is_dir() else self.path.parent.resolve()
-        self.fingerprint = _fingerprint(parts, root)
+        self.fingerprint = _fingerprint(parts, self.path)
         self.lines = self._describe(usable, parts, layout)
 
     def _probe(self, items: list[Item]) -> tuple[list[Item], dict[int, np.ndarray]]:
-        """The items that decode, and their pixel sums by id; the others join `skipped`.
-        The paths go to the workers as one numpy array (see ImageFiles)."""
+        """The items that decode, and their pixel sums by id; the others join `skipped`."""
         paths = np.asarray([str(item.path) for item in items], dtype=np.str_)
         collate = partial(probe, channels=self.channels, size=self.image_size)
         loader = DataLoader(paths, batch_size=64, num_workers=self.num_workers, collate_fn=collate)
@@ -160,9 +158,8 @@ class ImagesDataModule(L.LightningDataModule):
                     "give train/ too, or put the class folders directly in data.path"
                 )
             return self._stratified(usable, ["val", "test"])
-        extra = sorted(
-            {i.label for i in given["val"] + given["test"]} - {i.label for i in given["train"]}
-        )
+        trained = {i.label for i in given["train"]}
+        extra = sorted({i.label for i in given["val"] + given["test"]} - trained)
         if extra:
             raise DataError(
                 f"{self.path}: class {extra[0]!r} is in val/ or test/ but not in "
@@ -189,11 +186,9 @@ class ImagesDataModule(L.LightningDataModule):
             check_split(len(items), *fractions, None, classes=len(self.classes))
             rows = split_rows(len(items), *fractions, seed=self.seed, labels=labels)
         else:
+            fraction = self.fractions[split_off[0]]
             rows = train_test_split(
-                np.arange(len(items)),
-                test_size=self.fractions[split_off[0]],
-                stratify=labels,
-                random_state=self.seed,
+                np.arange(len(items)), test_size=fraction, stratify=labels, random_state=self.seed
             )
         parts = ("train", *split_off)
         return {part: [items[i] for i in r] for part, r in zip(parts, rows, strict=True)}
@@ -225,9 +220,8 @@ class ImagesDataModule(L.LightningDataModule):
         write_text(run_dir / "data.json", json.dumps(data, indent=2))
 
     def baselines(self) -> dict[str, float]:
-        """The most frequent training class (scikit-learn's DummyClassifier): the score of
-        ignoring the images. An SVM on pixels, as the in-memory tasks fit, would need
-        every image decoded at once."""
+        """The most frequent training class (scikit-learn's DummyClassifier), the score of
+        ignoring the images (an SVM on pixels would need every image decoded at once)."""
         majority = {"majority": DummyClassifier(strategy="most_frequent")}
         train, test = (torch.from_numpy(self.sets[s].labels) for s in ("train", "test"))
         no_inputs = (torch.zeros(len(train), 1), train), (torch.zeros(len(test), 1), test)
@@ -279,8 +273,7 @@ class ImagesDataModule(L.LightningDataModule):
 
     def normalise(self, x: Tensor) -> Tensor:
         """Images (B, C, H, W) in [0, 1] standardised per channel by the training images."""
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype)[None, :, None, None]
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype)[None, :, None, None]
+        mean, std = (x.new_tensor(v).view(1, -1, 1, 1) for v in (self.mean, self.std))
         return (x - mean) / std
 
     # checkpoints
@@ -365,10 +358,10 @@ def default_workers() -> int:
     return max(0, min(4, (cores or 1) - 1))
 
 
-def _fingerprint(parts: dict[str, list[Item]], root: Path) -> str:
-    """A hash of the files used in each split, in order: their path under `root`, class
-    and size (a folder moved elsewhere keeps it)."""
-    digest = hashlib.sha256()
+def _fingerprint(parts: dict[str, list[Item]], path: Path) -> str:
+    """A hash of the files used in each split, in order: their path under the data's
+    folder, class and size (a folder moved elsewhere keeps it)."""
+    digest, root = hashlib.sha256(), path if path.is_dir() else path.parent.resolve()
     for part in SPLITS:
         for item in parts[part]:
             name = item.path.relative_to(root) if item.path.is_relative_to(root) else item.path
