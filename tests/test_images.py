@@ -240,7 +240,7 @@ def test_shards_cover_evaluation_once_and_training_in_equal_seeded_shares():
     evaluated = [list(shard(11, 0, False, rank, 3)) for rank in range(3)]
     assert sorted(i for share in evaluated for i in share) == list(range(11))  # each once
     trained = [shard(11, 0, True, rank, 3) for rank in range(3)]
-    shares = [list(shard) for shard in trained]
+    shares = [list(sampler) for sampler in trained]
     assert [len(s) for s in shares] == [3, 3, 3] and len({i for s in shares for i in s}) == 9
     assert list(shard(11, 0, True)) == list(shard(11, 0, True))  # seeded
     later = shard(11, 0, True)
