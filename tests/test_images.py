@@ -235,17 +235,17 @@ def test_loaders_pin_memory_for_a_gpu_only(digits_folder):
 
 
 def test_shards_cover_evaluation_once_and_training_in_equal_seeded_shares():
-    from litlab.data.image_files import Shard
+    from litlab.data.image_files import shard
 
-    evaluated = [list(Shard(11, 0, False, rank, 3)) for rank in range(3)]
+    evaluated = [list(shard(11, 0, False, rank, 3)) for rank in range(3)]
     assert sorted(i for share in evaluated for i in share) == list(range(11))  # each once
-    trained = [Shard(11, 0, True, rank, 3) for rank in range(3)]
-    shares = [list(shard) for shard in trained]
+    trained = [shard(11, 0, True, rank, 3) for rank in range(3)]
+    shares = [list(sampler) for sampler in trained]
     assert [len(s) for s in shares] == [3, 3, 3] and len({i for s in shares for i in s}) == 9
-    assert list(Shard(11, 0, True)) == list(Shard(11, 0, True))  # seeded
-    later = Shard(11, 0, True)
+    assert list(shard(11, 0, True)) == list(shard(11, 0, True))  # seeded
+    later = shard(11, 0, True)
     later.set_epoch(1)
-    assert sorted(later) == list(range(11)) and list(later) != list(Shard(11, 0, True))
+    assert sorted(later) == list(range(11)) and list(later) != list(shard(11, 0, True))
 
 
 def test_two_classes_are_binary_with_float_labels(tmp_path):

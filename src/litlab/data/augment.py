@@ -1,10 +1,7 @@
-"""Augmentation of training batches on the device they train on, in plain torch ops.
-
-Batched: one affine grid and one `grid_sample` call move every image of a batch, each by
-its own random crop and rotation, so a GPU is not kept waiting for per-image work on the
-CPU (torchvision's transforms run per image in the loader's workers). kornia does the
-same, but it is not a dependency, and these four transforms are 50 lines of torch.
-"""
+"""Augmentation of training batches on the device they train on, in plain torch ops: one
+affine grid and one `grid_sample` move every image of a batch by its own random crop and
+turn, so a GPU does not wait for per-image work in the loader's workers (torchvision's
+transforms; kornia batches them too, but is not a dependency)."""
 
 from __future__ import annotations
 
@@ -17,42 +14,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# torchvision's RandomResizedCrop draws the aspect ratio of a crop from this range
-RATIO = (3 / 4, 4 / 3)
+RATIO = (3 / 4, 4 / 3)  # a crop's aspect ratio, as torchvision's RandomResizedCrop draws it
+LIMITS = {"crop": (0, 1), "rotate": (0, 45), "brightness": (0, 1), "contrast": (0, 1)}
 
 
 @dataclass(frozen=True)
 class Augment:
     """What `data.augment` asks for; every transform is off by default (flips and
-    rotations change what some images mean: a 6 turned is a 9, text flipped is no text).
+    rotations change what some images mean: a 6 turned is a 9, text flipped is no text)."""
 
-    crop: the least share of the image's area a random resized crop keeps (0 < crop < 1;
-        0 = off); the crop's aspect ratio is drawn from 3/4 to 4/3, then resized back.
-    flip: mirror half the images left to right.
-    rotate: turn each image by up to this many degrees either way (0 to 45).
-    brightness, contrast: scale each image's brightness, or its contrast around its mean,
-        by a factor drawn from 1 - value to 1 + value (0 to 1).
-    """
-
-    crop: float = 0.0
-    flip: bool = False
-    rotate: float = 0.0
-    brightness: float = 0.0
-    contrast: float = 0.0
+    crop: float = 0.0  # the least share of the area a random resized crop keeps; 0: off
+    flip: bool = False  # mirror half the images left to right
+    rotate: float = 0.0  # turn each image by up to this many degrees either way
+    brightness: float = 0.0  # scale each image's brightness by 1 - value to 1 + value
+    contrast: float = 0.0  # scale its contrast around its mean by 1 - value to 1 + value
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any] | None) -> Augment:
         """The options of `data.augment`; a ValueError names a key or value it cannot take."""
-        options = dict(options or {})
         known = [f.name for f in fields(cls)]
-        unknown = [k for k in options if k not in known]
+        unknown = [k for k in options or {} if k not in known]
         if unknown:
             raise ValueError(
                 f"augment.{unknown[0]}: no such augmentation; the keys are {', '.join(known)}"
             )
-        augment = cls(**options)
-        limits = {"crop": (0, 1), "rotate": (0, 45), "brightness": (0, 1), "contrast": (0, 1)}
-        for name, (low, high) in limits.items():
+        augment = cls(**(options or {}))
+        for name, (low, high) in LIMITS.items():
             value = getattr(augment, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"augment.{name}={value!r}: must be a number")
@@ -85,10 +72,10 @@ class Augment:
     def _move(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """Each image cropped (area and aspect drawn, placed anywhere it fits) and turned,
         resampled bilinearly to its size; what comes from outside the image is reflected."""
-        b = len(x)
-        area = 1 - _uniform(x, generator, 0, 1) * (1 - self.crop) if self.crop else x.new_ones(b)
-        log_ratio = _uniform(x, generator, math.log(RATIO[0]), math.log(RATIO[1]))
-        ratio = log_ratio.exp() if self.crop else x.new_ones(b)
+        area = 1 - _uniform(x, generator, 0, 1) * (1 - self.crop)
+        ratio = _uniform(x, generator, math.log(RATIO[0]), math.log(RATIO[1])).exp()
+        if not self.crop:
+            area, ratio = torch.ones_like(area), torch.ones_like(ratio)
         w = (area * ratio).sqrt().clamp(max=1)  # the crop's share of the width, height
         h = (area / ratio).sqrt().clamp(max=1)
         cx = (_uniform(x, generator, 0, 1) * 2 - 1) * (1 - w)  # its centre, in [-1, 1]
@@ -96,17 +83,9 @@ class Augment:
         angle = _uniform(x, generator, -self.rotate, self.rotate) * (math.pi / 180)
         cos, sin = angle.cos(), angle.sin()
         # input point = centre + scale(w, h) @ rotation @ output point (affine_grid's theta)
-        theta = torch.stack(
-            [
-                torch.stack([w * cos, -w * sin, cx], dim=1),
-                torch.stack([h * sin, h * cos, cy], dim=1),
-            ],
-            dim=1,
-        )  # (B, 2, 3)
+        theta = torch.stack([w * cos, -w * sin, cx, h * sin, h * cos, cy], dim=1).view(-1, 2, 3)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(
-            x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
-        )
+        return F.grid_sample(x, grid, padding_mode="reflection", align_corners=False)
 
 
 def _uniform(x: Tensor, generator: torch.Generator, low: float, high: float) -> Tensor:

@@ -1,14 +1,13 @@
-"""Finding and decoding image files: a folder of class sub-folders (or of train/, val/,
-test/ folders of them), or a CSV of paths; each image decoded by Pillow to a uint8 square.
-Links are followed only within the data's own folder: files are data, and a link may not
+"""Finding image files (a folder of class sub-folders, or a CSV of paths) and decoding
+them with Pillow. Links are followed only within the data's own folder: a link may not
 make a data folder read files elsewhere."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -18,66 +17,65 @@ from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler
 
 from litlab.data.columns import label_text
+from litlab.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
-
-
-def image_extensions() -> set[str]:
-    """The file endings Pillow can open here (.png, .jpg, .jpeg, .bmp, .gif, .webp, ...)."""
-    Image.init()
-    return {ext.lower() for ext in Image.registered_extensions()}
+Skipped = list[dict[str, str]]  # the files not used: their path and why
 
 
 def decode(path: str | Path, channels: int, size: int) -> np.ndarray:
     """The image at `path` as (size, size, channels) uint8: turned upright as its EXIF
-    orientation says (a phone's photo), any mode made RGB or grey as Pillow's `convert`
-    does (alpha dropped, as torchvision's loader does), stretched to a square of `size`.
-    Raises what Pillow raises for a file it cannot decode."""
+    orientation says, made RGB or grey (alpha dropped), stretched to a `size` square.
+    A 16- or 32-bit grey image is scaled to 8 bits first: Pillow's `convert` clips it at
+    255 (nearly white). Raises what Pillow raises for a file it cannot decode."""
     mode = "RGB" if channels == 3 else "L"
     with Image.open(path) as image:
         image.draft(mode, (size, size))  # a JPEG decodes at a reduced scale: faster
         upright = ImageOps.exif_transpose(image)
-        square = _eight_bit(upright).convert(mode).resize((size, size), Image.Resampling.BILINEAR)
-    pixels = np.array(square, dtype=np.uint8)  # a copy: writable, as torch wants
-    return pixels.reshape(size, size, channels)
+        if upright.mode.startswith("I") or upright.mode == "F":
+            top = 1.0 if upright.mode == "F" else 65535.0
+            values = np.clip(np.asarray(upright, dtype=np.float64) / top, 0, 1)
+            upright = Image.fromarray((values * 255).round().astype(np.uint8))
+        square = upright.convert(mode).resize((size, size), Image.Resampling.BILINEAR)
+    return np.array(square, dtype=np.uint8).reshape(size, size, channels)  # writable copy
 
 
-def _eight_bit(image: Image.Image) -> Image.Image:
-    """A 16- or 32-bit integer grey image (a 16-bit PNG) scaled from 0..65535, a float
-    one from 0..1, to 8 bits. Pillow's `convert` would clip them at 255: nearly white."""
-    if image.mode.startswith("I") or image.mode == "F":
-        top = 1.0 if image.mode == "F" else 65535.0
-        values = np.asarray(image, dtype=np.float64) / top
-        return Image.fromarray((np.clip(values, 0, 1) * 255).round().astype(np.uint8))
-    return image
+def probe(paths: list[str], channels: int, size: int) -> list[tuple[str, np.ndarray | None]]:
+    """For each image, why it cannot be used ('' when it can) and the sums of its pixels
+    and of their squares per channel (2, C), for the normalisation. A loader's
+    collate_fn, so that the loader's workers decode."""
+    out = []
+    for path in paths:
+        try:
+            flat = decode(path, channels, size).reshape(-1, channels) / 255.0
+        # Pillow's plugins raise many kinds on a bad file (OSError, SyntaxError, ValueError,
+        # EOFError, DecompressionBombError): any of them means the file is skipped
+        except Exception as exc:
+            out.append((f"cannot be decoded ({type(exc).__name__}: {str(exc)[:120]})", None))
+        else:
+            out.append(("", np.stack([flat.sum(0), (flat**2).sum(0)])))
+    return out
 
 
-def decoded_or_why(path: str | Path, channels: int, size: int) -> tuple[np.ndarray | None, str]:
-    """`decode`'s pixels and '', or None and why the file cannot be decoded (Pillow's
-    own words)."""
-    try:
-        return decode(path, channels, size), ""
-    # Pillow's plugins raise many kinds on a bad file: OSError, SyntaxError, ValueError,
-    # EOFError, DecompressionBombError; any of them means the file is skipped.
-    except Exception as exc:
-        return None, f"cannot be decoded ({type(exc).__name__}: {str(exc)[:120]})"
+class Item(NamedTuple):
+    """One file found under data.path: where, its class, and its split folder if any."""
 
-
-def why_not(path: str | Path, channels: int, size: int) -> str:
-    """'' for a file that decodes, else why not."""
-    return decoded_or_why(path, channels, size)[1]
+    path: Path
+    label: str
+    part: str = ""  # train, val or test for a folder with those sub-folders
 
 
 class ImageFiles(Dataset):
-    """Images decoded from `paths` as uint8 (C, H, W), with their labels: class indices
+    """The images of `items` decoded as uint8 (C, H, W), with their labels: class indices
     (int64), or for two classes a float (1,) as binary cross-entropy takes it. The paths
     sit in one numpy array: a Python list of strings would be copied page by page into
     each forked worker as their reference counts change."""
 
-    def __init__(self, paths: list[str], labels: list[int], channels: int, size: int, binary: bool):
-        self.paths = np.asarray(paths, dtype=np.str_)
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.channels, self.size, self.binary = channels, size, binary
+    def __init__(self, items: list[Item], classes: list[str], channels: int, size: int):
+        index = {name: i for i, name in enumerate(classes)}
+        self.paths = np.asarray([str(item.path) for item in items], dtype=np.str_)
+        self.labels = np.asarray([index[item.label] for item in items], dtype=np.int64)
+        self.channels, self.size, self.binary = channels, size, len(classes) == 2
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -86,35 +84,7 @@ class ImageFiles(Dataset):
         pixels = decode(str(self.paths[i]), self.channels, self.size)
         x = torch.from_numpy(pixels).permute(2, 0, 1).contiguous()  # (C, H, W)
         label = int(self.labels[i])
-        y = torch.tensor([float(label)]) if self.binary else torch.tensor(label)
-        return x, y
-
-
-class Probe(Dataset):
-    """Each image's pixel sums per channel (for the normalisation), or why it is unusable:
-    decoded once in `setup`, by the loader's workers."""
-
-    def __init__(self, paths: list[str], channels: int, size: int):
-        self.paths, self.channels, self.size = np.asarray(paths, dtype=np.str_), channels, size
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, i: int) -> tuple[str, np.ndarray | None]:
-        pixels, why = decoded_or_why(str(self.paths[i]), self.channels, self.size)
-        if pixels is None:
-            return why, None
-        flat = pixels.reshape(-1, self.channels) / 255.0
-        return "", np.stack([flat.sum(0), (flat**2).sum(0)])  # (2, C)
-
-
-@dataclass
-class Item:
-    """One file found under data.path: where, its class, and its split folder if any."""
-
-    path: Path
-    label: str
-    part: str = ""  # train, val or test for a folder with those sub-folders
+        return x, torch.tensor([float(label)]) if self.binary else torch.tensor(label)
 
 
 def inside(path: Path, root: Path) -> bool:
@@ -122,53 +92,59 @@ def inside(path: Path, root: Path) -> bool:
     return path.resolve().is_relative_to(root)
 
 
-def scan_folder(root: Path) -> tuple[list[Item], list[dict[str, str]], str]:
+def walk(folder: Path) -> Iterator[Path]:
+    """Files under `folder`; a linked folder is not entered (os.walk's default)."""
+    for parent, _, files in os.walk(folder):
+        yield from (Path(parent) / name for name in files)
+
+
+def find(path: Path, image_column: str, target: str) -> tuple[list[Item], Skipped, str]:
+    """The image files of `path` (a folder or a CSV), those skipped with why, and the layout."""
+    if path.is_dir():
+        return scan_folder(path)
+    if path.suffix.lower() == ".csv" and path.is_file():
+        return *read_list(path, image_column, target), "a CSV of paths, split stratified"
+    raise ValueError(
+        f"path={str(path)!r}: no such folder or CSV file; give data.path=<a folder "
+        "of class sub-folders of images, or a CSV of image paths and labels>"
+    )
+
+
+def scan_folder(root: Path) -> tuple[list[Item], Skipped, str]:
     """Every file of `root/<class>/` (or `root/<train|val|test>/<class>/`), sorted; the
-    files skipped, with why; and the layout found. Links are followed only within
-    `root`: a data folder may not read files elsewhere through a link."""
-    parts = [p for p in SPLITS if (root / p).is_dir() and inside(root / p, root.resolve())]
+    files skipped, with why; and the layout found."""
+    real = root.resolve()
+    parts = [p for p in SPLITS if (root / p).is_dir() and inside(root / p, real)]
+    Image.init()
+    known = {ext.lower() for ext in Image.registered_extensions()}  # .png, .jpg, .bmp, ...
     items: list[Item] = []
-    skipped: list[dict[str, str]] = []
+    skipped: Skipped = []
     for part in parts or [""]:
-        pool = root / part if part else root
-        for entry in sorted(pool.iterdir()):
-            if entry.is_dir() and inside(entry, root.resolve()):
-                items += _class_files(entry, root, part, skipped)
-            else:
-                skipped.append({"path": str(entry), "why": _stray(entry)})
+        for entry in sorted((root / part).iterdir()):
+            if not (entry.is_dir() and inside(entry, real)):
+                why = "a link to a folder outside data.path, not followed"
+                stray = "not in a class folder (data.path/<class>/<image>)"
+                skipped.append({"path": str(entry), "why": why if entry.is_dir() else stray})
+                continue
+            for path in sorted(walk(entry)):
+                if why := _unusable(path, real, known):
+                    skipped.append({"path": str(path), "why": why})
+                else:
+                    items.append(Item(path, entry.name, part))
     layout = f"the {'/, '.join(parts)}/ folders" if parts else "class folders, split stratified"
     return items, skipped, layout
 
 
-def _stray(entry: Path) -> str:
-    if entry.is_dir():
-        return "a link to a folder outside data.path, not followed"
-    return "not in a class folder (data.path/<class>/<image>)"
+def _unusable(path: Path, real_root: Path, known: set[str]) -> str:
+    """Why a file in a class folder is skipped; '' for an image file."""
+    if not inside(path, real_root):
+        return "a link to outside data.path"
+    if path.suffix.lower() not in known:
+        return f"not an image file ({path.suffix or 'no'} ending)"
+    return ""
 
 
-def _class_files(folder: Path, root: Path, part: str, skipped: list[dict[str, str]]) -> list[Item]:
-    """The files under one class folder (recursively, links inside `root` only)."""
-    found, known, real_root = [], image_extensions(), root.resolve()
-    for path in sorted(walk(folder)):
-        if not inside(path, real_root):
-            skipped.append({"path": str(path), "why": "a link to outside data.path"})
-        elif path.suffix.lower() not in known:
-            skipped.append(
-                {"path": str(path), "why": f"not an image file ({path.suffix or 'no'} ending)"}
-            )
-        else:
-            found.append(Item(path, folder.name, part))
-    return found
-
-
-def walk(folder: Path) -> Iterator[Path]:
-    """Files under `folder`; a linked folder is not entered (os.walk's default)."""
-    for parent, _, files in os.walk(folder):
-        for name in files:
-            yield Path(parent) / name
-
-
-def read_list(csv: Path, image_column: str, target: str) -> tuple[list[Item], list[dict[str, str]]]:
+def read_list(csv: Path, image_column: str, target: str) -> tuple[list[Item], Skipped]:
     """The rows of a CSV of image paths (relative to its folder) and labels; a row whose
     path is missing, absolute, or leads out of the CSV's folder is skipped, said why."""
     frame = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
@@ -181,42 +157,59 @@ def read_list(csv: Path, image_column: str, target: str) -> tuple[list[Item], li
     folder, items, skipped = csv.parent.resolve(), [], []
     labels = label_text(frame[target])
     for row, (name, label) in enumerate(zip(frame[image_column], labels, strict=True), start=2):
-        where = f"{csv}:{row}"
         if pd.isna(name) or pd.isna(label):
-            skipped.append(
-                {"path": where, "why": f"no {image_column if pd.isna(name) else target}"}
-            )
+            why = f"no {image_column if pd.isna(name) else target}"
+            skipped.append({"path": f"{csv}:{row}", "why": why})
         elif Path(name).is_absolute() or not inside(folder / name, folder):
             why = "a path outside the CSV's folder (paths are relative to it, within it)"
-            skipped.append({"path": f"{where} {name}", "why": why})
+            skipped.append({"path": f"{csv}:{row} {name}", "why": why})
         else:
             items.append(Item(folder / name, str(label)))
     return items, skipped
 
 
-class Shard(DistributedSampler):
-    """This rank's share of the indices 0..n-1. With `shuffle` (training), a new order
-    each epoch drawn from the seed and the epoch (Lightning calls `set_epoch`), so a run
-    resumed at an epoch's start goes on in the order an uninterrupted one has, cut to
-    equal shares so every rank takes as many steps. Without (evaluation), every
-    `world_size`-th index, none repeated: metrics gathered over the ranks are one
-    process's (torch's DistributedSampler pads with repeats). Being a DistributedSampler,
-    Lightning leaves it in place under DDP."""
+def to_predict(path: Path, image_column: str) -> pd.DataFrame:
+    """Images to predict, a row each: every file under a folder (recursively,
+    sorted), one image, or a CSV whose `image_column` holds paths relative to its
+    folder (its other columns are kept). A link, or a CSV path, leading out of that
+    folder is a row with a problem, not read."""
+    root = (path if path.is_dir() else path.parent).resolve()
+    if path.is_dir():
+        frame = pd.DataFrame({"path": [str(p) for p in sorted(walk(path))]})
+    elif path.suffix.lower() == ".csv":
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if image_column not in table.columns:
+            said = f"{path}: no column {image_column!r} of image paths (data.image_column)"
+            raise ConfigError([said])
+        frame = table.drop(columns=[image_column, "path"], errors="ignore")
+        frame.insert(0, "path", [str(path.parent / n) for n in table[image_column]])
+    elif path.is_file():
+        return pd.DataFrame({"path": [str(path)]})
+    else:
+        raise ConfigError([f"{path}: no such file or folder; give images, a folder or a CSV"])
+    frame.attrs["outside"] = [not inside(Path(p), root) for p in frame["path"]]
+    return frame
 
-    def __init__(self, n: int, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1):
-        # not DistributedSampler.__init__: it asks torch.distributed for the world, which
-        # is not set up yet when the recipe counts the training batches
-        self.n, self.seed, self.shuffle, self.drop_last = n, seed, shuffle, shuffle
-        self.rank, self.num_replicas, self.epoch = rank, world_size, 0
+
+class Unrepeated(DistributedSampler):
+    """Every `num_replicas`-th index from `rank`, none repeated (torch's sampler pads
+    with repeats): evaluation metrics gathered over the ranks are then one process's."""
 
     def __len__(self) -> int:
-        if self.shuffle:
-            return self.n // self.num_replicas
-        return len(range(self.rank, self.n, self.num_replicas))
+        return len(range(self.rank, len(self.dataset), self.num_replicas))
 
     def __iter__(self) -> Iterator[int]:
-        if not self.shuffle:
-            return iter(range(self.rank, self.n, self.num_replicas))
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.n, generator=generator)
-        return iter(order[self.rank :: self.num_replicas][: len(self)].tolist())
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+
+def shard(
+    n: int, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1
+) -> DistributedSampler:
+    """This rank's share of the indices 0..n-1: for training (`shuffle`) a new order each
+    epoch from the seed and the epoch (Lightning calls `set_epoch`), in equal shares so
+    every rank takes as many steps; for evaluation `Unrepeated`. Lightning leaves a
+    DistributedSampler in place under DDP; rank and world are given, as torch.distributed
+    is not set up yet when the recipe counts the training batches."""
+    if shuffle:
+        return DistributedSampler(range(n), world_size, rank, seed=seed, drop_last=True)
+    return Unrepeated(range(n), world_size, rank, shuffle=False)

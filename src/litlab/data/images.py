@@ -1,10 +1,6 @@
-"""Images of one's own: a folder of class sub-folders, or a CSV of file paths and labels.
-
-Decoded by Pillow from disk, item by item in the DataLoader's workers; only the list of
-paths is held, so memory does not grow with the number of images. torchvision's
-ImageFolder would do the reading, but torchvision is an optional package here (PyPI's
-CUDA build fails to import beside a CPU torch), so the core image path needs only Pillow.
-"""
+"""Images of one's own, decoded by Pillow item by item in the loader's workers: only the
+paths are held, so memory does not grow with the number of images. torchvision's
+ImageFolder would do the reading, but PyPI's build fails to import beside the CPU torch."""
 
 from __future__ import annotations
 
@@ -12,6 +8,7 @@ import hashlib
 import json
 import os
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,37 +26,25 @@ from litlab.baselines import binary_scores, fit_and_score, multiclass_scores
 from litlab.checkpoints import write_text
 from litlab.data.augment import Augment
 from litlab.data.columns import class_names
-from litlab.data.image_files import (
-    SPLITS,
-    ImageFiles,
-    Item,
-    Probe,
-    Shard,
-    decode,
-    inside,
-    read_list,
-    scan_folder,
-    walk,
-    why_not,
-)
+from litlab.data.image_files import SPLITS, ImageFiles, Item, decode, find, probe, shard, to_predict
 from litlab.data.split import check_split, split_rows
-from litlab.errors import ConfigError, DataError
+from litlab.errors import DataError
 from litlab.rundirs import is_rank_zero
 
 SHOWN = 10  # skipped files named in the printed report (all of them are in data.json)
+OUTSIDE = "a link or path to outside the folder given, not read"  # a file predict refuses
 
 
 class ImagesDataModule(L.LightningDataModule):
     """Classification of one's own images (`data.path`): a folder of class sub-folders
-    (with train/, val/, test/ inside, used as the splits), or a CSV of file paths and
-    labels. Each image is decoded per item from disk, made `channels` (1 or 3) channels
-    and `image_size` square; batches go to the device as uint8 and become floats there,
-    augmented (training batches only, `augment`) and normalised by the per-channel mean
-    and standard deviation of the training images. The class names and that normalisation
-    are saved in every checkpoint, so eval and predict read images as training did.
-    A file that cannot be used is skipped and named in the run's report (data.json)."""
+    (with train/, val/, test/ inside, used as the splits), or a CSV of paths and labels.
+    Batches go to the device as uint8, become floats there, are augmented (training only)
+    and normalised by the training images' per-channel mean and std, which checkpoints
+    keep for eval and predict. Unusable files are skipped and named in data.json."""
 
     module_target = "litlab.module.ClassifierModule"
+    input_columns = ("path",)
+    probabilities_per_class = True  # predict writes a probability column for each class
 
     def __init__(
         self,
@@ -86,8 +71,7 @@ class ImagesDataModule(L.LightningDataModule):
         self.image_size, self.channels, self.batch_size = image_size, channels, batch_size
         self.num_workers = default_workers() if num_workers is None else num_workers
         self.augment = Augment.from_config(augment)
-        self.split = dict(val_fraction=val_fraction, test_fraction=test_fraction, seed=random_state)
-        self.seed = random_state
+        self.fractions, self.seed = {"val": val_fraction, "test": test_fraction}, random_state
         self.classes: list[str] = []
         self.mean, self.std = [0.0] * channels, [1.0] * channels
         self.fingerprint = ""
@@ -120,59 +104,47 @@ class ImagesDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.sets:
             return
-        items, self.skipped, layout = self._find()
+        items, self.skipped, layout = find(self.path, self.image_column, self.target)
         usable, sums = self._probe(items)
-        self.skipped.sort(key=lambda s: s["path"])
         if not usable:
-            raise DataError(_nothing_usable(self.path, len(items), self.skipped))
-        self.classes = _classes(usable)
-        _check_counts(usable, self.classes, self.path)
-        parts = self._split(usable)
-        train_sums = np.sum([sums[id(item)] for item in parts["train"]], axis=0)  # (2, C)
-        pixels = len(parts["train"]) * self.image_size**2
-        mean = train_sums[0] / pixels
-        std = np.sqrt(np.maximum(train_sums[1] / pixels - mean**2, 0))
-        self.mean = [float(v) for v in mean]
-        self.std = [float(v) if v > 0 else 1.0 for v in std]  # a constant channel: unscaled
-        index = {name: i for i, name in enumerate(self.classes)}
-        binary = len(self.classes) == 2
-        self.sets = {
-            split: ImageFiles(
-                [str(item.path) for item in chosen],
-                [index[item.label] for item in chosen],
-                self.channels,
-                self.image_size,
-                binary,
+            reasons = Counter(s["why"].split(" (")[0] for s in self.skipped).most_common(3)
+            said = "; ".join(f"{n} {why}" for why, n in reasons) or "no files"
+            raise DataError(
+                f"{self.path}: no usable image ({len(items)} image files tried; {said}); give "
+                "a folder of <class>/<image> files (.png, .jpg, ...) or a CSV of paths and labels"
             )
+        self.classes = class_names(pd.Series([item.label for item in usable]))
+        if len(self.classes) < 2:
+            raise DataError(
+                f"{self.path}: one class ({self.classes[0]!r}); classification needs images of "
+                "two classes or more, a sub-folder (or a label) each"
+            )
+        parts = self._split(usable)
+        pixels = len(parts["train"]) * self.image_size**2
+        mean, square = np.sum([sums[id(i)] for i in parts["train"]], axis=0) / pixels  # (C,)
+        self.mean = mean.tolist()
+        std = np.sqrt(np.maximum(square - mean**2, 0))
+        self.std = [float(v) if v > 0 else 1.0 for v in std]  # a constant channel: unscaled
+        self.sets = {
+            split: ImageFiles(chosen, self.classes, self.channels, self.image_size)
             for split, chosen in parts.items()
         }
-        root = self.path if self.path.is_dir() else self.path.parent.resolve()
-        self.fingerprint = _fingerprint(parts, root)
+        self.fingerprint = _fingerprint(parts, self.path)
         self.lines = self._describe(usable, parts, layout)
 
-    def _find(self) -> tuple[list[Item], list[dict[str, str]], str]:
-        if self.path.is_dir():
-            return scan_folder(self.path)
-        if self.path.suffix.lower() == ".csv" and self.path.is_file():
-            items, skipped = read_list(self.path, self.image_column, self.target)
-            return items, skipped, "a CSV of paths, split stratified"
-        raise ValueError(
-            f"path={str(self.path)!r}: no such folder or CSV file; give data.path=<a folder "
-            "of class sub-folders of images, or a CSV of image paths and labels>"
-        )
-
     def _probe(self, items: list[Item]) -> tuple[list[Item], dict[int, np.ndarray]]:
-        """The items that decode, and their pixel sums; the others join `skipped`."""
-        probe = Probe([str(item.path) for item in items], self.channels, self.image_size)
-        loader = DataLoader(probe, batch_size=64, num_workers=self.num_workers, collate_fn=list)
-        results = [result for batch in loader for result in batch]
+        """The items that decode, and their pixel sums by id; the others join `skipped`."""
+        paths = np.asarray([str(item.path) for item in items], dtype=np.str_)
+        collate = partial(probe, channels=self.channels, size=self.image_size)
+        loader = DataLoader(paths, batch_size=64, num_workers=self.num_workers, collate_fn=collate)
         usable, sums = [], {}
-        for item, (why, sum_) in zip(items, results, strict=True):
+        for item, (why, sum_) in zip(items, (r for batch in loader for r in batch), strict=True):
             if why:
                 self.skipped.append({"path": str(item.path), "why": why})
             else:
                 usable.append(item)
                 sums[id(item)] = sum_
+        self.skipped.sort(key=lambda s: s["path"])
         return usable, sums
 
     def _split(self, usable: list[Item]) -> dict[str, list[Item]]:
@@ -185,7 +157,7 @@ class ImagesDataModule(L.LightningDataModule):
                     f"{self.path}: has val/ or test/ but no train/ images; "
                     "give train/ too, or put the class folders directly in data.path"
                 )
-            return self._stratified(usable)
+            return self._stratified(usable, ["val", "test"])
         trained = {i.label for i in given["train"]}
         extra = sorted({i.label for i in given["val"] + given["test"]} - trained)
         if extra:
@@ -194,40 +166,42 @@ class ImagesDataModule(L.LightningDataModule):
                 "train/; every class needs training images"
             )
         missing = [p for p in ("val", "test") if not given[p]]
-        if missing:
-            rest = self._stratified(given["train"], only=missing)
-            given = {p: rest[p] if p in rest else given[p] for p in SPLITS}
-        return given
+        return (given | self._stratified(given["train"], missing)) if missing else given
 
-    def _stratified(
-        self, items: list[Item], only: list[str] | None = None
-    ) -> dict[str, list[Item]]:
-        """A seeded split stratified by class, as the tables' (split.py); `only` names
-        the parts to split off (val, test, or both)."""
+    def _stratified(self, items: list[Item], split_off: list[str]) -> dict[str, list[Item]]:
+        """A seeded split of `items` stratified by class, into train and `split_off` (val,
+        test, or both): both as the tables split (split.py), one by its fraction. Each
+        class needs an image in train and in each part split off."""
+        counts, least = Counter(i.label for i in items), 1 + len(split_off)
+        if few := [name for name in self.classes if counts[name] < least]:
+            shown = ", ".join(f"{name!r} has {counts[name]}" for name in few)
+            raise DataError(
+                f"{self.path}: too few usable training images: class {shown}; each class needs "
+                f"at least {least} (one each for train and the {len(split_off)} split off it): "
+                "add images, or remove the class"
+            )
         labels = np.asarray([self.classes.index(i.label) for i in items])
-        fractions = self.split["val_fraction"], self.split["test_fraction"]
-        if only is None or len(only) == 2:
+        if len(split_off) == 2:
+            fractions = self.fractions.values()
             check_split(len(items), *fractions, None, classes=len(self.classes))
-            rows = split_rows(len(items), **self.split, labels=labels)
-            return {part: [items[i] for i in r] for part, r in zip(SPLITS, rows, strict=True)}
-        (part,) = only
-        fraction = self.split[f"{part}_fraction"]
-        rest, taken = train_test_split(
-            np.arange(len(items)), test_size=fraction, stratify=labels, random_state=self.seed
-        )
-        return {"train": [items[i] for i in rest], part: [items[i] for i in taken]}
+            rows = split_rows(len(items), *fractions, seed=self.seed, labels=labels)
+        else:
+            fraction = self.fractions[split_off[0]]
+            rows = train_test_split(
+                np.arange(len(items)), test_size=fraction, stratify=labels, random_state=self.seed
+            )
+        parts = ("train", *split_off)
+        return {part: [items[i] for i in r] for part, r in zip(parts, rows, strict=True)}
 
     def _describe(self, usable: list[Item], parts: dict[str, list[Item]], layout: str) -> list[str]:
         counts = Counter(item.label for item in usable)
-        balance = ", ".join(f"{name} {counts[name]}" for name in self.classes)
-        found = len(usable) + len(self.skipped)
         lines = [
-            f"images: {len(usable)} of {found} files in {self.path} ({layout}), "
-            f"{self.channels} channel(s), {self.image_size}x{self.image_size}",
-            f"classes: {balance}",
+            f"images: {len(usable)} of {len(usable) + len(self.skipped)} files in {self.path} "
+            f"({layout}), {self.channels} channel(s), {self.image_size}x{self.image_size}",
+            "classes: " + ", ".join(f"{name} {counts[name]}" for name in self.classes),
             "split: " + ", ".join(f"{p} {len(parts[p])}" for p in SPLITS),
-            f"normalisation (training images): mean {_rounded(self.mean)}, "
-            f"std {_rounded(self.std)}",
+            f"normalisation (training images): mean {[round(v, 4) for v in self.mean]}, "
+            f"std {[round(v, 4) for v in self.std]}",
         ]
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} files:")
@@ -246,9 +220,8 @@ class ImagesDataModule(L.LightningDataModule):
         write_text(run_dir / "data.json", json.dumps(data, indent=2))
 
     def baselines(self) -> dict[str, float]:
-        """Always the most frequent training class (scikit-learn's DummyClassifier): the
-        score of ignoring the images. The fitted baselines of the in-memory tasks (an
-        SVM on pixels) would need every image decoded at once, so they are left out."""
+        """The most frequent training class (scikit-learn's DummyClassifier), the score of
+        ignoring the images (an SVM on pixels would need every image decoded at once)."""
         majority = {"majority": DummyClassifier(strategy="most_frequent")}
         train, test = (torch.from_numpy(self.sets[s].labels) for s in ("train", "test"))
         no_inputs = (torch.zeros(len(train), 1), train), (torch.zeros(len(test), 1), test)
@@ -258,19 +231,19 @@ class ImagesDataModule(L.LightningDataModule):
     # batches
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         trainer = self.trainer
-        on_gpu = trainer is not None and trainer.strategy.root_device.type == "cuda"
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         files = self.sets[split]
         return DataLoader(
             files,
             batch_size=self.batch_size,
-            sampler=Shard(len(files), self.seed, shuffle, rank, world),
+            sampler=shard(len(files), self.seed, shuffle, rank, world),
             # Each new iterator draws its workers' base seed from this generator; from the
             # global one it would shift dropout's draws by one per loader made (a resumed
             # run makes other loaders than an uninterrupted one)
             generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
-            pin_memory=on_gpu,  # pinned pages copy to a GPU without a staging copy
+            # pinned pages copy to a GPU without a staging copy
+            pin_memory=trainer is not None and trainer.strategy.root_device.type == "cuda",
             persistent_workers=self.num_workers > 0,  # no new workers every epoch
         )
 
@@ -285,27 +258,22 @@ class ImagesDataModule(L.LightningDataModule):
 
     @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """On the device: uint8 to [0, 1], augmented when training, then normalised."""
+        """On the device: uint8 to [0, 1], augmented when training, then normalised.
+        Each training batch's draws are seeded by the seed, the epoch and the batch's
+        place in it: the same run augments the same images the same way."""
         x, y = batch
         x = x.float() / 255
         trainer = self.trainer
         if self.augment.active and trainer is not None and trainer.training:
-            x = self.augment(x, self._generator(trainer.current_epoch, x.device))
+            epoch, (last, n) = trainer.current_epoch, self._batches
+            self._batches = (epoch, n + 1 if epoch == last else 0)
+            seed = (self.seed * 1_000_003 + epoch) * 1_000_003 + self._batches[1]
+            x = self.augment(x, torch.Generator(x.device).manual_seed(seed % 2**63))
         return self.normalise(x), y
-
-    def _generator(self, epoch: int, device: torch.device) -> torch.Generator:
-        """A generator for this training batch, seeded by the seed, the epoch and the
-        batch's place in it: the same run augments the same images the same way."""
-        last_epoch, n = self._batches
-        n = n + 1 if epoch == last_epoch else 0
-        self._batches = (epoch, n)
-        seed = (self.seed * 1_000_003 + epoch) * 1_000_003 + n
-        return torch.Generator(device).manual_seed(seed % 2**63)
 
     def normalise(self, x: Tensor) -> Tensor:
         """Images (B, C, H, W) in [0, 1] standardised per channel by the training images."""
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype)[None, :, None, None]
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype)[None, :, None, None]
+        mean, std = (x.new_tensor(v).view(1, -1, 1, 1) for v in (self.mean, self.std))
         return (x - mean) / std
 
     # checkpoints
@@ -313,14 +281,8 @@ class ImagesDataModule(L.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint: predict reads new images with the same classes,
         size, channels and normalisation."""
-        return {
-            "classes": self.classes,
-            "mean": self.mean,
-            "std": self.std,
-            "channels": self.channels,
-            "image_size": self.image_size,
-            "fingerprint": self.fingerprint,
-        }
+        keys = ("classes", "mean", "std", "channels", "image_size", "fingerprint")
+        return {key: getattr(self, key) for key in keys}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -353,42 +315,16 @@ class ImagesDataModule(L.LightningDataModule):
         self.mean, self.std = list(state["mean"]), list(state["std"])
 
     # predict
-    input_columns = ("path",)
-
     def read_rows(self, path: Path) -> pd.DataFrame:
-        """Images to predict, a row each: every file under a folder (recursively,
-        sorted), one image, or a CSV whose `image_column` holds paths relative to its
-        folder (its other columns are kept). A link, or a CSV path, leading out of that
-        folder is a row with a problem, not read."""
-        if path.is_dir():
-            files = [str(p) for p in sorted(walk(path))]
-            frame = pd.DataFrame({"path": files})
-            root = path.resolve()
-        elif path.suffix.lower() == ".csv":
-            table = pd.read_csv(path, dtype=str, keep_default_na=False)
-            if self.image_column not in table.columns:
-                raise ConfigError(
-                    [f"{path}: no column {self.image_column!r} of image paths (data.image_column)"]
-                )
-            files = [str(path.parent / name) for name in table[self.image_column]]
-            rest = table.drop(columns=[self.image_column, "path"], errors="ignore")
-            frame = pd.concat([pd.DataFrame({"path": files}), rest], axis=1)
-            root = path.parent.resolve()
-        elif path.is_file():
-            return pd.DataFrame({"path": [str(path)]})
-        else:
-            raise ConfigError([f"{path}: no such file or folder; give images, a folder or a CSV"])
-        frame.attrs["outside"] = [not inside(Path(p), root) for p in files]
-        return frame
+        """Images to predict, a row each: `image_files.to_predict`."""
+        return to_predict(path, self.image_column)
 
     def check_rows(self, frame: pd.DataFrame) -> tuple[pd.Series, list[str]]:
         """Why each file cannot be predicted ('' when it can): it leads out of the folder
         given, or Pillow cannot decode it."""
         outside = frame.attrs.get("outside", [False] * len(frame))
         problems = [
-            "a link or path to outside the folder given, not read"
-            if out
-            else why_not(p, self.channels, self.image_size)
+            OUTSIDE if out else probe([p], self.channels, self.image_size)[0][0]
             for p, out in zip(frame["path"], outside, strict=True)
         ]
         return pd.Series(problems, index=frame.index, dtype=object), []
@@ -396,21 +332,15 @@ class ImagesDataModule(L.LightningDataModule):
     def inputs(self, frame: pd.DataFrame) -> Tensor:
         """Normalised images (N, C, H, W) for the files of `frame`'s path column."""
         pixels = np.stack([decode(p, self.channels, self.image_size) for p in frame["path"]])
-        x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
-        return self.normalise(x)
-
-    probabilities_per_class = True  # predict writes a probability column for each class
+        return self.normalise(torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255)
 
     def decode(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Class indices as class names; each class's probability named by the class."""
         names = np.asarray(self.classes, dtype=object)
         out = {"prediction": names[columns["prediction"].astype(int)]}
-        out |= {k: v for k, v in columns.items() if k not in ("prediction", "probabilities")}
-        if "probabilities" in columns:
-            probabilities = columns["probabilities"]
-            out |= {
-                f"probability {name}": probabilities[:, i] for i, name in enumerate(self.classes)
-            }
+        out |= {k: v for k, v in columns.items() if k != "prediction"}
+        if (probabilities := out.pop("probabilities", None)) is not None:
+            out |= {f"probability {n}": probabilities[:, i] for i, n in enumerate(self.classes)}
         return out
 
 
@@ -428,53 +358,13 @@ def default_workers() -> int:
     return max(0, min(4, (cores or 1) - 1))
 
 
-def _classes(usable: list[Item]) -> list[str]:
-    """Class names in order: folder names sorted; a CSV's labels as the tables sort them."""
-    return class_names(pd.Series([item.label for item in usable]))
-
-
-def _check_counts(usable: list[Item], classes: list[str], path: Path) -> None:
-    """A class with too few usable images to split is an error naming it: each class
-    needs an image in train and in each part split off it (val, test, or both)."""
-    if len(classes) < 2:
-        raise DataError(
-            f"{path}: one class ({classes[0]!r}); classification needs images of "
-            "two classes or more, a sub-folder (or a label) each"
-        )
-    parts = {item.part for item in usable}
-    split_off = 2 if "" in parts else sum(p not in parts for p in ("val", "test"))
-    least = 1 + split_off
-    counts = Counter(item.label for item in usable if item.part in ("", "train"))
-    few = [name for name in classes if counts[name] < least]
-    if few:
-        shown = ", ".join(f"{name!r} has {counts[name]}" for name in few)
-        where = "" if split_off == 0 else f" (one each for train and the {split_off} split off it)"
-        raise DataError(
-            f"{path}: too few usable training images: class {shown}; each "
-            f"class needs at least {least}{where}: add images, or remove the class"
-        )
-
-
-def _nothing_usable(path: Path, tried: int, skipped: list[dict[str, str]]) -> str:
-    reasons = Counter(s["why"].split(" (")[0] for s in skipped)
-    said = "; ".join(f"{n} {why}" for why, n in reasons.most_common(3)) or "no files"
-    return (
-        f"{path}: no usable image ({tried} image files tried; {said}); give a "
-        "folder of <class>/<image> files (.png, .jpg, ...) or a CSV of paths and labels"
-    )
-
-
-def _fingerprint(parts: dict[str, list[Item]], root: Path) -> str:
-    """A hash of the files used in each split, in order: their path under `root`, class
-    and size (a folder moved elsewhere keeps it)."""
-    digest = hashlib.sha256()
+def _fingerprint(parts: dict[str, list[Item]], path: Path) -> str:
+    """A hash of the files used in each split, in order: their path under the data's
+    folder, class and size (a folder moved elsewhere keeps it)."""
+    digest, root = hashlib.sha256(), path if path.is_dir() else path.parent.resolve()
     for part in SPLITS:
         for item in parts[part]:
             name = item.path.relative_to(root) if item.path.is_relative_to(root) else item.path
             size = item.path.stat().st_size
             digest.update(f"{part}\x1f{name}\x1f{item.label}\x1f{size}\n".encode())
     return digest.hexdigest()[:16]
-
-
-def _rounded(values: list[float]) -> list[float]:
-    return [round(v, 4) for v in values]
