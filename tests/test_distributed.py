@@ -21,7 +21,7 @@ import pytest
 import torch
 from conftest import free_port
 
-from litlab.callbacks import GracefulStop, RandomState, first_bad
+from litlab.callbacks import DivergenceCheck, RandomState, first_bad
 from litlab.check import check
 from litlab.config import ConfigError
 from litlab.data import CirclesDataModule, DiabetesDataModule
@@ -303,7 +303,7 @@ def test_each_ddp_rank_resumes_its_own_random_state(tmp_path):
 def test_the_first_bad_loss_is_kept_on_the_device_as_read_on_the_cpu():
     """first_bad (the GPU's way: no value read back) keeps what the CPU's way reads."""
     losses = [0.5, 0.4, math.nan, math.inf, 0.3]
-    on_device, on_cpu = None, GracefulStop(Path("unused"))
+    on_device, on_cpu = None, DivergenceCheck()
     for step, loss in enumerate(losses):
         on_device = first_bad(on_device, torch.tensor(loss), step, 0.1 * step)
         on_cpu._note(torch.tensor(loss), step, 0.1 * step)

@@ -1,4 +1,4 @@
-"""What Lightning itself does where litlab keeps a part of its own (GracefulStop's signal
+"""What Lightning itself does where litlab keeps a part of its own (SignalStop's signal
 handling, the SLURM requeue), and what Lightning runs under DDP at every step. Each test
 pins Lightning's behaviour: a release that changes it fails here, and the part of ours
 can go, or the README's account of what runs per step must change."""
@@ -61,14 +61,14 @@ def plain_lightning(tmp_path: Path, signal_name: str) -> tuple[int, int]:
 def test_lightning_saves_on_sigterm_but_exits_as_if_it_had_finished(tmp_path):
     """Lightning finishes the step and saves it, then exits with status 0 (its
     SIGTERMException is a SystemExit without a code): a scheduler, a sweep or a shell
-    script takes the stopped run for a finished one. GracefulStop exits 143."""
+    script takes the stopped run for a finished one. SignalStop exits 143."""
     assert plain_lightning(tmp_path, "SIGTERM") == (0, 4)
 
 
 def test_lightning_stops_ctrl_c_in_the_middle_of_the_step(tmp_path):
     """Ctrl-C is a KeyboardInterrupt inside the step: Lightning drops that step (the save
     holds step 3, during which it came) and exits 1, not the 130 a shell reports for
-    Ctrl-C. GracefulStop finishes the step, saves it and exits 130."""
+    Ctrl-C. SignalStop finishes the step, saves it and exits 130."""
     assert plain_lightning(tmp_path, "SIGINT") == (1, 3)
 
 
@@ -106,7 +106,7 @@ def test_lightnings_slurm_requeue_saves_inside_the_signal_handler_and_trains_on(
     signal handler, in the middle of the step (the file holds step 3, during which the
     signal came), requeues the job, and then trains on to the end, so what it trains after
     the save is lost when SLURM ends the job. litlab turns auto_requeue off and stops
-    after the step like a SIGTERM (builders._cluster, train._requeue)."""
+    after the step like a SIGTERM (builders._cluster, resuming.requeue_on_usr1)."""
     stubs = tmp_path / "bin"
     stubs.mkdir()
     (stubs / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.txt"}\n')
@@ -133,8 +133,8 @@ def test_what_runs_between_the_ranks_at_every_step(tmp_path):
     """Under DDP (2 gloo processes, 6 mini-batch steps an epoch, logging every 5), the
     collectives asked for from Python at each step: Lightning's broadcast of its SIGTERM
     flag, read back with `.item()` (a wait for the GPU there); at the steps Lightning logs,
-    the logged metrics' synchronisation and GracefulStop's one all-gather. DDP's gradient
-    all-reduce runs in its C++ reducer, not counted here."""
+    the logged metrics' synchronisation, then DivergenceCheck's and SignalStop's
+    all-gathers. DDP's gradient all-reduce runs in its C++ reducer, not counted here."""
     words = ["trainer=ddp_cpu", "trainer.devices=2", "data.batch_size=32"]
     words += ["trainer.max_epochs=2", "trainer.log_every_n_steps=5"]
     words += ["trainer.check_val_every_n_epoch=2", "callbacks.progress_bar=null"]
@@ -153,6 +153,6 @@ def test_what_runs_between_the_ranks_at_every_step(tmp_path):
             by_step[ended + 1].append(name)  # asked for after `ended` steps: in the next
         assert found["steps"] == 12
         for step in range(2, 12):  # the steps after set-up, before the last validation
-            logged = ["barrier", "all_reduce", "barrier", "all_reduce", "all_gather"]
+            logged = ["barrier", "all_reduce", "barrier", "all_reduce", "all_gather", "all_gather"]
             expected = ["broadcast", *(logged if step % 5 == 0 else [])]
             assert by_step[step] == expected, (rank, step, by_step[step])

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Pr
 from lightning.pytorch.loggers import Logger
 from omegaconf import OmegaConf
 
-from litlab.callbacks import GracefulStop, RandomState, StoreConfig
+from litlab.callbacks import DivergenceCheck, RandomState, SignalStop, StoreConfig
 from litlab.check import SCHEDULER_OPTIONS, target_nodes
 from litlab.checkpoints import AtomicCheckpointIO
 from litlab.config import ConfigError, SourcedConfig, instantiate
@@ -167,7 +167,8 @@ def build_trainer(
         *extra,  # the caller's own (a search trial's pruning callback)
         StoreConfig(OmegaConf.to_container(cfg, resolve=True), composed.choices, fold),
         RandomState(),
-        GracefulStop(run_dir),
+        DivergenceCheck(),  # before SignalStop: a stop's save checks the step's loss
+        SignalStop(run_dir),
     ]
     return build_node(
         composed,

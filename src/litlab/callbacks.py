@@ -40,11 +40,9 @@ class StoreConfig(L.Callback):
 
 
 class RandomState(L.Callback):
-    """Saves torch's random number generators in checkpoints and restores them on resume,
-    so a resumed run draws what the uninterrupted one would have (dropout, augmentation).
-    Under DDP every rank's own generators are saved (gathered by global rank) and each
-    rank restores its own. The data order is a function of the seed and the epoch
-    (TensorBatches saves how far into the epoch the run got)."""
+    """Saves every rank's torch generators in checkpoints (gathered by global rank) and
+    restores each rank's own on resume, so a resumed run draws what the uninterrupted one
+    would have (dropout, augmentation); Lightning's checkpoints keep none."""
 
     @override
     def state_dict(self) -> dict[str, Any]:
@@ -94,54 +92,126 @@ def _restore_cuda(states: list[Tensor]) -> None:
         )
 
 
-class GracefulStop(L.Callback):
-    """Stops training, on every rank after the same step, when a signal comes or the loss
-    stops being finite.
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
 
-    SIGINT (Ctrl-C), SIGTERM (a scheduler's notice) or SIGUSR1 (SLURM's `--signal`, after
-    which the run requeues the job): finish the optimiser step, save it to `checkpoint`
-    in `run_dir` and stop with `Interrupted`, which the run reports. A second Ctrl-C is
-    not caught: it stops at once, saving nothing more; a second SIGTERM changes nothing.
 
-    A loss that is not finite: the first such step, its loss and learning rate are noted
-    where the loss is, without waiting for the GPU; the run stops with `Diverged` naming
-    that step at the next check. Checks come every `log_every_n_steps` steps (when
-    Lightning logs, which waits for the GPU anyway), before every checkpoint (so none
-    keeps the weights that followed) and when training ends; in one process a signal is
-    also acted on after the step it came in (a Python flag: free to look at). A signal
-    agreed in a step that Lightning logs stops the run after the next step, so no logged
-    step is lost (Lightning logs a step after this callback's hook). Under DDP a
-    check is one all-gather of four numbers a rank, so every rank decides alike; a rank
-    that raised alone would leave the others waiting in the gradient all-reduce.
+def _logs_now(trainer: L.Trainer) -> bool:
+    """Whether Lightning logs the step just taken (it does so after the callbacks' hooks)."""
+    return trainer.global_step % max(trainer.log_every_n_steps, 1) == 0
 
-    last.ckpt at every validation is Lightning's own ModelCheckpoint (`callbacks.last`,
-    monitor=step); this callback saves it only where that one does not: at a stop, and
-    at the end of a run whose last epochs were not validated.
 
-    Why our own signal handling: Lightning 2.6's SIGTERM handling stops with exit status
-    0 (its SIGTERMException is a SystemExit without a code), it takes no SIGINT but as a
-    KeyboardInterrupt, which drops the step it came in, and under DDP its handler runs a
-    broadcast from inside the signal handler, whichever collective the process is in
-    (tests/test_lightning_shortfalls.py shows the first two). The stop must come after a
-    whole optimiser step, saved with the loops' state, so that a resumed run ends with
-    the weights of an uninterrupted one (tests/fault checks it at nine points of the loop).
-    """
+def _stepped_mid_epoch(trainer: L.Trainer, batch_idx: int) -> bool:
+    """Whether this batch ended an optimiser step (a batch whose gradients are still being
+    accumulated did not), and not the epoch's last: that one is checked at the epoch's
+    end, after the validation due there."""
+    stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+    return stepped and batch_idx + 1 != trainer.num_training_batches
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+
+class DivergenceCheck(L.Callback):
+    """Stops training with `Diverged`, naming the first step whose loss was not finite on
+    any rank, its loss and learning rate. The loss is noted without waiting for the GPU;
+    the ranks agree (one all-gather of three numbers) only every `log_every_n_steps`
+    steps, when Lightning waits for the GPU anyway, before every checkpoint, so that none
+    keeps the weights that followed, and when training ends.
+
+    Why not EarlyStopping(check_finite=True): it checks a logged metric when a validation
+    ends and stops without an error or a step, after the checkpoint callbacks may have
+    saved the weights; Trainer(detect_anomaly=True) slows every backward pass."""
+
+    def __init__(self) -> None:
+        self.bad: Tensor | None = None  # (step, loss, lr) of the first bad loss; step -1: none
+
+    @override
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.bad = None
+
+    @override
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is not None:  # None: the module skipped this batch
+            stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+            step = trainer.global_step - stepped  # the step this loss was computed in
+            self._note(loss, step, trainer.optimizers[0].param_groups[0]["lr"])
+        if _stepped_mid_epoch(trainer, batch_idx) and _logs_now(trainer):
+            self._check(trainer)
+
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if _logs_now(trainer):
+            self._check(trainer)
+
+    @override
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._check(trainer)
+
+    @override
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._check(trainer)  # every rank saves together, so every rank takes part
+
+    def _note(self, loss: Tensor, step: int, lr: float) -> None:
+        """Keep (step, loss, lr) of the first loss that is not finite, on its device. On the
+        CPU reading the loss costs 1-3 us a step, the tensor operations about 100 us."""
+        if loss.device.type != "cpu":
+            self.bad = first_bad(self.bad, loss.detach(), step, lr)
+        elif self.bad is None and not math.isfinite(value := loss.item()):
+            self.bad = torch.tensor([step, value, lr], dtype=torch.float64)
+
+    def _check(self, trainer: L.Trainer) -> None:
+        """Raise `Diverged` for the earliest bad loss of any rank (one wait for the device)."""
+        bad = self.bad
+        if bad is None:  # no bad loss here yet
+            bad = torch.full((3,), -1.0, dtype=torch.float64, device=trainer.strategy.root_device)
+        ranks = trainer.strategy.all_gather(bad).reshape(-1, 3).tolist()
+        diverged = [rank for rank in ranks if rank[0] >= 0]
+        if diverged:
+            step, loss, lr = min(diverged)
+            raise Diverged(int(step), "the loss", loss, lr, fused_under_fp16(trainer))
+
+
+def first_bad(bad: Tensor | None, loss: Tensor, step: int, lr: float) -> Tensor:
+    """`bad`, or (step, loss, lr) if `loss` is the first that is not finite (step -1 in
+    `bad`: none yet), computed where `loss` is without reading it back."""
+    loss = loss.double()
+    if bad is None:
+        bad = torch.full((3,), -1.0, dtype=torch.float64, device=loss.device)
+    keep = torch.isfinite(loss) | (bad[0] >= 0)
+    row = torch.stack((loss.new_full((), step), loss, loss.new_full((), lr)))
+    return torch.where(keep, bad, row)
+
+
+class SignalStop(L.Callback):
+    """SIGINT (Ctrl-C), SIGTERM or SIGUSR1 (SLURM's notice) in training: finish the step,
+    save it with the loops' state to last.ckpt and stop with `Interrupted`, so a resumed
+    run ends with the weights of an uninterrupted one. A second Ctrl-C stops at once.
+    Under DDP the ranks agree (one all-gather) every `log_every_n_steps` steps and all stop
+    after the same step; one process stops after the step the signal came in. A stop due
+    on a step Lightning logs comes one step later (Lightning logs after this hook).
+    Also saves last.ckpt at the end of a run whose last epochs were not validated
+    (`callbacks.last` saves it at every validation). Why not Lightning's signal handling:
+    tests/test_lightning_shortfalls.py."""
 
     def __init__(self, run_dir: Path):
         self.run_dir, self.checkpoint = run_dir, run_dir / "checkpoints" / "last.ckpt"
         self.received: signal.Signals | None = None
         self.previous: dict[signal.Signals, Any] = {}
         self.validated_step = -1  # the step of the latest validation (callbacks.last saved it)
-        self.bad: Tensor | None = None  # (step, loss, lr) of the first bad loss; step -1: none
         self.stop_next = False  # agreed at a step Lightning logs after this hook: stop next
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.received, self.bad, self.stop_next = None, None, False
+        self.received, self.stop_next = None, False
         if threading.current_thread() is threading.main_thread():  # where Python allows it
-            self.previous = {s: signal.signal(s, self._receive) for s in self.SIGNALS}
+            self.previous = {s: signal.signal(s, self._receive) for s in SIGNALS}
         self._check(trainer)  # a SIGTERM that came while the run was set up
 
     def _receive(self, signum: int, _frame: FrameType | None) -> None:
@@ -163,20 +233,12 @@ class GracefulStop(L.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        # A batch whose gradients are still being accumulated is not a step (yet).
-        stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None:  # None: the module skipped this batch
-            step = trainer.global_step - stepped  # the step this loss was computed in
-            self._note(loss, step, trainer.optimizers[0].param_groups[0]["lr"])
-        # The epoch's last step is checked at the epoch's end, after the validation due there.
-        last = batch_idx + 1 == trainer.num_training_batches
-        if stepped and not last and self.stop_next:
+        if not _stepped_mid_epoch(trainer, batch_idx):
+            return
+        if self.stop_next:
             self._stop(trainer)
-        if stepped and not last and self._due(trainer):
-            # Lightning logs a step after this hook: a run stopped in it would never log
-            # that step, and its resumed run starts at the next one. Stop after the next.
-            self._check(trainer, defer=self._logs_now(trainer))
+        if self._due(trainer):
+            self._check(trainer, defer=_logs_now(trainer))
 
     @override
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -195,8 +257,7 @@ class GracefulStop(L.Callback):
             self._check(trainer)
         finally:
             self._restore()
-        # a finished run's last.ckpt is its final state, validated or not (decided alike
-        # on every rank: the step and the callbacks are the same everywhere)
+        # a finished run's last.ckpt is its final state (decided alike on every rank)
         keeps_last = any(c.monitor == "step" for c in trainer.checkpoint_callbacks)
         if keeps_last and self.validated_step != trainer.global_step:
             trainer.save_checkpoint(self.checkpoint, weights_only=False)
@@ -207,65 +268,24 @@ class GracefulStop(L.Callback):
     ) -> None:
         self._restore()
 
-    @override
-    def on_save_checkpoint(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
-        """Refuse to save the weights that followed a loss that was not finite (every
-        rank saves together, so every rank can take part in the check)."""
-        self._raise_if_diverged(self._agree(trainer)[1], trainer)
-
-    def _note(self, loss: Tensor, step: int, lr: float) -> None:
-        """Keep (step, loss, lr) of the first loss that is not finite, on its device.
-
-        On the CPU reading the loss waits for nothing, and costs 1-3 us a step against
-        about 100 us for the tensor operations that keep it on a GPU without reading it
-        (both measured on the CPU)."""
-        if loss.device.type != "cpu":
-            self.bad = first_bad(self.bad, loss.detach(), step, lr)
-        elif self.bad is None and not math.isfinite(value := loss.item()):
-            self.bad = torch.tensor([step, value, lr], dtype=torch.float64)
-
     def _due(self, trainer: L.Trainer) -> bool:
-        if self._logs_now(trainer):
-            return True
-        return trainer.world_size == 1 and self._signalled_here(trainer)
-
-    @staticmethod
-    def _logs_now(trainer: L.Trainer) -> bool:
-        """Whether Lightning logs the step just taken (it does so after the hooks)."""
-        return trainer.global_step % max(trainer.log_every_n_steps, 1) == 0
+        return _logs_now(trainer) or (trainer.world_size == 1 and self._signalled_here(trainer))
 
     def _signalled_here(self, trainer: L.Trainer) -> bool:
         """Whether a signal came to this process (Lightning notes a SIGTERM that came
         before our handler was in place)."""
         return self.received is not None or trainer.received_sigterm
 
-    def _agree(self, trainer: L.Trainer) -> tuple[bool, list[float] | None]:
-        """Whether a signal came to any rank, and (step, loss, lr) of the earliest loss
-        that was not finite on any rank: one all-gather, and one wait for the device."""
-        bad = self.bad
-        if bad is None:  # no step yet
-            bad = torch.full((3,), -1.0, dtype=torch.float64, device=trainer.strategy.root_device)
-        mine = torch.cat((bad.new_full((1,), float(self._signalled_here(trainer))), bad))
-        ranks = trainer.strategy.all_gather(mine).reshape(-1, 4).tolist()
-        diverged = [rank[1:] for rank in ranks if rank[1] >= 0]
-        return any(rank[0] for rank in ranks), min(diverged) if diverged else None
-
     def _check(self, trainer: L.Trainer, defer: bool = False) -> None:
-        """Agree; stop for a signal now, or (`defer`) after the next step."""
-        signalled, diverged = self._agree(trainer)
-        self._raise_if_diverged(diverged, trainer)
-        if signalled and defer:
+        """Agree whether any rank was signalled; stop now, or (`defer`) after the next step."""
+        device = trainer.strategy.root_device
+        mine = torch.tensor([float(self._signalled_here(trainer))], device=device)
+        if not trainer.strategy.all_gather(mine).any():  # Lightning's reduce adds a barrier
+            return
+        if defer:
             self.stop_next = True  # every rank: they agreed
-        elif signalled:
+        else:
             self._stop(trainer)
-
-    @staticmethod
-    def _raise_if_diverged(diverged: list[float] | None, trainer: L.Trainer) -> None:
-        if diverged is not None:
-            step, loss, lr = diverged
-            raise Diverged(int(step), "the loss", loss, lr, fused_under_fp16(trainer))
 
     def _stop(self, trainer: L.Trainer) -> NoReturn:
         """Save the step to last.ckpt (rank 0 writes; every rank takes part) and stop.
@@ -277,23 +297,20 @@ class GracefulStop(L.Callback):
         raise Interrupted(received.name, 128 + received, trainer.global_step, run_dir)
 
 
-class StopOnSignal:
-    """From the claim of a run folder to its metrics.json, SIGINT, SIGTERM and SIGUSR1 raise
-    `Stopped` (outside the training loop, where GracefulStop takes them): a run stopped
-    while it is set up, fits its baselines or tests still writes its status. Inside
-    `held()` (claiming the folder, writing a status) the signal waits for the block's end.
-
-    Without it SIGTERM kills the process with no word and SIGINT prints a traceback, and
-    the run folder keeps no status."""
+class RaiseOnSignal:
+    """Outside the training loop (where SignalStop takes them), from the claim of a run
+    folder to its metrics.json: SIGINT, SIGTERM and SIGUSR1 raise `Stopped`, so a run
+    stopped while it is set up, fits its baselines or tests still writes its status
+    (else SIGTERM kills the process without a word). Inside `held()` a signal waits."""
 
     def __init__(self) -> None:
         self.pending: int | None = None
         self.holding = False
         self.previous: dict[signal.Signals, Any] = {}
 
-    def __enter__(self) -> StopOnSignal:
+    def __enter__(self) -> RaiseOnSignal:
         if threading.current_thread() is threading.main_thread():  # where Python allows it
-            self.previous = {s: signal.signal(s, self._receive) for s in GracefulStop.SIGNALS}
+            self.previous = {s: signal.signal(s, self._receive) for s in SIGNALS}
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -320,23 +337,10 @@ class StopOnSignal:
             raise Stopped(self.pending)
 
 
-def first_bad(bad: Tensor | None, loss: Tensor, step: int, lr: float) -> Tensor:
-    """`bad`, or (step, loss, lr) if `loss` is the first that is not finite (step -1 in
-    `bad`: none yet), computed where `loss` is without reading it back."""
-    loss = loss.double()
-    if bad is None:
-        bad = torch.full((3,), -1.0, dtype=torch.float64, device=loss.device)
-    keep = torch.isfinite(loss) | (bad[0] >= 0)
-    row = torch.stack((loss.new_full((), step), loss, loss.new_full((), lr)))
-    return torch.where(keep, bad, row)
-
-
 class EpochProgressBar(ProgressBar):
     """One bar over the whole run, counted in epochs and redrawn every `refresh_rate`.
-
-    Lightning's bars restart every epoch; on 1000 one-step epochs that is 1000 redraws,
-    which cost more than the steps (and fill a log file with lines).
-    """
+    Lightning's restarts every epoch: on 1000 one-step epochs, 1000 redraws that cost more
+    than the steps (and fill a log file with lines)."""
 
     def __init__(self, refresh_rate: Positive = 50):
         super().__init__()

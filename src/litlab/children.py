@@ -1,14 +1,8 @@
 """Child processes of `sweep` and `search`: N at a time, each in a worker slot (with its
-own GPUs), and never outliving the command that started them.
-
-SIGTERM or SIGINT to the parent is passed on to every child as SIGTERM (each saves its
-step and stops, see GracefulStop), no new child starts, and the parent returns once they
-have ended; a second signal kills them. If the parent is killed outright (SIGKILL), Linux
-sends each child SIGTERM (PR_SET_PDEATHSIG), so none trains on as an orphan.
-
-Children never import from the working folder ahead of the installed packages
-(`python_command`), nor do the processes they start in turn.
-"""
+own GPUs), and never outliving the command that started them. SIGTERM or SIGINT to the
+parent is passed on to every child as SIGTERM (each saves its step and stops), no new
+child starts, and the parent returns once they have ended; a second signal kills them.
+A parent killed outright (SIGKILL) leaves no orphan: Linux sends each child SIGTERM."""
 
 from __future__ import annotations
 
@@ -45,10 +39,9 @@ class Outcome:
 
 
 def python_command(*args: str) -> list[str]:
-    """`python -P ARGS`: `-m` and `-c` put the working folder first on sys.path, where a
-    file of the same name (an omegaconf.py) would shadow an installed package; -P leaves
-    it off. The user's own modules there still import for their `_target_`s, after the
-    packages (signatures.locate appends the folder)."""
+    """`python -P ARGS`: without -P, `-m` and `-c` put the working folder first on
+    sys.path, where a file of the same name (an omegaconf.py) would shadow an installed
+    package. The user's modules there still import, after the packages (signatures.locate)."""
     return [sys.executable, "-P", *args]
 
 
@@ -134,8 +127,3 @@ def _die_with(parent: int) -> Callable[[], None]:
             os.kill(os.getpid(), signal.SIGTERM)
 
     return arrange
-
-
-def exit_code(signum: signal.Signals) -> int:
-    """What a shell reports for a command stopped by `signum` (130 Ctrl-C, 143 SIGTERM)."""
-    return 128 + int(signum)

@@ -29,9 +29,8 @@ from litlab.errors import (
 def command(argv: list[str] | None = None) -> None:
     """The `litlab` program: `main`, then exit with its status."""
     status = main(argv)
-    # Python's last act before exiting is a full garbage collection over every object
-    # alive, torch's and Lightning's modules included: 0.7 s here, to free memory the
-    # OS takes back anyway. Frozen objects are left out of it; files are already closed.
+    # Python's exit collects every object alive, torch's and Lightning's: 0.7 s to free
+    # memory the OS takes back anyway. Frozen objects are left out; files are closed.
     gc.freeze()
     sys.exit(status)
 
@@ -73,16 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         from litlab.train import run
 
         run_dir, metrics = run(composed)
-    except Diverged as exc:
+    # one line each; DataError: the table's fault, not the config's (exit status 2)
+    except (Diverged, Interrupted, SweepStopped, DataError, MissingPackage) as exc:
         print(f"litlab: {exc}", file=sys.stderr)
-        return 3
-    except (Interrupted, SweepStopped) as exc:
-        print(f"litlab: {exc}", file=sys.stderr)
-        return exc.exit_code
-    # one line: the table's fault, not the config's; or the command that installs a package
-    except (DataError, MissingPackage) as exc:
-        print(f"litlab: {exc}", file=sys.stderr)
-        return 2
+        return 3 if isinstance(exc, Diverged) else getattr(exc, "exit_code", 2)
     except ConfigError as exc:
         print("litlab: bad config:", *(f"  {e}" for e in exc.errors), sep="\n", file=sys.stderr)
         return 2

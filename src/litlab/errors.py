@@ -1,6 +1,8 @@
 """Errors a run stops on with a message for the user (kept free of heavy imports, so the
 command line can catch them before it has imported torch)."""
 
+from __future__ import annotations
+
 
 class ConfigError(ValueError):
     """A config a user can fix; the message lists every problem found."""
@@ -54,13 +56,23 @@ class PeerLost(RuntimeError):
             f'run stopped. Continue it with: make train ARGS="resume={run_dir}"'
         )
 
+    @classmethod
+    def of(cls, exc: RuntimeError, run_dir: str) -> PeerLost | None:
+        """The PeerLost that `exc` means, if torch.distributed raised it: gloo raises plain
+        RuntimeErrors that name it (a peer's connection reset, a wait past the timeout)."""
+        import torch.distributed as dist  # only now: this module is imported before torch
+
+        if isinstance(exc, dist.DistError) or any(w in str(exc) for w in ("gloo", "NCCL")):
+            return cls(str(exc).splitlines()[0][:300], run_dir)
+        return None
+
 
 class RunBusy(OSError):
     """Another process owns the run folder (rundirs.lock_run_dir)."""
 
 
 class Stopped(Exception):
-    """Raised by a SIGINT or SIGTERM handler outside the training loop (StopOnSignal)."""
+    """Raised by a SIGINT or SIGTERM handler outside the training loop (RaiseOnSignal)."""
 
     def __init__(self, signum: int):
         self.signum = signum

@@ -38,7 +38,7 @@ FULL_BATCH = (
 
 class SendSignal(L.Callback):
     """Sends `signum` to this process when `step` steps are done and `when` comes: a
-    step starts, the validation starts, or the epoch has ended (after GracefulStop has
+    step starts, the validation starts, or the epoch has ended (after SignalStop has
     looked), as a user or a scheduler would."""
 
     def __init__(self, step: int, signum: signal.Signals, when: str):
