@@ -16,13 +16,13 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import OmegaConf
 
 from litlab.callbacks import GracefulStop, RandomState, StoreConfig
-from litlab.check import SCHEDULER_OPTIONS, target_nodes
 from litlab.checkpoints import AtomicCheckpointIO
 from litlab.config import ConfigError, SourcedConfig, instantiate
 from litlab.data.base import TensorDataModule, contract_errors
 from litlab.errors import DataError
 from litlab.loggers import run_arguments
-from litlab.optim import OptimizerFactory, SchedulerFactory
+from litlab.optim import optimizer_factories
+from litlab.schema import target_nodes
 from litlab.signatures import locate, signature
 
 AUTO_MODULE = "litlab.module.auto"  # configs/module/auto.yaml
@@ -65,24 +65,6 @@ def build_data(
             ]
         )
     return datamodule
-
-
-def optimizer_factories(
-    composed: SourcedConfig,
-) -> tuple[OptimizerFactory, SchedulerFactory | None, dict[str, Any]]:
-    """The optimiser and scheduler as partials, and the options that tell Lightning when
-    to step the scheduler (interval, frequency, monitor)."""
-    optimizer = build_node(composed, "optimizer")
-    node = composed.cfg.get("scheduler")
-    if node is None:
-        return optimizer, None, {}
-    options = OmegaConf.to_container(node.get(SCHEDULER_OPTIONS) or OmegaConf.create())
-    schedule = OmegaConf.masked_copy(node, [k for k in node if k != SCHEDULER_OPTIONS])
-    try:
-        scheduler = instantiate(schedule)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError([f"scheduler ({composed.source('scheduler')}): {exc}"]) from None
-    return optimizer, scheduler, options
 
 
 def build_module(composed: SourcedConfig, datamodule: TensorDataModule) -> L.LightningModule:

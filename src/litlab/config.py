@@ -31,7 +31,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from litlab.errors import ConfigError
 from litlab.signatures import importable
-from litlab.trust import read_config_file
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # A `configs/` folder in the working directory adds options of its own (Hydra's search
@@ -150,15 +149,11 @@ def groups() -> dict[str, list[str]]:
     return {group: sorted(found[group]) for group in sorted(found)}
 
 
-def compose(words: list[str], trust: bool = False) -> SourcedConfig:
-    """The resolved config that Hydra composes from `train.yaml` and the user's words;
-    with `resume=FOLDER`, that run's config.yaml (plain data, whose targets are checked
-    unless `trust`) changed by the user's `a.b=value` words."""
+def compose(words: list[str]) -> SourcedConfig:
+    """The resolved config that Hydra composes from `train.yaml` and the user's words
+    (a resumed run's is read by rundirs.compose)."""
     words = list(words)
-    picked, dotted = _parse_words(words, groups())
-    resume = [w.partition("=")[2] for w in dotted if w.lstrip("+").startswith("resume=")]
-    if resume and resume[-1] not in ("null", ""):
-        return _resumed(resume[-1], picked, dotted, trust)
+    picked, dotted = parse_words(words)
     lists = {g: o for g, o in picked.items() if isinstance(o, list)}  # Hydra keeps none
     dotted = _to_option(picked, dotted, lists)
     overrides = _overrides(picked, dotted)
@@ -174,9 +169,10 @@ def compose(words: list[str], trust: bool = False) -> SourcedConfig:
     return SourcedConfig(cfg, sources, choices, notes=notes, words=words)
 
 
-def _parse_words(words: list[str], options: dict[str, list[str]]) -> tuple[dict, list[str]]:
+def parse_words(words: list[str]) -> tuple[dict[str, Any], list[str]]:
     """The groups the words pick (`group=option`, a list of options, or None for
     `group=null` and `~group`) and the other words, as they came."""
+    options = groups()
     picked: dict[str, Any] = {}
     dotted: list[str] = []
     errors: list[str] = []
@@ -408,7 +404,7 @@ def _yield_to_picked(
             cfg.name = base.name
         if body.get(group) is None:
             continue
-        keys = ", ".join(f"{group}.{k}" for k in _leaf_keys(body[group]))
+        keys = ", ".join(f"{group}.{k}" for k in leaf_keys(body[group]))
         if option is None:
             notes.append(
                 f"{group}=null ({CLI}) switches the group off: experiment={experiment}'s "
@@ -492,10 +488,10 @@ def _sources(
             for name in yielded:
                 body.pop(name, None)
             layers.append((body, _rel(path, CONFIG_DIR)))
-    present = set(_leaf_keys(cfg))
+    present = set(leaf_keys(cfg))
     sources: dict[str, str] = {}
     for node, source in layers:
-        for key in _leaf_keys(node):
+        for key in leaf_keys(node):
             if key in present:
                 sources[key] = source
     for word in dotted:
@@ -553,46 +549,14 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def _resumed(
-    folder: str, picked: dict[str, str | None], dotted: list[str], trust: bool
-) -> SourcedConfig:
-    """The config a run ran with, changed by the command line's single keys. Rank 0 reads
-    it: the other machines of a job may have no such folder."""
-    from litlab.rundirs import from_rank_zero  # here: rundirs imports this module
-
-    stored = Path(folder).expanduser() / "config.yaml"
-    if picked:
-        words = " ".join(f"{group}={option}" for group, option in picked.items())
-        raise ConfigError(
-            [f"{words} ({CLI}): a resumed run keeps its groups; change keys (a.b=value)"]
-        )
-
-    def read() -> dict[str, Any]:
-        if not stored.is_file():
-            raise ConfigError([f"resume={folder} ({CLI}): no run there (no config.yaml)"])
-        return read_config_file(stored)
-
-    layers = [(OmegaConf.create(from_rank_zero(read)), str(stored)), (_from_dotlist(dotted), CLI)]
-    composed = _merge(layers, {})
-    composed.untrusted = () if trust else (str(stored),)
-    return composed
-
-
 def stored_config(
     config: dict[str, Any], choices: dict[str, Any], source: str, trust: bool
 ) -> SourcedConfig:
     """A config read back from a checkpoint (checked as plain data by load_checkpoint):
     every value comes from `source`, whose targets are checked unless `trust`."""
     cfg = OmegaConf.create(config)
-    sources = dict.fromkeys(_leaf_keys(cfg), source)
+    sources = dict.fromkeys(leaf_keys(cfg), source)
     return SourcedConfig(cfg, sources, choices, untrusted=() if trust else (source,))
-
-
-def _from_dotlist(dotted: list[str]) -> DictConfig:
-    try:
-        return OmegaConf.from_dotlist(dotted)
-    except OmegaConfBaseException as exc:
-        raise ConfigError([f"{' '.join(dotted)} ({CLI}): {exc}"]) from None
 
 
 def _rel(path: Path, config_dir: Path) -> str:
@@ -603,26 +567,13 @@ def _rel(path: Path, config_dir: Path) -> str:
     return f"./{path.relative_to(cwd)}" if path.is_relative_to(cwd) else str(path)
 
 
-def _merge(layers: list[tuple[DictConfig, str]], choices: dict[str, str | None]) -> SourcedConfig:
-    sources: dict[str, str] = {}
-    for node, source in layers:
-        for key in _leaf_keys(node):
-            sources[key] = source
-    try:
-        cfg = OmegaConf.merge(*(node for node, _ in layers))
-        OmegaConf.resolve(cfg)
-    except OmegaConfBaseException as exc:
-        raise ConfigError([f"config cannot be resolved: {exc}"]) from None
-    return SourcedConfig(cfg, sources, choices)
-
-
-def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+def leaf_keys(node: Any, prefix: str = "") -> list[str]:
     """Dotted paths of every value in a plain nested dict."""
     if OmegaConf.is_config(node):
         node = OmegaConf.to_container(node, resolve=False)
     if not isinstance(node, dict) or not node:
         return [prefix] if prefix else []
-    return [leaf for k, v in node.items() for leaf in _leaf_keys(v, f"{prefix}.{k}".lstrip("."))]
+    return [leaf for k, v in node.items() for leaf in leaf_keys(v, f"{prefix}.{k}".lstrip("."))]
 
 
 # --------------------------------------------------------------------------- instantiate

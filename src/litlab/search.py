@@ -37,8 +37,9 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from litlab.children import Child, Outcome, python_command, run_jobs
-from litlab.config import CLI, compose, groups
+from litlab.config import CLI, groups
 from litlab.errors import ConfigError, Interrupted
+from litlab.rundirs import compose
 from litlab.verdict import HEADLINE, outcome, row_step
 
 KEYS = ("job", "n_trials", "metric", "direction", "sampler", "seed", "pruner", "storage", "params")

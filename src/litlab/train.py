@@ -24,15 +24,14 @@ from omegaconf import OmegaConf
 from litlab import dashboard, loggers
 from litlab.builders import build_data, build_module, build_trainer
 from litlab.callbacks import StopOnSignal
-from litlab.check import LIGHTNING_COUNTERS, check, monitor_errors
+from litlab.check import check
 from litlab.checkpoints import CHECKPOINT_SECTION, check_fits, load_checkpoint, write_text
 from litlab.config import CLI, ConfigError, SourcedConfig
 from litlab.data.base import TensorDataModule, tensors
+from litlab.distributed import from_rank_zero, is_rank_zero, slurm_job
 from litlab.errors import Diverged, Interrupted, PeerLost, Stopped
 from litlab.rundirs import (
     claim_run_dir,
-    from_rank_zero,
-    is_rank_zero,
     lock_run_dir,
     metric_spread,
     open_run_dir,
@@ -42,10 +41,10 @@ from litlab.rundirs import (
     requeued_run,
     run_label,
     run_root,
-    slurm_job,
     write_json,
     write_status,
 )
+from litlab.schema import LIGHTNING_COUNTERS, monitor_errors
 
 # Lightning 2.6 on torch 2.13 warns about its own use of a deprecated torch API.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")

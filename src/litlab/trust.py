@@ -20,6 +20,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from litlab.config import SourcedConfig, config_dirs
 from litlab.errors import ConfigError
 
 PACKAGE = Path(__file__).resolve().parent
@@ -100,14 +101,13 @@ def _walk(
 # --------------------------------------------------------------------------- targets
 
 
-def target_errors(cfg: Any, sources: Any, untrusted: tuple[str, ...]) -> list[str]:
-    """Every `_target_` that a file in `untrusted` set (`sources(key)` says which file set
-    a key) and that `allowed_target` refuses; checked as text, so nothing it names is
-    imported."""
+def target_errors(composed: SourcedConfig) -> list[str]:
+    """Every `_target_` that a file of `composed.untrusted` set and that `allowed_target`
+    refuses; checked as text, so nothing it names is imported."""
     errors = []
-    for key, target in keys_named(cfg, "_target_"):
-        where = sources(key)
-        if where in untrusted and not allowed_target(target):
+    for key, target in keys_named(composed.cfg, "_target_"):
+        where = composed.source(key)
+        if where in composed.untrusted and not allowed_target(target):
             errors.append(
                 f"{key}={target} ({where}): a stored config may build only litlab's classes "
                 "and the targets in configs/; pass --trust if you trust this file"
@@ -128,8 +128,6 @@ def allowed_target(target: Any) -> bool:
 def config_targets() -> frozenset[str]:
     """Every `_target_` in the config files: litlab's configs/ and the user's own
     ./configs/ (a model added there as an option is the user's choice, so allowed)."""
-    from litlab.config import config_dirs  # here: config imports this module
-
     return frozenset().union(*(_targets_under(folder) for folder in config_dirs()))
 
 

@@ -43,8 +43,8 @@ from litlab.data.image_files import (
     why_not,
 )
 from litlab.data.split import check_split, split_rows
+from litlab.distributed import is_rank_zero
 from litlab.errors import ConfigError, DataError
-from litlab.rundirs import is_rank_zero
 
 SHOWN = 10  # skipped files named in the printed report (all of them are in data.json)
 

@@ -37,7 +37,7 @@ from litlab.data.columns import (
 )
 from litlab.data.leaks import leak_line, possible_leaks
 from litlab.data.split import Folds, check_classes, check_split, split_rows
-from litlab.rundirs import is_rank_zero
+from litlab.distributed import is_rank_zero
 
 TASKS = ("auto", "binary", "multiclass", "regression")
 # predict refuses a value this many training standard deviations from the training mean
