@@ -126,11 +126,9 @@ def build_trainer(
     extra: Sequence[L.Callback] = (),
     steps_per_epoch: int = 1,
 ) -> L.Trainer:
-    """The Trainer with its loggers and callbacks, all writing inside `run_dir` (or to
-    the tracking store a logger names); every checkpoint also carries the config (for
-    eval and predict) and the random state (for an exact resume), and is written
-    atomically. A signal stops it after a saved step. With trainer.log_every_n_steps
-    null, the interval the run's length calls for is set in the config (and so stored)."""
+    """The Trainer with its loggers and callbacks, all writing inside `run_dir`; its
+    checkpoints carry the config and random state and are written atomically. A null
+    trainer.log_every_n_steps is set (and stored) to what the run's length calls for."""
     cfg = composed.cfg
     trainer = cfg.trainer
     if trainer.get("log_every_n_steps") is None and not trainer.get("fast_dev_run"):
@@ -172,11 +170,9 @@ def log_interval(max_epochs: int | None, max_steps: int | None, steps_per_epoch:
 
 
 def _cluster() -> list[SLURMEnvironment]:
-    """Under SLURM, Lightning's SLURM environment without its auto-requeue: its SIGUSR1
-    handler saves from inside the signal handler, mid-step, then trains on (shown by
-    tests/test_lightning_shortfalls.py), and under DDP its collectives could pair wrongly
-    with GracefulStop's. GracefulStop takes SIGUSR1 like SIGTERM instead, and `train.run`
-    requeues the job: one mechanism."""
+    """Under SLURM, Lightning's SLURM environment without its auto-requeue, which saves
+    mid-step from the signal handler (tests/test_lightning_shortfalls.py): GracefulStop
+    takes SIGUSR1 instead and `train.run` requeues the job."""
     return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
@@ -199,10 +195,8 @@ def run_name(run_dir: Path, runs_dir: Path) -> str:
 
 
 def _callbacks(composed: SourcedConfig, run_dir: Path, has_logger: bool) -> list[L.Callback]:
-    """The configured callbacks; one set to null (callbacks.lr_monitor=null) is off. With
-    no logger the learning rate has nowhere to go (Lightning would refuse to start).
-    Checkpoints go to <run_dir>/checkpoints: without a `dirpath` Lightning would put them
-    in the first logger's folder (MLflow's: <experiment id>/<run id>/)."""
+    """The configured callbacks (null: off); no lr_monitor without a logger (Lightning
+    would refuse to start). Checkpoints go to <run_dir>/checkpoints, not a logger's folder."""
     callbacks = []
     for name, node in (composed.cfg.callbacks or {}).items():
         if not node:

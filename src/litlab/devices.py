@@ -1,11 +1,6 @@
-"""The machine's devices: whether a config's device and precision run here, and which
-GPUs a worker of `sweep -j N` or `search -j N` may see.
-
-Every child process would otherwise pick GPU 0 (Lightning's `devices: 1` is the first GPU
-it sees), so N jobs on an N-GPU machine would share one. Each worker slot is given its
-own GPUs through CUDA_VISIBLE_DEVICES; a job that asks for k devices (trainer=ddp with
-trainer.devices=k) takes k of them.
-"""
+"""The machine's devices: whether a config's device and precision run here, and the
+GPUs each worker of `sweep -j N` or `search -j N` may see (CUDA_VISIBLE_DEVICES: else
+every child would pick GPU 0)."""
 
 from __future__ import annotations
 

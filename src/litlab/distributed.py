@@ -71,12 +71,9 @@ def _on_slurm() -> bool:
 
 def from_rank_zero(read: Callable[[], T]) -> T:
     """`read()` where the run folder is; on the other machines of a job, what rank 0
-    read (without a shared file system only its machine has the folder). An error rank 0
-    meets stops every process with its message. `read` returns JSON.
-
-    Not Lightning's `strategy.broadcast`: this runs before the Trainer, whose devices and
-    node count come from the very config being read. The launcher's rendezvous store is
-    there already; Lightning's process group uses it next."""
+    read (it alone may have the folder); rank 0's error stops every process. `read`
+    returns JSON. Not `strategy.broadcast`: this runs before the Trainer exists, over the
+    launcher's rendezvous store, which Lightning's process group uses next."""
     key = f"litlab/{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}/{next(_exchanges)}"
     if machine_rank() > 0:
         store = _store()

@@ -1,10 +1,6 @@
-"""The optimiser and schedule: their factories from the config, a schedule of our own,
-and the rates drawn before training.
-
-Optimisers and schedulers are config nodes with `_partial_: true`: the builder turns
-them into `functools.partial`s, and the LightningModule calls them with its parameters
-(and the optimiser) in `configure_optimizers`, as Lightning's own examples do.
-"""
+"""The optimiser and schedule: partials from the config (`_partial_: true`), called by
+the LightningModule in `configure_optimizers`; a schedule of our own; the rates drawn
+before training."""
 
 from __future__ import annotations
 

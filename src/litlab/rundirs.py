@@ -119,11 +119,8 @@ def open_run_dir(composed: SourcedConfig, run_dir: Path | None) -> Path:
 
 
 def claim_run_dir(parent: Path, label: str = "", stem: str | None = None) -> Path:
-    """Create `<parent>/<YYYY-MM-DD_HH-MM-SS>[_<label>]` (or `<parent>/<stem>`); runs
-    started in the same second (a second run of one SLURM job) get `_1`, `_2`...
-
-    `mkdir` without `exist_ok` is atomic, so two processes never get the same folder.
-    """
+    """Create `<parent>/<YYYY-MM-DD_HH-MM-SS>[_<label>]` (or `<parent>/<stem>`), atomically
+    (`mkdir`); runs started in the same second get `_1`, `_2`..."""
     stamp = stem or datetime.now().strftime("%Y-%m-%d_%H-%M-%S") + (f"_{label}" if label else "")
     parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1000):
@@ -155,12 +152,9 @@ def requeued_run(composed: SourcedConfig) -> Path | None:
 
 
 def lock_run_dir(run_dir: Path) -> None:
-    """Own `run_dir` until `release_run_dir` or the end of this process: an exclusive
-    `flock` on its .lock file, which the OS drops when the process ends however it ends
-    (a crash, SIGKILL), so a lock is never stale. Held already: RunBusy naming the pid.
-
-    Why: two processes in one folder would share checkpoint names, events and
-    metrics.json (two resume= at once, or a sweep started twice)."""
+    """Own `run_dir` (one process writes a run folder) until `release_run_dir` or the
+    process ends: a `flock` on its .lock, which the OS drops however the process ends.
+    Held already: RunBusy naming the pid."""
     key = run_dir.resolve()
     if key in _held:  # this process owns it already (resume= locks before prepare)
         return
@@ -220,10 +214,9 @@ def subfolder(run_dir: Path, name: str) -> Path:
 
 
 def refuse_links(run_dir: Path) -> None:
-    """A run folder to write in again (resume=, a fold) must hold no link: litlab's own
-    files are replaced atomically, but Lightning and TensorBoard open theirs (events,
-    hparams.yaml) where a link would point. Inside a logger's own old runs a link is
-    left alone (LOGGER_RUNS); one that is such a folder, or holds them, is not."""
+    """A run folder to write in again (resume=, a fold) must hold no link: Lightning and
+    TensorBoard open their files where a link points. Links inside a logger's own old
+    runs (LOGGER_RUNS) are left alone."""
     for path in sorted(run_dir.rglob("*")):
         inside = path.relative_to(run_dir).parts
         if path.is_symlink() and not (len(inside) > 2 and inside[0] in LOGGER_RUNS):

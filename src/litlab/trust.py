@@ -1,12 +1,7 @@
 """Files that may come from someone else (a checkpoint, a run folder's config.yaml) are
 read as plain data: bounded in size, never resolved, and building only allowed targets.
-
-A config is resolved once, when the run saves it; what a file holds is the resolved
-container. So a stored string that still holds `${` was not written by litlab: resolving
-it would run a resolver chosen by the file (`oc.env` reads the environment, a `_target_`
-built from an interpolation runs whatever it names), and it is refused, naming the key.
-Kept free of torch: resume= checks config.yaml before anything heavy is imported.
-"""
+litlab saves a config resolved, so a stored `${` was not written by litlab: resolving it
+would run a resolver the file chose (`oc.env`), and it is refused, naming the key."""
 
 from __future__ import annotations
 
