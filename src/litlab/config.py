@@ -343,14 +343,8 @@ def _in_order(cfg: DictConfig) -> DictConfig:
     plain = OmegaConf.to_container(cfg, resolve=False)  # interpolations stay as text
     switchable = [g for g in groups() if g not in (*GLOBAL_GROUPS, SEARCH_GROUP)]
     keys = dict.fromkeys([*order, *plain, *switchable])
-    ordered = {
-        key: _null_if_empty(plain.get(key)) for key in keys if key in plain or key in switchable
-    }
-    return OmegaConf.create(ordered)
-
-
-def _null_if_empty(value: Any) -> Any:
-    return None if value == {} else value
+    ordered = {key: plain.get(key) for key in keys if key in plain or key in switchable}
+    return OmegaConf.create({key: None if value == {} else value for key, value in ordered.items()})
 
 
 def _yield_to_picked(

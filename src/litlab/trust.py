@@ -158,11 +158,8 @@ def keys_named(node: Any, name: str, prefix: str = "") -> Iterator[tuple[str, An
     """(dotted key, value) of every key `name` in `node`, at any depth, lists included."""
     if OmegaConf.is_config(node):
         node = OmegaConf.to_container(node)
-    items: Any = ()
-    if isinstance(node, dict):
-        items = node.items()
-    elif isinstance(node, list):
-        items = enumerate(node)
+    items: Any = node.items() if isinstance(node, dict) else ()
+    items = enumerate(node) if isinstance(node, list) else items
     for key, child in items:
         path = f"{prefix}.{key}" if prefix else str(key)
         if key == name:
