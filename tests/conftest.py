@@ -15,7 +15,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from litlab.config import SourcedConfig, compose
+from litlab.config import SourcedConfig
+from litlab.rundirs import compose
 
 
 @pytest.fixture

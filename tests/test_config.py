@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from litlab.check import check, key_errors
+from litlab.check import check
 from litlab.config import CONFIG_DIR, SEARCH_GROUP, ConfigError, compose, groups
 from litlab.errors import MissingPackage
+from litlab.schema import key_errors
 
 
 def errors_of(*words: str) -> list[str]:

@@ -475,7 +475,7 @@ EXCHANGE = """
 import json, os, sys
 import torch.distributed as dist
 from litlab.errors import ConfigError
-from litlab.rundirs import from_rank_zero
+from litlab.distributed import from_rank_zero
 
 def read():
     if os.environ.get("BROKEN"):

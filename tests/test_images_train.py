@@ -239,7 +239,7 @@ def test_model_timm_resnet18_trains_briefly(folder, make_config):
 
 @pytest.mark.slow
 def test_a_resumed_images_run_ends_with_the_weights_of_an_uninterrupted_one(folder, make_config):
-    from litlab.config import compose
+    from litlab.rundirs import compose
     from litlab.train import run
 
     words = [

@@ -18,7 +18,7 @@ from conftest import free_port, scalars
 
 from litlab.builders import log_interval
 from litlab.cli import main
-from litlab.config import compose
+from litlab.rundirs import compose
 from litlab.train import run, train
 
 SKIP = {

@@ -9,10 +9,9 @@ import math
 import pytest
 import torch
 
-from litlab.builders import optimizer_factories
 from litlab.config import compose, groups
 from litlab.module import ClassifierModule
-from litlab.optim import planned_rates
+from litlab.optim import optimizer_factories, planned_rates
 from litlab.signatures import locate
 
 

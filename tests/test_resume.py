@@ -9,7 +9,8 @@ import torch
 from conftest import scalars
 
 from litlab.callbacks import RandomState
-from litlab.config import ConfigError, compose
+from litlab.config import ConfigError
+from litlab.rundirs import compose
 from litlab.train import run
 
 # shuffled mini-batches (6 a epoch): the data order must be restored too

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from litlab.builders import optimizer_factories
-from litlab.check import no_op_notes
 from litlab.config import every, fraction
-from litlab.optim import planned_rates
+from litlab.optim import optimizer_factories, planned_rates
+from litlab.run_length import no_op_notes
 
 
 def test_fraction_and_every_by_hand():

@@ -20,8 +20,8 @@ import yaml
 
 from litlab.check import check as check_run
 from litlab.cli import main
-from litlab.config import compose
 from litlab.errors import ConfigError
+from litlab.rundirs import compose
 from litlab.search import search
 from litlab.search.space import check, distribution, parse, words_of
 from litlab.search.study import counted, load_spec, storage

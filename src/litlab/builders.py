@@ -16,13 +16,13 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import OmegaConf
 
 from litlab.callbacks import DivergenceCheck, RandomState, SignalStop, StoreConfig
-from litlab.check import SCHEDULER_OPTIONS, target_nodes
 from litlab.checkpoints import AtomicCheckpointIO
 from litlab.config import ConfigError, SourcedConfig, instantiate
 from litlab.data.base import TensorDataModule, contract_errors
 from litlab.errors import DataError
 from litlab.loggers import run_arguments
-from litlab.optim import OptimizerFactory, SchedulerFactory
+from litlab.optim import optimizer_factories
+from litlab.schema import target_nodes
 from litlab.signatures import locate, signature
 
 AUTO_MODULE = "litlab.module.auto"  # configs/module/auto.yaml
@@ -65,24 +65,6 @@ def build_data(
             ]
         )
     return datamodule
-
-
-def optimizer_factories(
-    composed: SourcedConfig,
-) -> tuple[OptimizerFactory, SchedulerFactory | None, dict[str, Any]]:
-    """The optimiser and scheduler as partials, and the options that tell Lightning when
-    to step the scheduler (interval, frequency, monitor)."""
-    optimizer = build_node(composed, "optimizer")
-    node = composed.cfg.get("scheduler")
-    if node is None:
-        return optimizer, None, {}
-    options = OmegaConf.to_container(node.get(SCHEDULER_OPTIONS) or OmegaConf.create())
-    schedule = OmegaConf.masked_copy(node, [k for k in node if k != SCHEDULER_OPTIONS])
-    try:
-        scheduler = instantiate(schedule)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError([f"scheduler ({composed.source('scheduler')}): {exc}"]) from None
-    return optimizer, scheduler, options
 
 
 def build_module(composed: SourcedConfig, datamodule: TensorDataModule) -> L.LightningModule:
@@ -144,11 +126,9 @@ def build_trainer(
     extra: Sequence[L.Callback] = (),
     steps_per_epoch: int = 1,
 ) -> L.Trainer:
-    """The Trainer with its loggers and callbacks, all writing inside `run_dir` (or to
-    the tracking store a logger names); every checkpoint also carries the config (for
-    eval and predict) and the random state (for an exact resume), and is written
-    atomically. A signal stops it after a saved step. With trainer.log_every_n_steps
-    null, the interval the run's length calls for is set in the config (and so stored)."""
+    """The Trainer with its loggers and callbacks, all writing inside `run_dir`; its
+    checkpoints carry the config and random state and are written atomically. A null
+    trainer.log_every_n_steps is set (and stored) to what the run's length calls for."""
     cfg = composed.cfg
     trainer = cfg.trainer
     if trainer.get("log_every_n_steps") is None and not trainer.get("fast_dev_run"):
@@ -191,11 +171,9 @@ def log_interval(max_epochs: int | None, max_steps: int | None, steps_per_epoch:
 
 
 def _cluster() -> list[SLURMEnvironment]:
-    """Under SLURM, Lightning's SLURM environment without its auto-requeue: its SIGUSR1
-    handler saves from inside the signal handler, mid-step, then trains on (shown by
-    tests/test_lightning_shortfalls.py), and under DDP its collectives could pair wrongly
-    with GracefulStop's. GracefulStop takes SIGUSR1 like SIGTERM instead, and `train.run`
-    requeues the job: one mechanism."""
+    """Under SLURM, Lightning's SLURM environment without its auto-requeue, which saves
+    mid-step from the signal handler (tests/test_lightning_shortfalls.py): GracefulStop
+    takes SIGUSR1 instead and `train.run` requeues the job."""
     return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
@@ -218,10 +196,8 @@ def run_name(run_dir: Path, runs_dir: Path) -> str:
 
 
 def _callbacks(composed: SourcedConfig, run_dir: Path, has_logger: bool) -> list[L.Callback]:
-    """The configured callbacks; one set to null (callbacks.lr_monitor=null) is off. With
-    no logger the learning rate has nowhere to go (Lightning would refuse to start).
-    Checkpoints go to <run_dir>/checkpoints: without a `dirpath` Lightning would put them
-    in the first logger's folder (MLflow's: <experiment id>/<run id>/)."""
+    """The configured callbacks (null: off); no lr_monitor without a logger (Lightning
+    would refuse to start). Checkpoints go to <run_dir>/checkpoints, not a logger's folder."""
     callbacks = []
     for name, node in (composed.cfg.callbacks or {}).items():
         if not node:

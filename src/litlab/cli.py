@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from litlab.check import check
-from litlab.config import ConfigError, compose, groups
+from litlab.config import ConfigError, groups
 from litlab.errors import (
     DataError,
     Diverged,
@@ -24,6 +24,7 @@ from litlab.errors import (
     PeerLost,
     SweepStopped,
 )
+from litlab.rundirs import compose
 
 
 def command(argv: list[str] | None = None) -> None:
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         if print_config:
             print(OmegaConf.to_yaml(composed.cfg), end="")
             return 0
-        from litlab.rundirs import is_rank_zero  # heavy: torch and Lightning
+        from litlab.distributed import is_rank_zero
         from litlab.train import run
 
         run_dir, metrics = run(composed)

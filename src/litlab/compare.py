@@ -19,8 +19,7 @@ import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from litlab import figures
-from litlab.config import compose
-from litlab.rundirs import claim_run_dir
+from litlab.rundirs import claim_run_dir, compose
 from litlab.sweep import sweep, write_csv
 
 PANELS = {

@@ -1,20 +1,8 @@
-"""Config: Hydra 1.3 composes configs/ and the command line's words; Hydra's
-`instantiate` turns a node into an object; check.py checks the result.
-
-Groups, experiments, `+key`, `++key`, `~key`, `~group` and several options of a group
-(`logger=[tensorboard,csv]`) are Hydra's. litlab adds, around Hydra, only what it lacks:
-- the file or command-line word every value came from, which each error names
-  (`optimizer.lr=-1 (the command line)`): `_sources`;
-- `group=null` switches the group off, and `a.b=value` may add a key as well as set
-  one, so the check names an unknown key with the nearest known one: `_overrides`;
-- an option packaged under its own name (`# @package logger.mlflow`, so that several
-  can be picked) takes its keys without its name when it is picked alone
-  (`logger.tracking_uri` for `logger.mlflow.tracking_uri`): `_to_option`;
-- an option picked on the command line keeps its own values: an experiment's keys for
-  that group, and a node's keys for a class the command line replaced, are left out,
-  with a note: `_yield_to_picked`, `_new_targets`;
-- a resumed run's config.yaml is plain data, not composed (`_resumed`).
-"""
+"""Config: Hydra 1.3 composes configs/ and the words; Hydra's `instantiate` builds a
+node. Around Hydra, only what it lacks: the file or word each value came from, which
+errors name (`_sources`); `group=null` and `a.b=value` adding a key (`_overrides`); a
+key of an option packaged under its own name (`_to_option`); and an option picked on
+the command line keeps its own values (`_yield_to_picked`, `_new_targets`)."""
 
 from __future__ import annotations
 
@@ -31,7 +19,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from litlab.errors import ConfigError
 from litlab.signatures import importable
-from litlab.trust import read_config_file
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 # A `configs/` folder in the working directory adds options of its own (Hydra's search
@@ -97,8 +84,7 @@ def fraction(part: float, total: Any) -> int | None:
 
 def every(part: float, total: Any) -> int | None:
     """`${every:0.05,${trainer.max_epochs}}`: the largest divisor of `total` up to
-    part * total (at least 1), so the last of `total` epochs is always one of them (the
-    run validates at its end, whatever its length); None as for `fraction`."""
+    part * total (at least 1), so the run validates at its last epoch; None as `fraction`."""
     if not _is_length(total):
         return None
     limit = max(1, int(float(part) * total))
@@ -150,15 +136,11 @@ def groups() -> dict[str, list[str]]:
     return {group: sorted(found[group]) for group in sorted(found)}
 
 
-def compose(words: list[str], trust: bool = False) -> SourcedConfig:
-    """The resolved config that Hydra composes from `train.yaml` and the user's words;
-    with `resume=FOLDER`, that run's config.yaml (plain data, whose targets are checked
-    unless `trust`) changed by the user's `a.b=value` words."""
+def compose(words: list[str]) -> SourcedConfig:
+    """The resolved config that Hydra composes from `train.yaml` and the user's words
+    (a resumed run's is read by rundirs.compose)."""
     words = list(words)
-    picked, dotted = _parse_words(words, groups())
-    resume = [w.partition("=")[2] for w in dotted if w.lstrip("+").startswith("resume=")]
-    if resume and resume[-1] not in ("null", ""):
-        return _resumed(resume[-1], picked, dotted, trust)
+    picked, dotted = parse_words(words)
     lists = {g: o for g, o in picked.items() if isinstance(o, list)}  # Hydra keeps none
     dotted = _to_option(picked, dotted, lists)
     overrides = _overrides(picked, dotted)
@@ -174,9 +156,10 @@ def compose(words: list[str], trust: bool = False) -> SourcedConfig:
     return SourcedConfig(cfg, sources, choices, notes=notes, words=words)
 
 
-def _parse_words(words: list[str], options: dict[str, list[str]]) -> tuple[dict, list[str]]:
+def parse_words(words: list[str]) -> tuple[dict[str, Any], list[str]]:
     """The groups the words pick (`group=option`, a list of options, or None for
     `group=null` and `~group`) and the other words, as they came."""
+    options = groups()
     picked: dict[str, Any] = {}
     dotted: list[str] = []
     errors: list[str] = []
@@ -224,11 +207,9 @@ def _option(group: str, value: str, allowed: list[str]) -> str | list[str] | Non
 
 
 def _overrides(picked: dict[str, Any], dotted: list[str]) -> list[str]:
-    """Hydra's overrides for the words. Where Hydra's own reading differs, litlab's:
-    `group=null` switches the group off (Hydra's command line refuses None: `~group`);
-    `a.b=value` sets a key or adds it (Hydra's `++`), so that the check, not Hydra,
-    names an unknown key, with the nearest known one; a value Hydra's grammar cannot
-    read (a path starting with `~`, a `;`) is text, as OmegaConf's dotlist reads it."""
+    """Hydra's overrides for the words, read as litlab reads them: `group=null` is
+    `~group`, `a.b=value` is `++a.b=value` (the check names an unknown key), and a value
+    Hydra's grammar cannot read (`~/data`, a `;`) is quoted text."""
     listed = _primary_groups()
     overrides = []
     for group, option in picked.items():
@@ -268,9 +249,7 @@ def _readable(word: str) -> str:
 
 def _to_option(picked: dict[str, Any], dotted: list[str], lists: dict[str, Any]) -> list[str]:
     """The words, with `group.key` read as `group.option.key` where the group's one
-    option is packaged under its own name (`# @package logger.mlflow`): with one option
-    there is no other the key could be for, and Hydra would add `key` beside it. Only for
-    such a word is the option looked up, by composing once without it."""
+    option is packaged under its own name (`# @package logger.mlflow`)."""
 
     def group_of(word: str) -> str:  # the group a dotted key starts with, or ""
         key = word.partition("=")[0].lstrip("+~")
@@ -296,10 +275,8 @@ def _to_option(picked: dict[str, Any], dotted: list[str], lists: dict[str, Any])
 
 
 def _packaged_by_option(group: str) -> bool:
-    """Whether the group's options are each packaged under their own name, so that several
-    can be picked at once (logger): `# @package <group>.<option>`. An option of comments
-    only (none.yaml) builds nothing and counts either way; the files are not parsed, so a
-    broken one is left to Hydra's composition to report."""
+    """Whether every option of the group with keys is packaged as `# @package
+    <group>.<option>`, so that several can be picked at once (logger)."""
     paths = [_option_path(group, option) for option in groups()[group]]
     paths = [path for path in paths if _has_keys(path)]
     return bool(paths) and all(_package(path) == f"{group}.{path.stem}" for path in paths)
@@ -320,9 +297,8 @@ def _primary_groups() -> frozenset[str]:
 
 
 def _hydra(overrides: list[str]) -> tuple[DictConfig, dict[str, Any]]:
-    """Hydra's composition of train.yaml with `overrides`, from litlab's configs/ and
-    then the user's ./configs/ (Hydra's search path); the config, unresolved and no
-    longer struct, and the option picked in each group."""
+    """Hydra's composition of train.yaml with `overrides` over the search path: the
+    config, unresolved and not struct, and the option picked in each group."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -367,22 +343,15 @@ def _in_order(cfg: DictConfig) -> DictConfig:
     plain = OmegaConf.to_container(cfg, resolve=False)  # interpolations stay as text
     switchable = [g for g in groups() if g not in (*GLOBAL_GROUPS, SEARCH_GROUP)]
     keys = dict.fromkeys([*order, *plain, *switchable])
-    ordered = {
-        key: _null_if_empty(plain.get(key)) for key in keys if key in plain or key in switchable
-    }
-    return OmegaConf.create(ordered)
-
-
-def _null_if_empty(value: Any) -> Any:
-    return None if value == {} else value
+    ordered = {key: plain.get(key) for key in keys if key in plain or key in switchable}
+    return OmegaConf.create({key: None if value == {} else value for key, value in ordered.items()})
 
 
 def _yield_to_picked(
     cfg: DictConfig, choices: dict[str, Any], picked: dict[str, Any], overrides: list[str]
 ) -> tuple[list[str], set[str]]:
-    """Leave out the experiment's keys for a group whose option the command line changed:
-    they were meant for the experiment's option (Adam's lr is no rate for SGD), and
-    Hydra would merge them into the new one. One note each; the groups changed so."""
+    """Leave out the experiment's keys for a group whose option the command line
+    changed (Adam's lr is no rate for SGD); one note each, and the groups changed so."""
     experiment = choices.get("experiment")
     if not experiment:
         return [], set()
@@ -408,7 +377,7 @@ def _yield_to_picked(
             cfg.name = base.name
         if body.get(group) is None:
             continue
-        keys = ", ".join(f"{group}.{k}" for k in _leaf_keys(body[group]))
+        keys = ", ".join(f"{group}.{k}" for k in leaf_keys(body[group]))
         if option is None:
             notes.append(
                 f"{group}=null ({CLI}) switches the group off: experiment={experiment}'s "
@@ -438,9 +407,8 @@ def _file_choices(body: DictConfig) -> dict[str, str]:
 
 
 def _new_targets(cfg: DictConfig, dotted: list[str], overrides: list[str]) -> list[str]:
-    """A `_target_` changed on the command line leaves out the node's keys from the files
-    (they were arguments of the old class), but for KEPT_ON_NEW_TARGET and the keys the
-    command line set; one note a node. Hydra would pass them all to the new class."""
+    """A `_target_` changed on the command line drops the files' keys of that node
+    (arguments of the old class) but KEPT_ON_NEW_TARGET and the command line's; one note."""
     targets = [w for w in dotted if w.partition("=")[0].lstrip("+").endswith("._target_")]
     if not targets:
         return []
@@ -474,10 +442,8 @@ def _new_targets(cfg: DictConfig, dotted: list[str], overrides: list[str]) -> li
 def _sources(
     cfg: DictConfig, choices: dict[str, Any], dotted: list[str], yielded: set[str]
 ) -> dict[str, str]:
-    """The file (or the command line) that set each value of `cfg`: what Hydra cannot
-    say, and every error message names. The files in Hydra's order of merging: each
-    group's option (after the option it starts from), train.yaml's own keys, the
-    experiment's (less the groups it yielded), the debug option's; then the words."""
+    """The file (or the command line) that set each value of `cfg`, which Hydra cannot
+    say: the files in Hydra's order of merging, then the words."""
     layers: list[tuple[Any, str]] = []
     for group, option in choices.items():
         if option is None or group in GLOBAL_GROUPS:
@@ -492,10 +458,10 @@ def _sources(
             for name in yielded:
                 body.pop(name, None)
             layers.append((body, _rel(path, CONFIG_DIR)))
-    present = set(_leaf_keys(cfg))
+    present = set(leaf_keys(cfg))
     sources: dict[str, str] = {}
     for node, source in layers:
-        for key in _leaf_keys(node):
+        for key in leaf_keys(node):
             if key in present:
                 sources[key] = source
     for word in dotted:
@@ -553,46 +519,14 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def _resumed(
-    folder: str, picked: dict[str, str | None], dotted: list[str], trust: bool
-) -> SourcedConfig:
-    """The config a run ran with, changed by the command line's single keys. Rank 0 reads
-    it: the other machines of a job may have no such folder."""
-    from litlab.rundirs import from_rank_zero  # here: rundirs imports this module
-
-    stored = Path(folder).expanduser() / "config.yaml"
-    if picked:
-        words = " ".join(f"{group}={option}" for group, option in picked.items())
-        raise ConfigError(
-            [f"{words} ({CLI}): a resumed run keeps its groups; change keys (a.b=value)"]
-        )
-
-    def read() -> dict[str, Any]:
-        if not stored.is_file():
-            raise ConfigError([f"resume={folder} ({CLI}): no run there (no config.yaml)"])
-        return read_config_file(stored)
-
-    layers = [(OmegaConf.create(from_rank_zero(read)), str(stored)), (_from_dotlist(dotted), CLI)]
-    composed = _merge(layers, {})
-    composed.untrusted = () if trust else (str(stored),)
-    return composed
-
-
 def stored_config(
     config: dict[str, Any], choices: dict[str, Any], source: str, trust: bool
 ) -> SourcedConfig:
     """A config read back from a checkpoint (checked as plain data by load_checkpoint):
     every value comes from `source`, whose targets are checked unless `trust`."""
     cfg = OmegaConf.create(config)
-    sources = dict.fromkeys(_leaf_keys(cfg), source)
+    sources = dict.fromkeys(leaf_keys(cfg), source)
     return SourcedConfig(cfg, sources, choices, untrusted=() if trust else (source,))
-
-
-def _from_dotlist(dotted: list[str]) -> DictConfig:
-    try:
-        return OmegaConf.from_dotlist(dotted)
-    except OmegaConfBaseException as exc:
-        raise ConfigError([f"{' '.join(dotted)} ({CLI}): {exc}"]) from None
 
 
 def _rel(path: Path, config_dir: Path) -> str:
@@ -603,38 +537,22 @@ def _rel(path: Path, config_dir: Path) -> str:
     return f"./{path.relative_to(cwd)}" if path.is_relative_to(cwd) else str(path)
 
 
-def _merge(layers: list[tuple[DictConfig, str]], choices: dict[str, str | None]) -> SourcedConfig:
-    sources: dict[str, str] = {}
-    for node, source in layers:
-        for key in _leaf_keys(node):
-            sources[key] = source
-    try:
-        cfg = OmegaConf.merge(*(node for node, _ in layers))
-        OmegaConf.resolve(cfg)
-    except OmegaConfBaseException as exc:
-        raise ConfigError([f"config cannot be resolved: {exc}"]) from None
-    return SourcedConfig(cfg, sources, choices)
-
-
-def _leaf_keys(node: Any, prefix: str = "") -> list[str]:
+def leaf_keys(node: Any, prefix: str = "") -> list[str]:
     """Dotted paths of every value in a plain nested dict."""
     if OmegaConf.is_config(node):
         node = OmegaConf.to_container(node, resolve=False)
     if not isinstance(node, dict) or not node:
         return [prefix] if prefix else []
-    return [leaf for k, v in node.items() for leaf in _leaf_keys(v, f"{prefix}.{k}".lstrip("."))]
+    return [leaf for k, v in node.items() for leaf in leaf_keys(v, f"{prefix}.{k}".lstrip("."))]
 
 
 # --------------------------------------------------------------------------- instantiate
 
 
 def instantiate(node: DictConfig | dict[str, Any], /, **injected: Any) -> Any:
-    """Hydra's instantiate: `node._target_(**node, **injected)`, plain containers for
-    lists and mappings; a value that is itself a node with a `_target_` is built first.
-    The config holds choices; the caller injects what is known only at run time (sizes,
-    paths). With `_partial_: true` the answer is a `functools.partial`, called later with
-    what only its user knows (the LightningModule's parameters, for an optimiser). A
-    user's module in the working directory is importable (signatures.importable)."""
+    """Hydra's instantiate, `node._target_(**node, **injected)` with plain containers:
+    the caller injects what is known only at run time; a `_partial_` node gives a partial.
+    A user's module in the working directory is importable (signatures.importable)."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate as hydra_instantiate
 

@@ -20,12 +20,11 @@ from torch import Tensor
 from typing_extensions import override
 
 from litlab import figures, loggers
-from litlab.builders import optimizer_factories
 from litlab.checkpoints import write_atomically
 from litlab.config import SourcedConfig
 from litlab.data.base import TensorDataModule
 from litlab.module import Snapshot
-from litlab.optim import planned_rates
+from litlab.optim import optimizer_factories, planned_rates
 from litlab.rundirs import subfolder
 from litlab.signatures import Positive
 

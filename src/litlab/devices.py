@@ -1,10 +1,6 @@
-"""Which GPUs a worker of `sweep -j N` or `search -j N` may see.
-
-Every child process would otherwise pick GPU 0 (Lightning's `devices: 1` is the first GPU
-it sees), so N jobs on an N-GPU machine would share one. Each worker slot is given its
-own GPUs through CUDA_VISIBLE_DEVICES; a job that asks for k devices (trainer=ddp with
-trainer.devices=k) takes k of them.
-"""
+"""The machine's devices: whether a config's device and precision run here, and the
+GPUs each worker of `sweep -j N` or `search -j N` may see (CUDA_VISIBLE_DEVICES: else
+every child would pick GPU 0)."""
 
 from __future__ import annotations
 
@@ -12,6 +8,8 @@ import os
 from typing import Any
 
 from omegaconf import OmegaConf
+
+from litlab.config import SourcedConfig
 
 
 def visible_gpus() -> list[str]:
@@ -56,3 +54,53 @@ def worker_environment(
     start = slot * per_job
     mine = [gpus[(start + i) % len(gpus)] for i in range(min(per_job, len(gpus)))]
     return {"CUDA_VISIBLE_DEVICES": ",".join(mine)}
+
+
+def runs_on_gpu(accelerator: str, has_gpu: bool) -> bool:
+    """Whether the Trainer's `accelerator` puts the run on a GPU, on this machine."""
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and has_gpu)
+
+
+def placement_errors(composed: SourcedConfig, has_gpu: bool) -> list[str]:
+    """A GPU that is not there, and a precision the CPU cannot run (Lightning would stop
+    deep inside, or quietly switch 16-mixed to bf16-mixed)."""
+    trainer = composed.cfg.trainer
+    accelerator, precision = str(trainer.get("accelerator", "auto")), str(trainer.get("precision"))
+    on_gpu = runs_on_gpu(accelerator, has_gpu)
+    if accelerator in ("gpu", "cuda") and not has_gpu:
+        where = composed.source("trainer.accelerator")
+        return [
+            f"trainer.accelerator={accelerator} ({where}): this machine has no GPU that torch "
+            "can use; use trainer=default (the CPU)"
+        ]
+    if precision in ("16-mixed", "16") and not on_gpu:
+        where = composed.source("trainer.precision")
+        return [
+            f"trainer.precision={precision} ({where}): float16 mixed precision needs a GPU; "
+            "on the CPU use bf16-mixed or 32-true"
+        ]
+    return _clip_errors(composed) if precision in ("16-mixed", "16") else []
+
+
+def _clip_errors(composed: SourcedConfig) -> list[str]:
+    """float16's loss scaling with gradient clipping and a fused optimiser: Lightning
+    refuses it with a traceback at the first step (it cannot unscale a fused optimiser's
+    gradients before clipping them)."""
+    clip = composed.cfg.trainer.get("gradient_clip_val")
+    fused = OmegaConf.select(composed.cfg, "optimizer.fused")
+    if not clip or fused is not True:
+        return []
+    return [
+        f"trainer.gradient_clip_val={clip} ({composed.source('trainer.gradient_clip_val')}) "
+        f"with trainer.precision={composed.cfg.trainer.precision} and optimizer.fused=true "
+        f"({composed.source('optimizer.fused')}): Lightning cannot clip a fused optimiser's "
+        "gradients under float16 scaling; add optimizer.fused=false (or use bf16-mixed)"
+    ]
+
+
+def torch_build() -> str:
+    """This torch's version and build, as an install line needs them."""
+    import torch
+
+    cuda = torch.version.cuda
+    return f"torch {torch.__version__}, " + (f"CUDA {cuda}" if cuda else "CPU only")

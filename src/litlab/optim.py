@@ -1,9 +1,6 @@
-"""Learning-rate schedules of our own, and the schedule drawn before training.
-
-Optimisers and schedulers are config nodes with `_partial_: true`: the builder turns
-them into `functools.partial`s, and the LightningModule calls them with its parameters
-(and the optimiser) in `configure_optimizers`, as Lightning's own examples do.
-"""
+"""The optimiser and schedule: partials from the config (`_partial_: true`), called by
+the LightningModule in `configure_optimizers`; a schedule of our own; the rates drawn
+before training."""
 
 from __future__ import annotations
 
@@ -11,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import (
     CosineAnnealingLR,
@@ -20,8 +18,59 @@ from torch.optim.lr_scheduler import (
     SequentialLR,
 )
 
+from litlab.config import SourcedConfig, instantiate
+from litlab.errors import ConfigError
+from litlab.schema import SCHEDULER_OPTIONS
+
 OptimizerFactory = Callable[..., Optimizer]  # called with the parameters
 SchedulerFactory = Callable[[Optimizer], LRScheduler | ReduceLROnPlateau]
+
+
+def optimizer_factories(
+    composed: SourcedConfig,
+) -> tuple[OptimizerFactory, SchedulerFactory | None, dict[str, Any]]:
+    """The optimiser and scheduler as partials, and the options that tell Lightning when
+    to step the scheduler (interval, frequency, monitor)."""
+    optimizer = _partial(composed, "optimizer", composed.cfg.optimizer)
+    node = composed.cfg.get("scheduler")
+    if node is None:
+        return optimizer, None, {}
+    options = OmegaConf.to_container(node.get(SCHEDULER_OPTIONS) or OmegaConf.create())
+    schedule = OmegaConf.masked_copy(node, [k for k in node if k != SCHEDULER_OPTIONS])
+    return optimizer, _partial(composed, "scheduler", schedule), options
+
+
+def _partial(composed: SourcedConfig, path: str, node: Any) -> Any:
+    try:
+        return instantiate(node)
+    except (ValueError, TypeError, ModuleNotFoundError) as exc:
+        target = f", {node._target_}" if path == "optimizer" else ""
+        raise ConfigError([f"{path} ({composed.source(path)}{target}): {exc}"]) from None
+
+
+def optimizer_errors(composed: SourcedConfig) -> list[str]:
+    """The optimiser and schedule built on a stand-in parameter: what only building tells
+    (a milestone list that is not sorted, a warm-up longer than the run)."""
+    errors: list[str] = []
+    try:
+        optimizer, scheduler, _ = optimizer_factories(composed)
+        opt = _attempt(
+            errors, composed, "optimizer", optimizer, [torch.zeros(1, requires_grad=True)]
+        )
+        if opt is not None and scheduler is not None:
+            _attempt(errors, composed, "scheduler", scheduler, opt)
+    except ConfigError as exc:
+        errors += exc.errors
+    return errors
+
+
+def _attempt(errors: list[str], composed: SourcedConfig, path: str, make: Any, *args: Any) -> Any:
+    try:
+        return make(*args)
+    except (ValueError, TypeError) as exc:
+        node = OmegaConf.select(composed.cfg, path)
+        errors.append(f"{path} ({composed.source(path)}, {node._target_}): {exc}")
+        return None
 
 
 def warmup_cosine(

@@ -16,10 +16,11 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from litlab.builders import build_data, build_module, build_node
-from litlab.check import runs_on_gpu, target_errors
 from litlab.checkpoints import CHECKPOINT_SECTION, check_fits, load_checkpoint, write_atomically
 from litlab.config import ConfigError, SourcedConfig, stored_config
 from litlab.data.base import TensorDataModule
+from litlab.devices import runs_on_gpu
+from litlab.trust import target_errors
 
 # OWASP's list for CSV injection: a spreadsheet runs a cell that starts so as a formula
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

@@ -17,16 +17,9 @@ from typing import Any
 
 from litlab.checkpoints import CHECKPOINT_SECTION, load_checkpoint
 from litlab.config import CLI, ConfigError, SourcedConfig
+from litlab.distributed import from_rank_zero, is_rank_zero, slurm_job
 from litlab.errors import Interrupted
-from litlab.rundirs import (
-    from_rank_zero,
-    is_rank_zero,
-    lock_run_dir,
-    read_status,
-    release_run_dir,
-    requeued_run,
-    slurm_job,
-)
+from litlab.rundirs import lock_run_dir, read_status, release_run_dir, requeued_run
 
 ResumeFrom = tuple[Path, dict[str, Any] | None]  # last.ckpt, and its weights where read
 

@@ -1,31 +1,28 @@
-"""Run folders: which process writes them (and reads them, for the other machines of a
-job), how one is claimed, and the status file (`metrics.json`) that says how a run ended."""
+"""Run folders: how one is claimed and locked, the config a resumed one ran with, and
+the status file (`metrics.json`) that says how a run ended. Free of torch at import:
+the command line composes through `compose` before anything heavy is loaded."""
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import itertools
 import json
 import os
 import re
 import shutil
 import statistics
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from lightning.fabric.plugins.environments import (
-    LightningEnvironment,
-    SLURMEnvironment,
-    TorchElasticEnvironment,
-)
-from lightning.fabric.utilities.rank_zero import rank_zero_only
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from litlab.checkpoints import write_text
+from litlab import config
 from litlab.config import CLI, SourcedConfig
+from litlab.distributed import from_rank_zero, is_rank_zero, slurm_job
 from litlab.errors import ConfigError, RunBusy
+from litlab.trust import read_config_file
 
 RUN_DIR_VARIABLE = "LITLAB_RUN_DIR"  # rank 0's run folder, for the processes DDP starts
 LOCK = ".lock"  # in every run folder: who owns it (rank 0's pid), flock'ed while it runs
@@ -34,108 +31,40 @@ LOCK = ".lock"  # in every run folder: who owns it (rank 0's pid), flock'ed whil
 # resumed run starts a new one beside it, so nothing writes into an old one again.
 LOGGER_RUNS = ("wandb",)
 _held: dict[Path, int] = {}  # run folders this process owns -> the lock file's descriptor
-T = TypeVar("T")
 
 
-def is_rank_zero() -> bool:
-    """Whether this is the process that writes the run, by what the launcher put in the
-    environment: torchrun and SLURM give every process its global RANK / SLURM_PROCID,
-    Lightning's launcher starts the other processes of a machine with LOCAL_RANK, and
-    the other machines have a machine rank > 0 (`machine_rank`)."""
-    return rank_zero_only.rank == 0 and machine_rank() == 0
+def compose(words: list[str], trust: bool = False) -> SourcedConfig:
+    """config.compose(words); with `resume=FOLDER`, that run's config.yaml (plain data,
+    whose targets are checked unless `trust`) changed by the words' `a.b=value`."""
+    picked, dotted = config.parse_words(words)
+    resume = [w.partition("=")[2] for w in dotted if w.lstrip("+").startswith("resume=")]
+    if not resume or resume[-1] in ("null", ""):
+        return config.compose(words)
+    if picked:
+        groups = " ".join(f"{group}={option}" for group, option in picked.items())
+        raise ConfigError(
+            [f"{groups} ({CLI}): a resumed run keeps its groups; change keys (a.b=value)"]
+        )
+    stored = Path(resume[-1]).expanduser() / "config.yaml"
 
+    def read() -> dict[str, Any]:
+        if not stored.is_file():
+            raise ConfigError([f"resume={resume[-1]} ({CLI}): no run there (no config.yaml)"])
+        return read_config_file(stored)
 
-def machine_rank() -> int:
-    """This machine's place in the job: Lightning's NODE_RANK, torchrun's GROUP_RANK,
-    SLURM's SLURM_NODEID; 0 on one machine."""
-    for name in ("NODE_RANK", "GROUP_RANK", "SLURM_NODEID"):
-        if name in os.environ:
-            return int(os.environ[name])
-    return 0
-
-
-def several_machines() -> bool:
-    """Whether this process is one of a job on several machines: some of its processes
-    run elsewhere (`_readers`), or, where the launcher does not count them, there is a
-    NODE_RANK (which Lightning's own launcher needs on every machine)."""
-    readers = _readers()
-    return readers > 0 if readers is not None else "NODE_RANK" in os.environ
-
-
-_exchanges = itertools.count()  # every process of a job reads the same things in one order
-_stores: list[Any] = []  # kept: rank 0's store is the server Lightning's process group joins
-
-
-def from_rank_zero(read: Callable[[], T]) -> T:
-    """`read()` where the run folder is; on the other machines of a job, what rank 0
-    read: without a shared file system only rank 0's machine has the folder. Rank 0 of
-    a job on several machines sends the value, or its error, which then stops every
-    process with its message. `read` returns JSON (what comes over the network is data).
-
-    Why not Lightning's `strategy.broadcast`: this runs before the Trainer, whose devices
-    and node count come from the very config being read. Torch's rendezvous store, at the
-    address the launcher gives, is there already; Lightning's process group uses it next."""
-    key = f"litlab/{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}/{next(_exchanges)}"
-    if machine_rank() > 0:
-        store = _store()
-        message = json.loads(store.get(key))
-        if "errors" in message:
-            if store.add(f"{key}/read", 1) == _readers():  # the last: rank 0 may end now
-                store.set(f"{key}/all read", "")
-            raise ConfigError(message["errors"])
-        return message["value"]
-    publish = is_rank_zero() and several_machines()
+    # Rank 0 reads: the other machines of a job may have no such folder.
+    composed = config.stored_config(from_rank_zero(read), {}, str(stored), trust)
     try:
-        value = read()
-    except Exception as exc:
-        if publish:
-            lines = exc.errors if isinstance(exc, ConfigError) else [f"rank 0: {exc}"]
-            _store().set(key, json.dumps({"errors": lines}))
-            if _readers():  # rank 0 may serve the store: it ends once every reader has read
-                _store().wait([f"{key}/all read"])
-        raise
-    if publish:
-        _store().set(key, json.dumps({"value": value}))
-    return value
-
-
-def _readers() -> int | None:
-    """How many processes of the job run on other machines than rank 0's, where the
-    launcher says: torchrun's WORLD_SIZE less LOCAL_WORLD_SIZE, or SLURM's tasks less
-    those of the first machine (SLURM_TASKS_PER_NODE, e.g. `2(x3)`); else None."""
-    if "LOCAL_WORLD_SIZE" in os.environ and "WORLD_SIZE" in os.environ:
-        return int(os.environ["WORLD_SIZE"]) - int(os.environ["LOCAL_WORLD_SIZE"])
-    first = re.match(r"\d+", os.environ.get("SLURM_TASKS_PER_NODE", ""))
-    if SLURMEnvironment.detect() and first and "SLURM_NTASKS" in os.environ:
-        return int(os.environ["SLURM_NTASKS"]) - int(first.group())
-    return None
-
-
-def _store() -> Any:
-    """A client of the launcher's store (torchrun's agent keeps one), or else the store
-    that rank 0 serves at the address Lightning will give its process group (SLURM's, or
-    MASTER_ADDR:MASTER_PORT): `multi_tenant` makes the process group share the server."""
-    from torch.distributed import TCPStore
-    from torch.distributed.constants import default_pg_timeout
-
-    if not _stores:
-        env = next(
-            (e() for e in (SLURMEnvironment, TorchElasticEnvironment) if e.detect()),
-            LightningEnvironment(),
-        )
-        agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
-        serve = is_rank_zero() and not agent
-        _stores.append(
-            TCPStore(
-                env.main_address,
-                env.main_port,
-                is_master=serve,
-                multi_tenant=serve,
-                wait_for_workers=False,
-                timeout=default_pg_timeout,  # as long as the process group will wait
-            )
-        )
-    return _stores[0]
+        changes = OmegaConf.from_dotlist(dotted)
+    except OmegaConfBaseException as exc:
+        raise ConfigError([f"{' '.join(dotted)} ({CLI}): {exc}"]) from None
+    try:
+        composed.cfg = OmegaConf.merge(composed.cfg, changes)
+        OmegaConf.resolve(composed.cfg)
+    except OmegaConfBaseException as exc:
+        raise ConfigError([f"config cannot be resolved: {exc}"]) from None
+    composed.sources |= dict.fromkeys(config.leaf_keys(changes), CLI)
+    return composed
 
 
 def run_root(composed: SourcedConfig) -> Path:
@@ -190,11 +119,8 @@ def open_run_dir(composed: SourcedConfig, run_dir: Path | None) -> Path:
 
 
 def claim_run_dir(parent: Path, label: str = "", stem: str | None = None) -> Path:
-    """Create `<parent>/<YYYY-MM-DD_HH-MM-SS>[_<label>]` (or `<parent>/<stem>`); runs
-    started in the same second (a second run of one SLURM job) get `_1`, `_2`...
-
-    `mkdir` without `exist_ok` is atomic, so two processes never get the same folder.
-    """
+    """Create `<parent>/<YYYY-MM-DD_HH-MM-SS>[_<label>]` (or `<parent>/<stem>`), atomically
+    (`mkdir`); runs started in the same second get `_1`, `_2`..."""
     stamp = stem or datetime.now().strftime("%Y-%m-%d_%H-%M-%S") + (f"_{label}" if label else "")
     parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1000):
@@ -206,17 +132,6 @@ def claim_run_dir(parent: Path, label: str = "", stem: str | None = None) -> Pat
         lock_run_dir(run_dir)
         return run_dir
     raise RuntimeError(f"{parent}: 1000 runs started in the same second")
-
-
-def slurm_job() -> str | None:
-    """This SLURM job's id (an array task's: `<array job>_<task>`, as scontrol names it)
-    when Lightning detects SLURM (a job named bash or interactive is not one); else None."""
-    if not SLURMEnvironment.detect():
-        return None
-    task = os.environ.get("SLURM_ARRAY_TASK_ID")
-    if task is not None and "SLURM_ARRAY_JOB_ID" in os.environ:
-        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{task}"
-    return os.environ.get("SLURM_JOB_ID")
 
 
 def requeued_run(composed: SourcedConfig) -> Path | None:
@@ -237,12 +152,9 @@ def requeued_run(composed: SourcedConfig) -> Path | None:
 
 
 def lock_run_dir(run_dir: Path) -> None:
-    """Own `run_dir` until `release_run_dir` or the end of this process: an exclusive
-    `flock` on its .lock file, which the OS drops when the process ends however it ends
-    (a crash, SIGKILL), so a lock is never stale. Held already: RunBusy naming the pid.
-
-    Why: two processes in one folder would share checkpoint names, events and
-    metrics.json (two resume= at once, or a sweep started twice)."""
+    """Own `run_dir` (one process writes a run folder) until `release_run_dir` or the
+    process ends: a `flock` on its .lock, which the OS drops however the process ends.
+    Held already: RunBusy naming the pid."""
     key = run_dir.resolve()
     if key in _held:  # this process owns it already (resume= locks before prepare)
         return
@@ -302,10 +214,9 @@ def subfolder(run_dir: Path, name: str) -> Path:
 
 
 def refuse_links(run_dir: Path) -> None:
-    """A run folder to write in again (resume=, a fold) must hold no link: litlab's own
-    files are replaced atomically, but Lightning and TensorBoard open theirs (events,
-    hparams.yaml) where a link would point. Inside a logger's own old runs a link is
-    left alone (LOGGER_RUNS); one that is such a folder, or holds them, is not."""
+    """A run folder to write in again (resume=, a fold) must hold no link: Lightning and
+    TensorBoard open their files where a link points. Links inside a logger's own old
+    runs (LOGGER_RUNS) are left alone."""
     for path in sorted(run_dir.rglob("*")):
         inside = path.relative_to(run_dir).parts
         if path.is_symlink() and not (len(inside) > 2 and inside[0] in LOGGER_RUNS):
@@ -335,6 +246,8 @@ def remove_empty(run_dir: Path, runs_dir: Path) -> None:
 
 def write_json(path: Path, values: dict[str, Any]) -> None:
     """`values` as indented JSON, written atomically, by rank 0 only."""
+    from litlab.checkpoints import write_text  # torch: only once a run writes
+
     if is_rank_zero():
         write_text(path, json.dumps(values, indent=2) + "\n")
 

@@ -24,10 +24,10 @@ from omegaconf import DictConfig
 
 from litlab.check import check
 from litlab.children import Child, python_command, run_jobs
-from litlab.config import ConfigError, compose
+from litlab.config import ConfigError
 from litlab.devices import gpus_per_job, visible_gpus, worker_environment
 from litlab.errors import SweepStopped
-from litlab.rundirs import lock_run_dir, metric_spread, release_run_dir
+from litlab.rundirs import compose, lock_run_dir, metric_spread, release_run_dir
 
 
 def grid(words: list[str]) -> list[list[str]]:

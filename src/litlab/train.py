@@ -21,15 +21,15 @@ from omegaconf import OmegaConf
 from litlab import dashboard, loggers, resuming, stops
 from litlab.builders import build_data, build_module, build_trainer
 from litlab.callbacks import RaiseOnSignal
-from litlab.check import LIGHTNING_COUNTERS, check, monitor_errors
+from litlab.check import check
 from litlab.checkpoints import check_fits, load_checkpoint, write_text
 from litlab.config import ConfigError, SourcedConfig
 from litlab.data.base import TensorDataModule, tensors
+from litlab.distributed import is_rank_zero
 from litlab.errors import Stopped
 from litlab.resuming import ResumeFrom
 from litlab.rundirs import (
     claim_run_dir,
-    is_rank_zero,
     metric_spread,
     open_run_dir,
     release_run_dir,
@@ -39,6 +39,7 @@ from litlab.rundirs import (
     write_json,
     write_status,
 )
+from litlab.schema import LIGHTNING_COUNTERS, monitor_errors
 
 # Lightning 2.6 on torch 2.13 warns about its own use of a deprecated torch API.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")

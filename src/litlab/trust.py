@@ -1,12 +1,7 @@
 """Files that may come from someone else (a checkpoint, a run folder's config.yaml) are
 read as plain data: bounded in size, never resolved, and building only allowed targets.
-
-A config is resolved once, when the run saves it; what a file holds is the resolved
-container. So a stored string that still holds `${` was not written by litlab: resolving
-it would run a resolver chosen by the file (`oc.env` reads the environment, a `_target_`
-built from an interpolation runs whatever it names), and it is refused, naming the key.
-Kept free of torch: resume= checks config.yaml before anything heavy is imported.
-"""
+litlab saves a config resolved, so a stored `${` was not written by litlab: resolving it
+would run a resolver the file chose (`oc.env`), and it is refused, naming the key."""
 
 from __future__ import annotations
 
@@ -20,6 +15,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from litlab.config import SourcedConfig, config_dirs
 from litlab.errors import ConfigError
 
 PACKAGE = Path(__file__).resolve().parent
@@ -100,14 +96,13 @@ def _walk(
 # --------------------------------------------------------------------------- targets
 
 
-def target_errors(cfg: Any, sources: Any, untrusted: tuple[str, ...]) -> list[str]:
-    """Every `_target_` that a file in `untrusted` set (`sources(key)` says which file set
-    a key) and that `allowed_target` refuses; checked as text, so nothing it names is
-    imported."""
+def target_errors(composed: SourcedConfig) -> list[str]:
+    """Every `_target_` that a file of `composed.untrusted` set and that `allowed_target`
+    refuses; checked as text, so nothing it names is imported."""
     errors = []
-    for key, target in keys_named(cfg, "_target_"):
-        where = sources(key)
-        if where in untrusted and not allowed_target(target):
+    for key, target in keys_named(composed.cfg, "_target_"):
+        where = composed.source(key)
+        if where in composed.untrusted and not allowed_target(target):
             errors.append(
                 f"{key}={target} ({where}): a stored config may build only litlab's classes "
                 "and the targets in configs/; pass --trust if you trust this file"
@@ -128,8 +123,6 @@ def allowed_target(target: Any) -> bool:
 def config_targets() -> frozenset[str]:
     """Every `_target_` in the config files: litlab's configs/ and the user's own
     ./configs/ (a model added there as an option is the user's choice, so allowed)."""
-    from litlab.config import config_dirs  # here: config imports this module
-
     return frozenset().union(*(_targets_under(folder) for folder in config_dirs()))
 
 
@@ -165,11 +158,8 @@ def keys_named(node: Any, name: str, prefix: str = "") -> Iterator[tuple[str, An
     """(dotted key, value) of every key `name` in `node`, at any depth, lists included."""
     if OmegaConf.is_config(node):
         node = OmegaConf.to_container(node)
-    items: Any = ()
-    if isinstance(node, dict):
-        items = node.items()
-    elif isinstance(node, list):
-        items = enumerate(node)
+    items: Any = node.items() if isinstance(node, dict) else ()
+    items = enumerate(node) if isinstance(node, list) else items
     for key, child in items:
         path = f"{prefix}.{key}" if prefix else str(key)
         if key == name:

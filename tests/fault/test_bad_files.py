@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from litlab.config import ConfigError, compose
+from litlab.config import ConfigError
+from litlab.rundirs import compose
 from litlab.train import run
 
 

@@ -17,8 +17,8 @@ from conftest import scalars
 
 import litlab.train
 from litlab.checkpoints import load_checkpoint
-from litlab.config import compose
 from litlab.errors import Interrupted
+from litlab.rundirs import compose
 from litlab.train import run
 
 MINI_BATCH = (  # 6 shuffled batches an epoch: the order within the epoch must be resumed

@@ -126,7 +126,7 @@ def test_trust_lets_a_stored_config_name_the_users_own_module(trained, evil):
 def test_the_users_own_command_line_may_name_a_target(make_config):
     """The rule is about files: the same target from the command line is checked only
     as any target is (it must import), as it always was."""
-    from litlab.check import key_errors
+    from litlab.schema import key_errors
 
     errors = key_errors(make_config(f"callbacks.x._target_={EVIL_MODULE}_absent.Thing"))
     assert errors == [

@@ -28,8 +28,8 @@ from litlab.data.augment import Augment
 from litlab.data.columns import class_names
 from litlab.data.image_files import SPLITS, ImageFiles, Item, decode, find, probe, shard, to_predict
 from litlab.data.split import check_split, split_rows
+from litlab.distributed import is_rank_zero
 from litlab.errors import DataError
-from litlab.rundirs import is_rank_zero
 
 SHOWN = 10  # skipped files named in the printed report (all of them are in data.json)
 OUTSIDE = "a link or path to outside the folder given, not read"  # a file predict refuses

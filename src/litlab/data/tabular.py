@@ -36,7 +36,7 @@ from litlab.data.encoding import TableEncoder
 from litlab.data.leaks import name_leaks
 from litlab.data.new_rows import as_trained, read_rows, row_problems
 from litlab.data.split import Folds, check_classes, check_split, split_rows
-from litlab.rundirs import is_rank_zero
+from litlab.distributed import is_rank_zero
 
 Task = Literal["auto", "binary", "multiclass", "regression"]
 TASKS = get_args(Task)

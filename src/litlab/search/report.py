@@ -10,7 +10,7 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from litlab.config import compose
+from litlab.rundirs import compose
 from litlab.search.space import Search, default_params, words_of
 from litlab.search.study import metrics_of, replaced_in
 from litlab.verdict import HEADLINE, outcome, row_step

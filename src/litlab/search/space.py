@@ -15,8 +15,9 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from litlab.config import CLI, compose, groups
+from litlab.config import CLI, groups
 from litlab.errors import ConfigError
+from litlab.rundirs import compose
 
 KEYS = ("job", "n_trials", "metric", "direction", "sampler", "seed", "pruner", "storage", "params")
 RANGE_KEYS = ("type", "low", "high", "log", "step")

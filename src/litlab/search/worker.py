@@ -15,8 +15,8 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.trial import Trial
 
 from litlab.children import Child, Outcome, python_command, run_jobs
-from litlab.config import compose
 from litlab.errors import Interrupted
+from litlab.rundirs import compose
 from litlab.search.space import Search, space_of, words_of
 from litlab.search.study import counted, load_spec, open_study, record, requeue, requeue_dead
 
