@@ -75,11 +75,15 @@ $(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet --no-warn-script-location -e ".[dev,mlflow]"
 	touch $@
 
-test: $(TEST_STAMP)  ## run the whole suite (the slow tests too); CI runs this
-	$(BIN)/pytest
+# One pytest worker per core (pytest-xdist); worksteal: an idle worker takes tests queued on a
+# busy one, so a few long tests do not leave the other cores waiting.
+XDIST := -n auto --dist worksteal
 
-test-fast: $(TEST_STAMP)  ## the tests not marked slow: the edit-run loop
-	$(BIN)/pytest -m "not slow"
+test: $(TEST_STAMP)  ## run the whole suite (the slow tests too) on every core; CI runs this
+	$(BIN)/pytest $(XDIST)
+
+test-fast: $(TEST_STAMP)  ## the tests not marked slow, on every core: the edit-run loop
+	$(BIN)/pytest $(XDIST) -m "not slow"
 
 bench: $(STAMP)  ## the template against raw PyTorch loops, side by side (QUICK=1: a short check)
 	$(BIN)/python scripts/bench.py $(if $(QUICK),--quick)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,50 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from litlab.config import SourcedConfig
 from litlab.rundirs import compose
+
+PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
+
+
+def pytest_configure() -> None:
+    """Make this process (each xdist worker is its own) adopt the orphans of the
+    processes its tests start: a launcher killed before its workers (torchrun's, or
+    Lightning's DDP ranks) leaves them here, where `no_process_left` finds them."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def descendants(pid: int, keep: Set[int] = frozenset()) -> list[int]:
+    """Every live or unreaped process under `pid`, each before its children, except those
+    in `keep` and under them; read from /proc, so children of any thread count too (and
+    torchrun's workers, which live in sessions of their own)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            ppid = stat.read_text().rpartition(")")[2].split()[1]  # after "pid (name) state"
+            children.setdefault(int(ppid), []).append(int(stat.parent.name))
+    found, todo = [], [child for child in children.get(pid, []) if child not in keep]
+    while todo:
+        found.append(child := todo.pop(0))
+        todo += [grandchild for grandchild in children.get(child, []) if grandchild not in keep]
+    return found
+
+
+def kill_all(pids: list[int]) -> None:
+    """SIGKILL each of `pids`, then reap those that are (or have become) our children."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+@pytest.fixture(autouse=True)
+def no_process_left() -> Iterator[None]:
+    """Whatever a test starts is killed when it ends, passed or failed, with all that it
+    started in turn; what broader fixtures started before it (a server) is left alone."""
+    before = set(descendants(os.getpid()))
+    yield
+    kill_all(descendants(os.getpid(), keep=before))
 
 
 @pytest.fixture

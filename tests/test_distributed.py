@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +17,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
-from conftest import free_port
+from conftest import descendants, free_port, kill_all
 
 from litlab.callbacks import DivergenceCheck, RandomState, first_bad
 from litlab.check import check
@@ -184,7 +182,7 @@ def test_gpu_steps_wait_for_the_gpu_only_at_the_checking_cadence(make_config):
     syncs = HostSyncs()
     run.trainer.callbacks.append(syncs)
     run.trainer.fit(run.module, datamodule=run.datamodule)
-    assert set(syncs.synced_steps) <= {20, 40, 60}, syncs.synced_steps
+    assert syncs.synced_steps and set(syncs.synced_steps) <= {20, 40, 60}, syncs.synced_steps
 
 
 PATCHED = [sys.executable, str(ROOT / "tests" / "ddp_patched.py")]
@@ -209,7 +207,9 @@ def test_a_loss_not_finite_on_one_rank_stops_every_rank_as_diverged(tmp_path):
     metrics = read_json(run_dir / "metrics.json")
     assert metrics["status"] == "diverged" and "at step 13: the loss is nan" in metrics["error"]
     assert metrics["last_good_checkpoint"] == "checkpoints/last.ckpt"
-    for path in (run_dir / "checkpoints").iterdir():
+    saved = sorted((run_dir / "checkpoints").iterdir())
+    assert run_dir / metrics["last_good_checkpoint"] in saved
+    for path in saved:
         checkpoint = torch.load(path, weights_only=True)
         assert checkpoint["global_step"] == 10  # the validation before the bad step
         assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values())
@@ -342,24 +342,6 @@ def test_the_diverged_hint_never_recommends_a_crash():
     )
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process under `pid` (torchrun's workers live in sessions of their own, so
-    killing the agent's process group would leave them behind)."""
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    children = [int(child) for child in text.split()]
-    return children + [grandchild for child in children for grandchild in descendants(child)]
-
-
-def kill_tree(process: subprocess.Popen) -> None:
-    for pid in [*descendants(process.pid), process.pid]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    process.wait()
-
-
 def two_nodes(
     *words: str, homes: list[Path], script: list[str] | None = None, wait_for: int = 2
 ) -> list[str]:
@@ -387,7 +369,7 @@ def two_nodes(
             pytest.fail(f"a node still runs after 600 s: {logs[0].read_text()[-3000:]}")
     finally:
         for node in nodes:
-            kill_tree(node)
+            kill_all([*descendants(node.pid), node.pid])
     return [log.read_text() for log in logs]
 
 

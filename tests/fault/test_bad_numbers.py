@@ -32,7 +32,9 @@ def test_a_loss_that_stops_being_finite_stops_training(make_config, tmp_path):
     assert metrics["status"] == "diverged" and metrics["error"] == message
     # the last good checkpoint (saved at the validation before) is kept, with finite weights
     assert metrics["last_good_checkpoint"] == "checkpoints/last.ckpt"
-    for path in (run_dir / "checkpoints").iterdir():
+    saved = sorted((run_dir / "checkpoints").iterdir())
+    assert run_dir / metrics["last_good_checkpoint"] in saved
+    for path in saved:
         state = torch.load(path, weights_only=True)["state_dict"]
         assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
@@ -53,7 +55,8 @@ def test_a_runs_folder_that_cannot_be_made_is_an_error_before_training(tmp_path,
 
 @pytest.mark.parametrize("words", [(), ("experiment=diabetes",)])
 def test_deterministic_runs_repeat_exactly(make_config, words):
-    short = ("trainer.max_epochs=60", "trainer.deterministic=true", "data.batch_size=32")
+    # a few mini-batch epochs: each one's shuffle and every step must repeat
+    short = ("trainer.max_epochs=5", "trainer.deterministic=true", "data.batch_size=32")
     first = train(make_config(*words, *short))[1]
     second = train(make_config(*words, *short))[1]
     assert first == second and not math.isnan(first["test/loss"])
@@ -92,7 +95,9 @@ def test_a_gradient_that_overflows_never_reaches_a_checkpoint(
         train(make_config(*WORDS, *words))
     (run_dir,) = list((tmp_path / "runs" / "circles").iterdir())
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "diverged"
-    for path in (run_dir / "checkpoints").iterdir():
+    saved = sorted((run_dir / "checkpoints").iterdir())
+    assert run_dir / "checkpoints" / "last.ckpt" in saved
+    for path in saved:
         state = torch.load(path, weights_only=True)
         assert state["global_step"] == 5  # the validation before the overflow
         assert all(torch.isfinite(v).all() for v in state["state_dict"].values())

@@ -144,12 +144,17 @@ def train_and_signal(words: list[str], runs: Path, log: Path) -> int:
 def test_sigterm_to_a_training_process(make_config, tmp_path):
     """The real thing: a `litlab train` process gets SIGTERM mid-run and stops within
     seconds with exit status 143; its TensorBoard files read back; resume= finishes it."""
-    words = ["data.batch_size=8", "trainer.max_epochs=100", "trainer.check_val_every_n_epoch=50"]
+    epochs = 30  # 44 steps each: the signal lands long before the end
+    words = [
+        "data.batch_size=8",
+        f"trainer.max_epochs={epochs}",
+        "trainer.check_val_every_n_epoch=15",
+    ]
     runs, log = tmp_path / "runs", tmp_path / "stderr.txt"
     assert train_and_signal(words, runs, log) == 128 + signal.SIGTERM
     (stopped_dir,) = (runs / "circles").iterdir()
     stopped_at = load_checkpoint(stopped_dir / "checkpoints" / "last.ckpt")["global_step"]
-    assert 0 < stopped_at < 100 * 44  # after the loss was logged, before the end
+    assert 0 < stopped_at < epochs * 44  # after the loss was logged, before the end
     assert f'make train ARGS="resume={stopped_dir}"' in log.read_text()
     assert json.loads((stopped_dir / "metrics.json").read_text())["status"] == "interrupted"
     assert scalars(stopped_dir)["train/loss"]  # the events were flushed and read back
@@ -159,7 +164,7 @@ def test_sigterm_to_a_training_process(make_config, tmp_path):
         assert torch.equal(weights(stopped_dir)[key], value), key
     assert resumed["test/loss"] == straight["test/loss"]
     curves = [loss_curves(d) for d in (stopped_dir, straight_dir)]  # what final/loss draws
-    assert curves[0]["first_step"] == 1 and len(curves[0]["train"]) == 100 * 44
+    assert curves[0]["first_step"] == 1 and len(curves[0]["train"]) == epochs * 44
     assert torch.equal(curves[0]["train"], curves[1]["train"])
     assert curves[0]["val/loss"] == curves[1]["val/loss"]
 
