@@ -172,8 +172,8 @@ def log_interval(max_epochs: int | None, max_steps: int | None, steps_per_epoch:
 
 def _cluster() -> list[SLURMEnvironment]:
     """Under SLURM, Lightning's SLURM environment without its auto-requeue, which saves
-    mid-step from the signal handler (tests/test_lightning_shortfalls.py): GracefulStop
-    takes SIGUSR1 instead and `train.run` requeues the job."""
+    mid-step from the signal handler (tests/test_lightning_shortfalls.py): SignalStop
+    takes SIGUSR1 instead and resuming.py requeues the job."""
     return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 

@@ -71,7 +71,7 @@ class _Supervised(L.LightningModule):
     def training_step(self, batch: Batch) -> Tensor:
         x, y = batch
         out = self(x)
-        loss = self.criterion(out, y)  # GracefulStop notes one that is not finite
+        loss = self.criterion(out, y)  # DivergenceCheck notes one that is not finite
         # self.log costs about as much as a step of a small network, and Lightning
         # writes only every log_every_n_steps-th value: log just those.
         if (self.trainer.global_step + 1) % self.trainer.log_every_n_steps == 0:
