@@ -92,6 +92,7 @@ def test_cfg_job_prints_the_composed_config_and_trains_nothing(tmp_path, capsys)
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_multirun_runs_the_grid_as_a_sweep_does(tmp_path):
     words = ["trainer.max_epochs=2", "callbacks.dashboard=null", "logger=none"]
     assert main(["train", "-m", "seed=1,2", *words, f"runs_dir={tmp_path}"]) == 0

@@ -476,7 +476,12 @@ print(json.dumps(value))
 
 
 @pytest.mark.parametrize(
-    ("launcher", "broken"), [("lightning", False), ("slurm", False), ("slurm", True)]
+    ("launcher", "broken"),
+    [
+        ("lightning", False),
+        pytest.param("slurm", False, marks=pytest.mark.slow),
+        pytest.param("slurm", True, marks=pytest.mark.slow),
+    ],
 )
 def test_rank_zero_reads_for_the_other_machines(tmp_path, launcher, broken):
     """Without torchrun's agent there is no store yet: rank 0 serves one, at the address

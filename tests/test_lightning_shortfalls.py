@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+# Lightning's behaviour, which no edit of litlab changes: make test runs these, test-fast not.
+pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 
 PLAIN_LIGHTNING = """

@@ -79,20 +79,29 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 
 
+def slow(*values: object) -> object:
+    """A case that only `make test` runs; test-fast keeps three: a full-batch step, a
+    step Lightning logs and a validation."""
+    return pytest.param(*values, marks=pytest.mark.slow)
+
+
+OVERFIT = (*MINI_BATCH, "debug=overfit", "trainer.max_epochs=10")
+
+
 @pytest.mark.parametrize(
     ("words", "step", "signum", "when", "stopped"),
     [
         (FULL_BATCH, 13, signal.SIGTERM, "step", 14),
-        (MINI_BATCH, 15, signal.SIGINT, "step", 16),  # in the middle of the third epoch
+        slow(MINI_BATCH, 15, signal.SIGINT, "step", 16),  # in the middle of the third epoch
         (MINI_BATCH, 9, signal.SIGTERM, "step", 11),  # a step Lightning logs: after the next
-        (MINI_BATCH, 17, signal.SIGTERM, "step", 18),  # its last batch
-        ((*MINI_BATCH, "scheduler=exponential"), 29, signal.SIGTERM, "step", 30),  # val due
+        slow(MINI_BATCH, 17, signal.SIGTERM, "step", 18),  # its last batch
+        slow((*MINI_BATCH, "scheduler=exponential"), 29, signal.SIGTERM, "step", 30),  # val due
         (MINI_BATCH, 30, signal.SIGTERM, "validation", 30),  # during that validation
-        (MINI_BATCH, 60, signal.SIGTERM, "epoch end", 60),  # after the last epoch
-        ((*MINI_BATCH, "trainer.accumulate_grad_batches=2"), 7, signal.SIGTERM, "step", 8),
+        slow(MINI_BATCH, 60, signal.SIGTERM, "epoch end", 60),  # after the last epoch
+        slow((*MINI_BATCH, "trainer.accumulate_grad_batches=2"), 7, signal.SIGTERM, "step", 8),
         # 3 batches an epoch of the 6 there are: mid-epoch, and at that short epoch's end
-        ((*MINI_BATCH, "debug=overfit", "trainer.max_epochs=10"), 10, signal.SIGTERM, "step", 11),
-        ((*MINI_BATCH, "debug=overfit", "trainer.max_epochs=10"), 11, signal.SIGTERM, "step", 12),
+        slow(OVERFIT, 10, signal.SIGTERM, "step", 11),
+        slow(OVERFIT, 11, signal.SIGTERM, "step", 12),
     ],
 )
 def test_resume_after_a_signal_ends_where_an_uninterrupted_run_does(
