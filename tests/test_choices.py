@@ -106,4 +106,4 @@ def test_a_plus_word_adds_or_sets_a_key(make_config):
 
 
 def test_a_yaml_list_is_one_value_not_a_sweep(tmp_path):
-    assert main(["train", "--print-config", "model.hidden=[8,8]", f"runs_dir={tmp_path}"]) == 0
+    assert main(["train", "--cfg", "job", "model.hidden=[8,8]", f"runs_dir={tmp_path}"]) == 0

@@ -118,9 +118,12 @@ def test_all_errors_are_reported_at_once():
     assert any("seed='x'" in e for e in errors)
 
 
-def test_negative_learning_rate_is_refused():
+def test_negative_learning_rate_is_refused_in_torchs_words():
     (error,) = errors_of("optimizer.lr=-0.1")
-    assert error.startswith("optimizer.lr=-0.1 (the command line): must be >= 0")
+    assert error == (
+        "optimizer (configs/optimizer/adam.yaml + the command line, torch.optim.Adam): "
+        "Invalid learning rate: -0.1"
+    )
 
 
 def test_bad_scheduler_value_names_the_scheduler():

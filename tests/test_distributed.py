@@ -11,7 +11,6 @@ import time
 import warnings
 from functools import partial
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import lightning as L
@@ -24,7 +23,6 @@ from litlab.check import check
 from litlab.config import ConfigError
 from litlab.data import CirclesDataModule, DiabetesDataModule
 from litlab.data.batches import TensorBatches
-from litlab.errors import Diverged, fused_under_fp16
 from litlab.model import MLP
 from litlab.module import ClassifierModule, RegressorModule
 from litlab.predict import evaluate_checkpoint
@@ -326,20 +324,6 @@ def test_clipping_a_fused_optimiser_at_16_mixed_is_refused(make_config, monkeypa
     assert "add optimizer.fused=false" in error
     check(make_config(*words, "optimizer.fused=false"))
     check(make_config("trainer.precision=bf16-mixed", "trainer.gradient_clip_val=1.0"))
-
-
-def test_the_diverged_hint_never_recommends_a_crash():
-    """At 16-mixed with a fused optimiser, clipping needs fusing off too."""
-    fp16 = SimpleNamespace(
-        precision="16-mixed", optimizers=[torch.optim.Adam([torch.zeros(1)], fused=True)]
-    )
-    assert fused_under_fp16(fp16)
-    hint = str(Diverged(3, "the loss", float("nan"), 0.1, fused_under_fp16(fp16)))
-    assert hint.endswith("(trainer.gradient_clip_val=1.0 optimizer.fused=false)")
-    fp32 = SimpleNamespace(precision="32-true", optimizers=fp16.optimizers)
-    assert str(Diverged(3, "the loss", 1e40, 0.1, fused_under_fp16(fp32))).endswith(
-        "(trainer.gradient_clip_val=1.0)"
-    )
 
 
 def two_nodes(

@@ -16,7 +16,6 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 TORCH_FREE = (
     "config",
     "schema",
-    "run_length",
     "trust",
     "devices",
     "check",

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from typing_extensions import override
 
 from litlab.checkpoints import CHECKPOINT_SECTION
-from litlab.errors import Diverged, Interrupted, Stopped, fused_under_fp16
+from litlab.errors import Diverged, Interrupted, Stopped
 from litlab.signatures import Positive
 
 
@@ -175,7 +175,7 @@ class DivergenceCheck(L.Callback):
         diverged = [rank for rank in ranks if rank[0] >= 0]
         if diverged:
             step, loss, lr = min(diverged)
-            raise Diverged(int(step), "the loss", loss, lr, fused_under_fp16(trainer))
+            raise Diverged(int(step), "the loss", loss, lr)
 
 
 def first_bad(bad: Tensor | None, loss: Tensor, step: int, lr: float) -> Tensor:

@@ -1,8 +1,6 @@
-"""The pre-flight check, once per command and before any folder is made: first the
-schema (schema.py, no torch), then, with torch, what only building tells: the optimiser
-and schedule on a stand-in parameter (optim.py), the optional packages the config's
-classes need, and the device (devices.py). Errors a data set or a network raise about
-their own arguments come when the recipe builds them, each naming its node."""
+"""The pre-flight check, once per command and before any folder is made: the schema
+(schema.py, no torch), then what only torch tells: the optimiser and schedule built on a
+stand-in parameter, the optional packages the config's classes need, and the device."""
 
 from __future__ import annotations
 
@@ -12,13 +10,11 @@ import importlib.util
 from litlab.config import SourcedConfig
 from litlab.devices import placement_errors, torch_build
 from litlab.errors import ConfigError, MissingPackage
-from litlab.run_length import no_op_notes
 from litlab.schema import key_errors, target_nodes
 
-# Classes whose package is optional: the package to import, and the dependency group of
-# pyproject.toml that installs it. Lightning's loggers import without theirs and fail
-# only when built, after the run folder is made; timm imports torchvision, which fails
-# to import when it was built for another torch.
+# Classes whose package is optional: the package, and the pyproject group that installs it.
+# Lightning's loggers import without theirs and fail only when built, after the run folder
+# is made; timm imports torchvision, which fails to import when built for another torch.
 OPTIONAL_PACKAGES = {
     "MLFlowLogger": ("mlflow", "mlflow"),
     "WandbLogger": ("wandb", "wandb"),
@@ -27,57 +23,47 @@ OPTIONAL_PACKAGES = {
 
 
 def check(composed: SourcedConfig, build: bool = True) -> SourcedConfig:
-    """Raise one ConfigError listing every problem of `composed`; with `build`, also
-    build the optimiser and schedule on a stand-in parameter and look for the device
-    (this imports torch)."""
+    """Raise one ConfigError listing every problem; with `build`, import torch and also
+    build the optimiser and schedule and look for the device."""
     if composed.checked:
         return composed
     errors = key_errors(composed)
-    if errors:
-        raise ConfigError(errors)
-    if build:
+    if not errors and build:
         import torch  # here, not above: the schema check answers without it
 
         from litlab.optim import optimizer_errors
 
         refuse_missing_packages(composed)
-        errors = optimizer_errors(composed)
-        errors += placement_errors(composed, torch.cuda.is_available())
+        errors = optimizer_errors(composed) + placement_errors(composed, torch.cuda.is_available())
     if errors:
         raise ConfigError(errors)
-    composed.notes = list(dict.fromkeys([*composed.notes, *no_op_notes(composed.cfg)]))
     composed.checked = build
     return composed
 
 
 def refuse_missing_packages(composed: SourcedConfig) -> None:
-    """A node whose class needs an optional package that is not installed, or is but
-    fails to import: one line saying why, and the command that installs it."""
+    """A class whose optional package is missing, or fails to import: one line saying why,
+    and the command that installs it."""
     for path, node in target_nodes(composed)[0].items():
-        needed = OPTIONAL_PACKAGES.get(str(node._target_).rpartition(".")[2])
-        if not needed:
+        package, group = OPTIONAL_PACKAGES.get(str(node._target_).rpartition(".")[2], ("", ""))
+        if not package:
             continue
-        package, group = needed
+        missing = importlib.util.find_spec(package) is None
+        why = "not installed here" if missing else _import_failure(package)
         install = f'pip install -e ".[{group}]"'
-        if importlib.util.find_spec(package) is None:
-            why = "not installed here"
-        else:
-            why = _import_failure(package)
-            if not why:
-                continue
-            if "torchvision" in why:  # the usual cause: a torchvision built for another torch
-                install += f" with a torchvision built for this torch ({torch_build()})"
-        raise MissingPackage(
-            [f"{path} ({composed.source(path)}) needs the {package} package, {why}: {install}"]
-        )
+        if "torchvision" in why:  # the usual cause: a torchvision built for another torch
+            install += f" with a torchvision built for this torch ({torch_build()})"
+        if why:
+            raise MissingPackage(
+                [f"{path} ({composed.source(path)}) needs the {package} package, {why}: {install}"]
+            )
 
 
 def _import_failure(package: str) -> str:
     """'' when `package` imports; else what its import raised, in one line."""
     try:
         importlib.import_module(package)
-    # an installed package can fail at import with anything: a missing or mismatched
-    # dependency (torchvision's "operator torchvision::nms does not exist" is a RuntimeError)
+    # anything: torchvision's "operator torchvision::nms does not exist" is a RuntimeError
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         return f"installed here but failing to import ({type(exc).__name__}: {first})"

@@ -1,8 +1,5 @@
-"""The command line: `litlab train [group=option ...] [key=value ...]`, `litlab eval CKPT`,
-`litlab predict CKPT INPUT OUTPUT`.
-
-Lightning is imported only once a run is certain, so help and config errors answer fast.
-"""
+"""The `litlab` command; Lightning is imported only once a run is certain, so help and
+config errors answer fast."""
 
 from __future__ import annotations
 
@@ -16,14 +13,7 @@ from omegaconf import OmegaConf
 
 from litlab.check import check
 from litlab.config import ConfigError, groups
-from litlab.errors import (
-    DataError,
-    Diverged,
-    Interrupted,
-    MissingPackage,
-    PeerLost,
-    SweepStopped,
-)
+from litlab.errors import DataError, Diverged, Interrupted, MissingPackage, PeerLost, SweepStopped
 from litlab.rundirs import compose
 
 
@@ -38,35 +28,27 @@ def command(argv: list[str] | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    habit = _hydra_habit(argv)
+    argv, multirun, show = _hydra_flags(argv)
+    habit = _hydra_habit(argv, multirun, show)
     if habit:
         print(f"litlab: {habit}", file=sys.stderr)
         return 2
-    argv, multirun, show = _hydra_flags(argv)
-    if show not in ("", "job", "all"):
-        print(f"litlab: --cfg {show}: litlab prints the job's config: --cfg job", file=sys.stderr)
-        return 2
     args = _parser().parse_args(argv)
     try:
-        if multirun:  # Hydra's -m: the grid, as litlab sweep runs it
+        if multirun or args.command == "sweep":  # Hydra's -m: the grid, as litlab sweep runs it
             return _sweep(args.words, args.jobs)
         if args.command == "eval":
             return _eval(args.checkpoint, args.trust, args.overrides)
         if args.command == "predict":
             return _predict(args.checkpoint, args.input, args.output, args.trust)
-        if args.command == "sweep":
-            return _sweep(args.words, args.jobs)
         if args.command == "search":
             return _search(args.words, args.jobs)
         if args.command == "compare":
             return _compare(args.words, args.seeds, args.jobs)
-        composed = compose(args.words, trust=args.trust)
-        print_config = args.print_config or bool(show)
-        # keys and types first, from cached signatures: a typo is reported before imports
-        check(composed, build=not print_config)
+        composed = check(compose(args.words, trust=args.trust), build=not show)
         for note in composed.notes:
             print(f"litlab: note: {note}", file=sys.stderr)
-        if print_config:
+        if show:
             print(OmegaConf.to_yaml(composed.cfg), end="")
             return 0
         from litlab.distributed import is_rank_zero
@@ -97,11 +79,10 @@ HYDRA_KEYS = {
 }
 
 
-def _hydra_habit(argv: list[str]) -> str | None:
-    """What Hydra users type that litlab spells differently, as one line that says what
-    to type instead (argparse would only say "unrecognized arguments")."""
-    command = argv[0] if argv else ""
-    multirun = any(word in ("-m", "--multirun") for word in argv)
+def _hydra_habit(argv: list[str], multirun: bool, show: str) -> str | None:
+    """What Hydra users type that litlab spells differently, and what to type instead."""
+    if show not in ("", "job", "all"):
+        return f"--cfg {show}: litlab prints the job's config: --cfg job"
     for word in argv[1:]:
         key, eq, value = word.partition("=")
         key = key.lstrip("+")
@@ -113,7 +94,7 @@ def _hydra_habit(argv: list[str]) -> str | None:
                 "runs_dir= and name= place a run, -m (or litlab sweep) runs a grid"
             )
         many = "," in value and not value.lstrip().startswith(("[", "{", "'", '"'))
-        if command == "train" and eq and many and not key.startswith("~") and not multirun:
+        if argv[0] == "train" and eq and many and not key.startswith("~") and not multirun:
             return (
                 f"{word}: comma-separated values run several jobs: add -m "
                 f"(`litlab train -m {word}`, or `litlab sweep {word}`)"
@@ -122,8 +103,8 @@ def _hydra_habit(argv: list[str]) -> str | None:
 
 
 def _hydra_flags(argv: list[str]) -> tuple[list[str], bool, str]:
-    """`litlab train`'s Hydra flags, anywhere among the words: `-m` / `--multirun` (the
-    grid, as `litlab sweep`) and `--cfg job` (print the composed config and stop)."""
+    """`litlab train`'s Hydra flags anywhere among the words: `-m` (the grid, as `litlab
+    sweep`) and `--cfg job` (print the composed config and stop)."""
     if not argv or argv[0] != "train":
         return argv, False, ""
     rest, multirun, show, words = [], False, "", iter(argv)
@@ -214,21 +195,15 @@ def _compare(words: list[str], seeds: str, jobs: int) -> int:
 
 
 def _report(run_dir: object, metrics: dict[str, Any]) -> None:
-    """The test metrics as a table, the network beside its baselines, who wins, then the
-    folder."""
+    """The test metrics, the network beside its baselines; who wins; the folder."""
     from litlab.verdict import overfitting, verdict
 
     models = list(dict.fromkeys(k.split("/")[1] for k in metrics if k.startswith("baseline/")))
     rows = [["metric", "network", *models]]
     for key in (k for k in metrics if k.startswith("test/")):
         name = key.removeprefix("test/")
-        rows.append(
-            [
-                key,
-                _text(metrics[key]),
-                *(_text(metrics.get(f"baseline/{m}/{name}")) for m in models),
-            ]
-        )
+        cells = [metrics[key], *(metrics.get(f"baseline/{m}/{name}") for m in models)]
+        rows.append([key, *map(_text, cells)])
     _print_table(rows)
     for line in verdict(metrics) + overfitting(metrics):
         print(line)
@@ -252,9 +227,7 @@ def _text(value: Any) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="litlab", description="A PyTorch Lightning research template."
-    )
+    parser = argparse.ArgumentParser(prog="litlab", description="A PyTorch Lightning template.")
     commands = parser.add_subparsers(dest="command", required=True)
     options = "\n".join(f"  {group:<11} {', '.join(names)}" for group, names in groups().items())
     train = commands.add_parser(
@@ -269,54 +242,31 @@ def _parser() -> argparse.ArgumentParser:
         "  litlab train optimizer=sgd optimizer.lr=0.5 scheduler=cosine trainer.max_epochs=300",
     )
     train.add_argument("words", nargs="*", metavar="WORDS", help="group=option or dotted.key=value")
-    train.add_argument(
-        "--print-config", action="store_true", help="print the resolved config and exit"
-    )
-    train.add_argument(
-        "-j", "--jobs", type=int, default=1, help="with -m (Hydra's multirun): runs at a time"
-    )
+    train.add_argument("-j", "--jobs", type=int, default=1, help="with -m: runs at a time")
     _trust_flag(train, "the resume= folder's config.yaml")
-    evaluate = commands.add_parser(
-        "eval", help="test metrics of a checkpoint, with its stored config"
-    )
+    evaluate = commands.add_parser("eval", help="test metrics of a checkpoint")
     evaluate.add_argument("checkpoint", help="a .ckpt file of a run")
     evaluate.add_argument(
         "overrides",
         nargs="*",
         metavar="trainer.KEY=VALUE",
-        help="change the stored trainer node (default: this machine's device, the run's "
-        "precision), e.g. trainer.accelerator=cpu",
+        help="change the stored trainer node, e.g. trainer.accelerator=cpu",
     )
     _trust_flag(evaluate, "the checkpoint's stored config")
-    predict = commands.add_parser(
-        "predict", help="predictions of a checkpoint for the rows of a CSV"
-    )
+    predict = commands.add_parser("predict", help="predictions of a checkpoint for new rows")
     predict.add_argument("checkpoint", help="a .ckpt file of a run")
-    predict.add_argument(
-        "input",
-        help="CSV: x1,x2 (circles), feature columns (tables), 64 values a row or a PNG (digits)",
-    )
-    predict.add_argument("output", help="CSV to write: the input plus prediction (and probability)")
+    predict.add_argument("input", help="a CSV of rows (or an image, a folder of images)")
+    predict.add_argument("output", help="CSV to write: the input plus the predictions")
     _trust_flag(predict, "the checkpoint's stored config")
-    sweep = commands.add_parser("sweep", help="a grid of runs: optimizer=sgd,adam seed=1,2,3")
-    sweep.add_argument("-j", "--jobs", type=int, default=1, help="runs at a time (processes)")
-    sweep.add_argument("words", nargs="+", metavar="WORDS", help="as for train; a,b,c sweeps a key")
-    search = commands.add_parser(
-        "search",
-        help="a hyperparameter search with Optuna: search=circles [key=value ...]",
-        description="Search the space of configs/search/<option>.yaml; running it again "
-        "resumes the study. search.n_trials=, search.storage= change the option.",
-    )
-    search.add_argument("-j", "--jobs", type=int, default=1, help="worker processes (one study)")
-    search.add_argument(
-        "words", nargs="+", metavar="WORDS", help="search=<option>, then as for train"
-    )
-    compare = commands.add_parser("compare", help="the lesson's optimiser and decay comparison")
-    compare.add_argument("-j", "--jobs", type=int, default=1, help="runs at a time (processes)")
-    compare.add_argument("--seeds", default="1,2,3", help="seeds of each setting (default 1,2,3)")
-    compare.add_argument(
-        "words", nargs="*", metavar="WORDS", help="changes to the job, as for train"
-    )
+    for name, what in (
+        ("sweep", "a grid of runs: optimizer=sgd,adam seed=1,2,3"),
+        ("search", "a hyperparameter search with Optuna: search=circles [key=value ...]"),
+        ("compare", "the lesson's optimiser and decay comparison"),
+    ):
+        command = commands.add_parser(name, help=what)
+        command.add_argument("-j", "--jobs", type=int, default=1, help="processes at a time")
+        command.add_argument("words", nargs="*" if name == "compare" else "+", metavar="WORDS")
+    command.add_argument("--seeds", default="1,2,3", help="seeds of each setting (default 1,2,3)")
     return parser
 
 
@@ -324,6 +274,5 @@ def _trust_flag(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--trust",
         action="store_true",
-        help=f"let {what} build any _target_ (default: only litlab's classes, torch.optim's, "
-        "Lightning's callbacks and the targets in configs/)",
+        help=f"let {what} build any _target_ (default: litlab's classes and configs/' targets)",
     )

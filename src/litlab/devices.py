@@ -1,6 +1,5 @@
-"""The machine's devices: whether a config's device and precision run here, and the
-GPUs each worker of `sweep -j N` or `search -j N` may see (CUDA_VISIBLE_DEVICES: else
-every child would pick GPU 0)."""
+"""The machine's devices: whether a config's device and precision run here, and the GPUs
+(or CPU threads) each worker of `sweep -j N` or `search -j N` gets."""
 
 from __future__ import annotations
 
@@ -13,8 +12,7 @@ from litlab.config import SourcedConfig
 
 
 def visible_gpus() -> list[str]:
-    """The GPUs this process may use, as CUDA names them: its own CUDA_VISIBLE_DEVICES
-    when set (children get a subset of it), else every GPU torch counts."""
+    """The GPUs this process may use: its CUDA_VISIBLE_DEVICES, else every GPU torch counts."""
     mask = os.environ.get("CUDA_VISIBLE_DEVICES")
     if mask is not None:
         return [g for g in mask.split(",") if g.strip()]
@@ -24,29 +22,24 @@ def visible_gpus() -> list[str]:
 
 
 def gpus_per_job(trainer: Any, available: int) -> int:
-    """How many GPUs one job asks for: `trainer.devices` (a number, a list of ids, or
-    auto / -1: all of them); a job on the CPU asks for none."""
+    """The GPUs one job asks for: `trainer.devices` (a number, ids, or auto / -1: all)."""
     if str(trainer.get("accelerator", "auto")) == "cpu":
         return 0
     devices = trainer.get("devices", 1)
     if OmegaConf.is_list(devices) or isinstance(devices, list | tuple):
-        return len(devices)  # ids of GPUs: as many as it names
+        return len(devices)
     text = str(devices).strip()
     if "," in text:  # Lightning's "0,1"
         return len([g for g in text.split(",") if g.strip()])
-    if text.isdigit() and int(text) > 0:
-        return int(text)
-    return available  # "auto" or -1
+    return int(text) if text.isdigit() and int(text) > 0 else available
 
 
 def worker_environment(
     slot: int, per_job: int, gpus: list[str], workers: int = 1
 ) -> dict[str, str]:
-    """The environment change for worker `slot`: its `per_job` GPUs, taken in turn from
-    `gpus` (slot 0 the first ones); with more slots than GPUs, slots share them round
-    robin. A job on the CPU gets its share of the cores instead: torch would start as
-    many threads as the machine has cores in every worker (measured: 4 circles trials
-    took 11 s one at a time and 22 s with -j 2 on two cores, oversubscribed)."""
+    """The environment of worker `slot`: its `per_job` GPUs in turn (round robin when the
+    slots outnumber them); on the CPU its share of the cores, as torch would otherwise start
+    a thread per core in every worker (4 trials took twice as long with -j 2 on 2 cores)."""
     if not gpus or per_job <= 0:
         if workers <= 1 or "OMP_NUM_THREADS" in os.environ:
             return {}
@@ -57,44 +50,35 @@ def worker_environment(
 
 
 def runs_on_gpu(accelerator: str, has_gpu: bool) -> bool:
-    """Whether the Trainer's `accelerator` puts the run on a GPU, on this machine."""
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and has_gpu)
 
 
 def placement_errors(composed: SourcedConfig, has_gpu: bool) -> list[str]:
-    """A GPU that is not there, and a precision the CPU cannot run (Lightning would stop
-    deep inside, or quietly switch 16-mixed to bf16-mixed)."""
-    trainer = composed.cfg.trainer
+    """A GPU that is not there; a precision the CPU cannot run (Lightning would stop deep
+    inside, or quietly run bf16-mixed); clipping a fused optimiser under float16 scaling,
+    which Lightning refuses at the first step."""
+    trainer, source = composed.cfg.trainer, composed.source
     accelerator, precision = str(trainer.get("accelerator", "auto")), str(trainer.get("precision"))
-    on_gpu = runs_on_gpu(accelerator, has_gpu)
     if accelerator in ("gpu", "cuda") and not has_gpu:
-        where = composed.source("trainer.accelerator")
         return [
-            f"trainer.accelerator={accelerator} ({where}): this machine has no GPU that torch "
-            "can use; use trainer=default (the CPU)"
+            f"trainer.accelerator={accelerator} ({source('trainer.accelerator')}): this machine "
+            "has no GPU that torch can use; use trainer=default (the CPU)"
         ]
-    if precision in ("16-mixed", "16") and not on_gpu:
-        where = composed.source("trainer.precision")
+    if precision not in ("16-mixed", "16"):
+        return []
+    if not runs_on_gpu(accelerator, has_gpu):
         return [
-            f"trainer.precision={precision} ({where}): float16 mixed precision needs a GPU; "
-            "on the CPU use bf16-mixed or 32-true"
+            f"trainer.precision={precision} ({source('trainer.precision')}): float16 mixed "
+            "precision needs a GPU; on the CPU use bf16-mixed or 32-true"
         ]
-    return _clip_errors(composed) if precision in ("16-mixed", "16") else []
-
-
-def _clip_errors(composed: SourcedConfig) -> list[str]:
-    """float16's loss scaling with gradient clipping and a fused optimiser: Lightning
-    refuses it with a traceback at the first step (it cannot unscale a fused optimiser's
-    gradients before clipping them)."""
-    clip = composed.cfg.trainer.get("gradient_clip_val")
-    fused = OmegaConf.select(composed.cfg, "optimizer.fused")
-    if not clip or fused is not True:
+    clip = trainer.get("gradient_clip_val")
+    if not clip or OmegaConf.select(composed.cfg, "optimizer.fused") is not True:
         return []
     return [
-        f"trainer.gradient_clip_val={clip} ({composed.source('trainer.gradient_clip_val')}) "
-        f"with trainer.precision={composed.cfg.trainer.precision} and optimizer.fused=true "
-        f"({composed.source('optimizer.fused')}): Lightning cannot clip a fused optimiser's "
-        "gradients under float16 scaling; add optimizer.fused=false (or use bf16-mixed)"
+        f"trainer.gradient_clip_val={clip} ({source('trainer.gradient_clip_val')}) with "
+        f"trainer.precision={precision} and optimizer.fused=true ({source('optimizer.fused')}): "
+        "Lightning cannot clip a fused optimiser's gradients under float16 scaling; add "
+        "optimizer.fused=false (or use bf16-mixed)"
     ]
 
 

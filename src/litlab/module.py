@@ -27,7 +27,7 @@ from torchmetrics.regression import MeanAbsoluteError, MeanSquaredError, R2Score
 
 from litlab import figures
 from litlab.data.base import tensors
-from litlab.errors import Diverged, fused_under_fp16
+from litlab.errors import Diverged
 from litlab.optim import OptimizerFactory, SchedulerFactory, lr_scheduler_config
 
 if TYPE_CHECKING:
@@ -91,8 +91,7 @@ class _Supervised(L.LightningModule):
 
     def _diverged(self, what: str, value: Tensor) -> NoReturn:
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-        unfuse = fused_under_fp16(self.trainer)
-        raise Diverged(self.trainer.global_step, what, value.item(), lr, unfuse)
+        raise Diverged(self.trainer.global_step, what, value.item(), lr)
 
     def _train_metrics(self, out: Tensor, y: Tensor) -> dict[str, Tensor]:
         """Cheap metrics of the training batch, logged with the loss."""

@@ -1,6 +1,5 @@
-"""The schema check: every key, type and value of a composed config, against the
-signature of the class each node builds (from the cache in signatures.py), read from
-the config alone and before torch is imported, so a typo is reported at once."""
+"""The schema check: every key, type and value of a composed config against the signature
+of the class each node builds (cached in signatures.py), before torch is imported."""
 
 from __future__ import annotations
 
@@ -17,24 +16,17 @@ from litlab.errors import ConfigError
 from litlab.signatures import Spec, accepts, signature, spec, type_name
 from litlab.trust import keys_named, target_errors
 
-# A scheduler node's `lightning` sub-node is the rest of Lightning's lr_scheduler dict
-# (interval, frequency, monitor): when Lightning steps the scheduler, not its arguments.
+# A scheduler's `lightning` node: the rest of Lightning's lr_scheduler dict (interval, ...).
 SCHEDULER_OPTIONS = "lightning"
 SCHEDULER_OPTIONS_CLASS = "lightning.pytorch.utilities.types.LRSchedulerConfig"
-# Where the recipe puts a run's files (inside its folder): no config of the groups that
-# write may move them.
+# No config of the groups that write may move a run's files out of its folder.
 WRITERS = ("trainer", "logger", "callbacks")
 WRITE_PATHS = ("dirpath", "save_dir", "default_root_dir", "log_dir", "sub_dir", "run_dir", "dir")
-# What Lightning adds to the metrics a ModelCheckpoint may monitor.
-LIGHTNING_COUNTERS = ("epoch", "step")
-DIRECTIVES = ("_target_", "_partial_")  # keys of a node that instantiate reads itself
-# What the recipe builds in every run; the other groups may be null (switched off).
-REQUIRED = ("data", "model", "module", "optimizer", "trainer")
-# What the recipe gives every network when it builds it: the data's sizes.
-NETWORK_ARGUMENTS = ("in_features", "out_features")
-# Library parameters that count steps or epochs, and the least value that works: an
-# interval of 0 divides by zero deep inside the run, max_epochs=-1 trains until killed.
-# (litlab's own classes say it in their signatures: Annotated[int, AtLeast(1)].)
+LIGHTNING_COUNTERS = ("epoch", "step")  # what Lightning adds to the metrics one may monitor
+REQUIRED = ("data", "model", "module", "optimizer", "trainer")  # the others may be null
+NETWORK_ARGUMENTS = ("in_features", "out_features")  # the data's sizes, given to every network
+# Library parameters that count steps or epochs, and the least that works (an interval of 0
+# divides by zero deep in the run); litlab's own say it with Annotated[int, AtLeast(1)].
 AT_LEAST = {
     "lightning.Trainer": {
         "max_epochs": 1,
@@ -58,9 +50,11 @@ def key_errors(composed: SourcedConfig) -> list[str]:
             errors.append(f"search ({composed.source(key)}): a search space is for `litlab search`")
         elif key not in expected:
             errors.append(_unknown(composed, str(key), expected))
-    for group in REQUIRED:
-        if cfg.get(group) is None:
-            errors.append(f"{group} ({composed.source(group)}): missing; every run needs one")
+    errors += [
+        f"{group} ({composed.source(group)}): missing; every run needs one"
+        for group in REQUIRED
+        if cfg.get(group) is None
+    ]
     for name, annotation in typing.get_type_hints(RunConfig).items():
         if name in cfg:
             errors += _check_value(composed, name, cfg[name], spec(annotation))
@@ -70,7 +64,7 @@ def key_errors(composed: SourcedConfig) -> list[str]:
         errors += _check_node(composed, path, node)
     if "model" in nodes:
         errors += _network_errors(composed, nodes["model"]._target_)
-    return errors + _value_errors(composed)
+    return errors + _name_errors(composed) + _path_errors(composed)
 
 
 def _network_errors(composed: SourcedConfig, target: str) -> list[str]:
@@ -90,33 +84,28 @@ def _network_errors(composed: SourcedConfig, target: str) -> list[str]:
 
 
 def monitor_errors(composed: SourcedConfig, logged: set[str]) -> list[str]:
-    """Every `monitor` (a callback's, the schedule's) naming a metric that the module,
-    which logs `logged`, never logs: Lightning would stop at the first validation.
-    Lightning's own counters count too (callbacks.last monitors the step)."""
+    """Every `monitor` naming a metric the module never logs (Lightning would stop at the
+    first validation)."""
     logged = logged | set(LIGHTNING_COUNTERS)
-    errors = []
-    for key, value in keys_named(composed.cfg, "monitor"):
-        if isinstance(value, str) and value not in logged:
-            errors.append(
-                f"{key}={value} ({composed.source(key)}): no such metric; the module logs "
-                f"{', '.join(sorted(logged))}"
-            )
-    return errors
+    return [
+        f"{key}={value} ({composed.source(key)}): no such metric; the module logs "
+        f"{', '.join(sorted(logged))}"
+        for key, value in keys_named(composed.cfg, "monitor")
+        if isinstance(value, str) and value not in logged
+    ]
 
 
 def target_nodes(composed: SourcedConfig) -> tuple[dict[str, DictConfig], list[str]]:
-    """Every node that builds an object, by dotted path, found by its shape: a group's
-    node with a `_target_`, or a mapping of such nodes (callbacks). A group added to
-    configs/ is checked the same way, with no list to keep here."""
+    """Every node that builds an object, by dotted path: a group's node with a `_target_`,
+    or a mapping of such nodes (callbacks, several loggers); and the errors of the others."""
     cfg, nodes, errors = composed.cfg, {}, []
     for group in groups():
         node = cfg.get(group)
         if group in (*GLOBAL_GROUPS, SEARCH_GROUP) or node is None:
             continue
+        children = {group: node}
         if isinstance(node, DictConfig) and "_target_" not in node:
             children = {f"{group}.{name}": child for name, child in node.items() if child}
-        else:
-            children = {group: node}
         for path, child in children.items():
             if isinstance(child, DictConfig) and isinstance(child.get("_target_"), str):
                 nodes[path] = child
@@ -126,8 +115,8 @@ def target_nodes(composed: SourcedConfig) -> tuple[dict[str, DictConfig], list[s
 
 
 def _not_a_node(composed: SourcedConfig, group: str, path: str) -> str:
-    """The error for a key of a group that builds nothing; with several options picked
-    (logger=[tensorboard,mlflow]), most likely a key meant for one of them."""
+    """With several options picked (logger=[tensorboard,mlflow]), most likely a key meant
+    for one of them."""
     where, picked = composed.source(path), composed.choices.get(group)
     if isinstance(picked, list) and path.count(".") == 1:
         key = path.partition(".")[2]
@@ -146,55 +135,51 @@ def _check_node(
         return [f"{path}._target_ ({composed.source(path + '._target_')}): {exc}"]
     errors = []
     for key, value in node.items():
-        key = str(key)
+        key, child = str(key), f"{path}.{key}"
         if key == "_partial_":
-            errors += _check_value(composed, f"{path}.{key}", value, "bool")
+            errors += _check_value(composed, child, value, "bool")
         elif key == SCHEDULER_OPTIONS and path == "scheduler" and isinstance(value, DictConfig):
-            errors += _check_node(composed, f"{path}.{key}", value, SCHEDULER_OPTIONS_CLASS)
-        elif key in DIRECTIVES:
+            errors += _check_node(composed, child, value, SCHEDULER_OPTIONS_CLASS)
+        elif key == "_target_":
             continue
         elif isinstance(value, DictConfig) and isinstance(value.get("_target_"), str):
-            errors += _check_node(composed, f"{path}.{key}", value)  # built first
-        elif key not in found.params:
-            if not found.takes_any:
-                errors.append(_unknown(composed, f"{path}.{key}", found.params, target))
-        else:
-            expected = found.params[key]
+            errors += _check_node(composed, child, value)  # built first
+        elif key in found.params:
             least = AT_LEAST.get(target, {}).get(key)
-            expected = expected if least is None else {"at_least": [least, expected]}
-            errors += _check_value(composed, f"{path}.{key}", value, expected)
+            expected = (
+                found.params[key] if least is None else {"at_least": [least, found.params[key]]}
+            )
+            errors += _check_value(composed, child, value, expected)
+        elif not found.takes_any:
+            errors.append(_unknown(composed, child, found.params, target))
     return errors
 
 
-def _value_errors(composed: SourcedConfig) -> list[str]:
-    """Values of the right type that no class would take."""
-    errors = []
-    lr = OmegaConf.select(composed.cfg, "optimizer.lr")
-    if isinstance(lr, int | float) and not isinstance(lr, bool) and lr < 0:
-        where = composed.source("optimizer.lr")
-        errors.append(f"optimizer.lr={lr} ({where}): must be >= 0 (the size of each step)")
+def _name_errors(composed: SourcedConfig) -> list[str]:
+    """<runs_dir>/<name> must be a folder under runs_dir (not itself, not outside)."""
     name = composed.cfg.get("name")
-    if isinstance(name, str) and not _inside(name):
-        errors.append(
-            f"name={name} ({composed.source('name')}): must stay inside runs_dir "
-            "(a relative path without '..')"
-        )
-    return errors + _path_errors(composed)
+    path = PurePath(name) if isinstance(name, str) else None
+    if path is None or (
+        not path.is_absolute() and ".." not in path.parts and name not in ("", ".")
+    ):
+        return []
+    return [
+        f"name={name} ({composed.source('name')}): must stay inside runs_dir "
+        "(a relative path without '..')"
+    ]
 
 
 def _path_errors(composed: SourcedConfig) -> list[str]:
-    """Settings that would make a run write outside its folder: the recipe puts every
-    file (checkpoints, events, plots) inside it, and runs_dir and name choose the folder;
-    a checkpoint's file name is a name, not a path."""
-    errors = []
+    """Settings that would make a run write outside its folder; a checkpoint's file name is
+    a name, not a path."""
     writers = {group: composed.cfg.get(group) for group in WRITERS}
-    for key in WRITE_PATHS:
-        for path, value in keys_named(writers, key):
-            if value is not None:
-                errors.append(
-                    f"{path}={value} ({composed.source(path)}): a run writes only inside its "
-                    "run folder; choose where runs go with runs_dir= and name="
-                )
+    errors = [
+        f"{path}={value} ({composed.source(path)}): a run writes only inside its run folder; "
+        "choose where runs go with runs_dir= and name="
+        for key in WRITE_PATHS
+        for path, value in keys_named(writers, key)
+        if value is not None
+    ]
     for path, value in keys_named(writers, "filename"):
         if isinstance(value, str) and (PurePath(value).name != value or value in ("", ".", "..")):
             errors.append(
@@ -202,12 +187,6 @@ def _path_errors(composed: SourcedConfig) -> list[str]:
                 "checkpoints/ folder, without '/' or '..'"
             )
     return errors
-
-
-def _inside(name: str) -> bool:
-    """Whether <runs_dir>/<name> is a folder under runs_dir (not itself, not outside)."""
-    path = PurePath(name)
-    return not path.is_absolute() and ".." not in path.parts and str(path) not in ("", ".")
 
 
 def _check_value(composed: SourcedConfig, key: str, value: Any, expected: Spec) -> list[str]:

@@ -1,13 +1,7 @@
-"""What the pre-flight check (check.py) needs to know of each class a config builds:
-its keyword parameters and the types they accept, as plain data.
-
-Reading them means importing the class, and the classes live in torch and Lightning
-(about 3 s to import). So they are kept in a cache beside the package's bytecode, and a
-config error is reported in a fraction of a second once each class has been seen. An
-entry is used only while the package it came from is unchanged: litlab's own by the
-times of its files, torch's and Lightning's by their installed versions. Other classes (a
-user's `mymodels.ResMLP`) are read afresh every time: they change between runs.
-"""
+"""The keyword parameters of each class a config builds, and the types they take, as
+plain data for the schema check. Reading them imports torch and Lightning (about 3 s), so
+they are cached beside the bytecode while their package is unchanged (litlab by its files'
+times, the libraries by version); a user's own classes are read every time."""
 
 from __future__ import annotations
 
@@ -28,7 +22,6 @@ from typing import Annotated, Any
 from litlab.errors import ConfigError
 
 PACKAGE = Path(__file__).resolve().parent
-# type hints read differently on another Python: one file each, as for bytecode
 CACHE = PACKAGE / "__pycache__" / f"signatures.{sys.implementation.cache_tag}.json"
 CACHED_PACKAGES = ("litlab", "lightning", "torch", "torchmetrics")
 
@@ -40,8 +33,7 @@ Spec = str | dict[str, list[Any]]
 
 @dataclass(frozen=True)
 class AtLeast:
-    """`Annotated[int, AtLeast(1)]`: the least value a parameter takes (an interval of 0
-    divides by zero deep inside a run; a count of -1 runs forever)."""
+    """`Annotated[int, AtLeast(1)]`: the least value a parameter takes."""
 
     least: int | float
 
@@ -56,16 +48,14 @@ class Signature:
 
 
 def importable() -> None:
-    """Modules in the working directory are importable (`mymodels.ResMLP` for
-    ./mymodels.py), as under `python -m`: the `litlab` script alone would not see them.
-    The directory goes after the installed packages, so it never shadows them."""
+    """Modules in the working directory are importable (./mymodels.py), after the installed
+    packages, so they never shadow them."""
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())
 
 
 def locate(dotted: str) -> Any:
-    """Import `package.module.Name` and return `Name` (`importable`: the working
-    directory's modules too)."""
+    """Import `package.module.Name` and return `Name`."""
     module_name, _, attr = str(dotted).rpartition(".")
     importable()
     try:
@@ -75,8 +65,7 @@ def locate(dotted: str) -> Any:
 
 
 def signature(dotted: str) -> Signature:
-    """The signature of the class (or function) `dotted`; ConfigError if it cannot be
-    imported."""
+    """The signature of the class (or function) `dotted`, from the cache where it can."""
     stamp = _stamp(dotted.partition(".")[0])
     cache = _cache()
     entry = cache.get(dotted)
@@ -142,19 +131,17 @@ def accepts(value: Any, expected: Spec) -> bool:
 
 
 def type_name(expected: Spec) -> str:
-    if isinstance(expected, dict):
-        if "union" in expected:
-            return " | ".join(type_name(option) for option in expected["union"])
-        if "at_least" in expected:
-            least, inner = expected["at_least"]
-            if isinstance(inner, dict) and "union" in inner:  # int | null: int >= 1 | null
-                bounded = [
-                    {"at_least": [least, o]} if o in ("int", "float") else o for o in inner["union"]
-                ]
-                return type_name({"union": bounded})
-            return f"{type_name(inner)} >= {least}"
+    if not isinstance(expected, dict):
+        return expected.removeprefix("object ")
+    if "union" in expected:
+        return " | ".join(type_name(option) for option in expected["union"])
+    if "literal" in expected:
         return " | ".join(repr(value) for value in expected["literal"])
-    return expected.removeprefix("object ")
+    least, inner = expected["at_least"]
+    if isinstance(inner, dict) and "union" in inner:  # int | null: int >= 1 | null
+        bounded = [{"at_least": [least, o]} if o in ("int", "float") else o for o in inner["union"]]
+        return type_name({"union": bounded})
+    return f"{type_name(inner)} >= {least}"
 
 
 def _read(target: Any) -> Signature:
@@ -200,8 +187,8 @@ def _cache() -> dict[str, Any]:
 
 
 def _save(cache: dict[str, Any]) -> None:
-    """Write the cache through a temporary file (runs of a sweep may write at once); a
-    folder that cannot be written only costs the next run the imports."""
+    """Write the cache through a temporary file (runs of a sweep may write at once); an
+    unwritable folder costs only the next run's imports."""
     partial = CACHE.with_name(f"{CACHE.name}.{os.getpid()}")
     try:
         CACHE.parent.mkdir(exist_ok=True)

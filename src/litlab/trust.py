@@ -1,7 +1,6 @@
-"""Files that may come from someone else (a checkpoint, a run folder's config.yaml) are
-read as plain data: bounded in size, never resolved, and building only allowed targets.
-litlab saves a config resolved, so a stored `${` was not written by litlab: resolving it
-would run a resolver the file chose (`oc.env`), and it is refused, naming the key."""
+"""Files that may come from someone else (a checkpoint, a run's config.yaml) are read as
+plain data: bounded, never resolved (litlab saves configs resolved, so a `${` would run a
+resolver the file chose), and building only allowed targets."""
 
 from __future__ import annotations
 
@@ -19,8 +18,7 @@ from litlab.config import SourcedConfig, config_dirs
 from litlab.errors import ConfigError
 
 PACKAGE = Path(__file__).resolve().parent
-# What a stored config may cost before anything is built: litlab's own are about 3 KB,
-# 60 values and 4 levels deep.
+# What a stored config may cost: litlab's own are about 3 KB, 60 values, 4 levels deep.
 MAX_BYTES = 1_000_000
 MAX_VALUES = 10_000
 MAX_DEPTH = 32
@@ -28,31 +26,25 @@ PLAIN = (str, int, float, bool, type(None), list, dict)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """The config in YAML file `path` as plain data (`plain_config`); one line naming the
-    file for anything else: too big, not YAML, a YAML tag, not a mapping."""
+    """The config in YAML file `path` as plain data; else one line naming the file."""
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise ConfigError([f"{path}: {size} bytes; a stored config is at most {MAX_BYTES}"])
         text = path.read_text(encoding="utf-8")
-        # First as PyYAML reads it, aliases shared (a "billion laughs" file stays small),
-        # to bound it; then as OmegaConf's loader does, which reads 1e-3 as a number.
+        # Bounded as PyYAML reads it (aliases shared: a "billion laughs" stays small), then
+        # read as OmegaConf does (1e-3 a number).
         plain_config(yaml.safe_load(text), str(path))
         config = OmegaConf.to_container(OmegaConf.create(text), resolve=False)
-    except yaml.YAMLError as exc:  # a syntax error, a python tag
-        reason = " ".join(str(exc).split())
-        raise ConfigError([f"{path}: not a YAML config ({reason})"]) from None
-    except (OSError, UnicodeDecodeError, OmegaConfBaseException) as exc:
-        reason = " ".join(str(exc).split())
-        raise ConfigError([f"{path}: cannot be read ({reason})"]) from None
+    except (yaml.YAMLError, OSError, UnicodeDecodeError, OmegaConfBaseException) as exc:
+        what = "not a YAML config" if isinstance(exc, yaml.YAMLError) else "cannot be read"
+        raise ConfigError([f"{path}: {what} ({' '.join(str(exc).split())})"]) from None
     return plain_config(config, str(path))
 
 
 def plain_config(config: Any, source: str) -> dict[str, Any]:
-    """`config` if it is a mapping of plain values (text, numbers, booleans, null, lists,
-    mappings with text keys) within MAX_VALUES values, MAX_BYTES of text and MAX_DEPTH
-    levels, and no text holds an interpolation; else one ConfigError naming the first
-    key that is not."""
+    """`config` if it is a mapping of plain values within the MAX_* bounds, with no
+    interpolation; else a ConfigError naming the first key that is not."""
     if not isinstance(config, dict):
         kind = type(config).__name__
         raise ConfigError([f"{source}: a stored config is a mapping of keys, not a {kind}"])
@@ -81,8 +73,7 @@ def plain_config(config: Any, source: str) -> dict[str, Any]:
 def _walk(
     node: Any, source: str, prefix: str = "", depth: int = 1
 ) -> Iterator[tuple[str, Any, int]]:
-    """(dotted key, value, depth) of every value under `node`, parents before children;
-    a key that is not plain text is refused, naming `source`."""
+    """(dotted key, value, depth) of every value under `node`, parents first."""
     items = node.items() if isinstance(node, dict) else enumerate(node)
     for key, value in items:
         path = f"{prefix}.{key}" if prefix else str(key)
@@ -93,12 +84,9 @@ def _walk(
             yield from _walk(value, source, path, depth + 1)
 
 
-# --------------------------------------------------------------------------- targets
-
-
 def target_errors(composed: SourcedConfig) -> list[str]:
-    """Every `_target_` that a file of `composed.untrusted` set and that `allowed_target`
-    refuses; checked as text, so nothing it names is imported."""
+    """Every `_target_` an untrusted file set that `allowed_target` refuses (as text:
+    nothing is imported)."""
     errors = []
     for key, target in keys_named(composed.cfg, "_target_"):
         where = composed.source(key)
@@ -111,18 +99,15 @@ def target_errors(composed: SourcedConfig) -> list[str]:
 
 
 def allowed_target(target: Any) -> bool:
-    """A target named in a config file (litlab's configs/ or the user's ./configs/), or a
-    public class defined in litlab's own code (read from its source, not imported).
-    Functions are left out: litlab.cli.main or litlab.signatures.locate would run or
-    import whatever their arguments name; so are names a litlab module only imports."""
+    """A target named in configs/ or ./configs/, or a public class defined in litlab's
+    source (not a function: litlab.cli.main would run whatever its arguments say)."""
     if not isinstance(target, str):
         return False
     return target in config_targets() or target in litlab_classes()
 
 
 def config_targets() -> frozenset[str]:
-    """Every `_target_` in the config files: litlab's configs/ and the user's own
-    ./configs/ (a model added there as an option is the user's choice, so allowed)."""
+    """Every `_target_` in litlab's configs/ and the user's ./configs/."""
     return frozenset().union(*(_targets_under(folder) for folder in config_dirs()))
 
 
@@ -137,8 +122,7 @@ def _targets_under(folder: Path) -> frozenset[str]:
 
 @functools.cache
 def litlab_classes() -> frozenset[str]:
-    """`litlab.<module>.<Class>` for every public class defined at the top of a module of
-    the package (not `__main__`, which runs the command line)."""
+    """`litlab.<module>.<Class>` of every public class defined in the package's source."""
     found = set()
     for path in PACKAGE.rglob("*.py"):
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
@@ -155,7 +139,7 @@ def litlab_classes() -> frozenset[str]:
 
 
 def keys_named(node: Any, name: str, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted key, value) of every key `name` in `node`, at any depth, lists included."""
+    """(dotted key, value) of every key `name` in `node`, at any depth."""
     if OmegaConf.is_config(node):
         node = OmegaConf.to_container(node)
     items: Any = node.items() if isinstance(node, dict) else ()
