@@ -1,5 +1,6 @@
-"""What every data module shares: three splits of tensors and their loaders, and what
-generic code asks of a task's data: its baselines, pictures, and rows to predict."""
+"""What every in-memory data module shares: three splits of tensors and their loaders, and
+reading rows to predict. Predict also asks for `inputs(frame)`, and the recipe, where a data
+module has them, for `module_kwargs()`, `report(run_dir)`, `baselines()` and `figures()`."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import pandas as pd
-import torch
 from lightning_utilities.core.overrides import is_overridden
-from matplotlib.figure import Figure
 from torch import Tensor
 from typing_extensions import override
 
@@ -121,22 +120,6 @@ class TensorDataModule(L.LightningDataModule):
             self.training_batches.count_trained()
         return batch
 
-    @override
-    def transfer_batch_to_device(
-        self, batch: Any, device: torch.device, dataloader_idx: int
-    ) -> Any:
-        if all(isinstance(t, Tensor) and t.device == device for t in batch):
-            return batch  # sliced from tensors already there
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
-
-    def module_kwargs(self) -> dict[str, Any]:
-        """What the LightningModule needs to know of this data, beyond the batches."""
-        return {}
-
-    def inputs(self, frame: pd.DataFrame) -> Tensor:
-        """Model inputs for the raw rows of `frame` (its `input_columns`)."""
-        raise NotImplementedError
-
     def read_rows(self, path: Path) -> pd.DataFrame:
         """Rows to predict, from a CSV file (short rows marked)."""
         return mark_short_rows(pd.read_csv(path), path, ",")
@@ -157,14 +140,3 @@ class TensorDataModule(L.LightningDataModule):
 
     def verify(self, state: dict[str, Any]) -> None:
         """Raise a ValueError if this is not the data the checkpoint's `state` came from."""
-
-    def report(self, run_dir: Path) -> None:
-        """Say what the data became, at the start of a run (when more than its config)."""
-
-    def baselines(self) -> dict[str, float]:
-        """Test metrics of scikit-learn models on the same split, `baseline/<model>/<metric>`."""
-        return {}
-
-    def figures(self) -> dict[str, Figure]:
-        """Pictures of the data, drawn before training."""
-        return {}

@@ -26,9 +26,11 @@ DAYFIRST_BY_SEPARATOR = {"/": False, "-": True, ".": True}
 ID_NAME = re.compile(r"(^|_|\b)(id|ids|uuid|key|record|patient_?no|row)$|id$", re.IGNORECASE)
 
 
-def sniff_delimiter(file: Path, sep: str | None) -> tuple[str, str]:
-    """The delimiter (given, or the one of DELIMITERS that splits the first lines alike)
-    and its decimal mark: a comma with semicolons (European spreadsheets), else a point."""
+def read_table(file: Path, sep: str | None) -> tuple[pd.DataFrame, str, str]:
+    """The table of a CSV file, its delimiter (given, or the one of DELIMITERS that splits
+    the first lines alike) and decimal mark: a comma after semicolons (European sheets)."""
+    if not file.is_file():
+        raise ValueError(f"path={str(file)!r}: no such file")
     if sep is None:
         with open(file, encoding="utf-8", errors="replace") as handle:
             sample = handle.read(64_000)
@@ -36,14 +38,7 @@ def sniff_delimiter(file: Path, sep: str | None) -> tuple[str, str]:
             sep = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
         except csv.Error:
             sep = ","
-    return sep, "," if sep == ";" else "."
-
-
-def read_table(file: Path, sep: str | None) -> tuple[pd.DataFrame, str]:
-    """The table of a CSV file, and how it was read."""
-    if not file.is_file():
-        raise ValueError(f"path={str(file)!r}: no such file")
-    sep, decimal = sniff_delimiter(file, sep)
+    decimal = "," if sep == ";" else "."
     try:
         frame = pd.read_csv(file, sep=sep, decimal=decimal, skipinitialspace=True)
     except pd.errors.EmptyDataError:
@@ -52,7 +47,7 @@ def read_table(file: Path, sep: str | None) -> tuple[pd.DataFrame, str]:
         raise ValueError(f"path={str(file)!r}: not a CSV table ({exc})") from None
     if frame.empty:
         raise ValueError(f"path={str(file)!r}: the table has a header but no rows")
-    return frame, f" (delimiter {sep!r}, decimal mark {decimal!r})"
+    return frame, sep, decimal
 
 
 def select_columns(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from litlab.data.base import add_problem, mark_short_rows, short_row_problems
-from litlab.data.columns import parse_numbers, read_table, sniff_delimiter
+from litlab.data.columns import parse_numbers, read_table
 from litlab.data.encoding import TableEncoder
 
 # A value this many training standard deviations from the training mean (1e308, a unit
@@ -19,8 +19,7 @@ OUTLIER_STDS = 100
 def read_rows(path: Path, sep: str | None) -> pd.DataFrame:
     """New rows, read as the training file was (short rows marked); the file's delimiter
     and decimal mark are kept for writing the predictions."""
-    frame, _ = read_table(path, sep)
-    sep, decimal = sniff_delimiter(path, sep)
+    frame, sep, decimal = read_table(path, sep)
     frame.attrs["csv"] = {"sep": sep, "decimal": decimal}
     return mark_short_rows(frame, path, sep)
 

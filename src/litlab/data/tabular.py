@@ -31,7 +31,6 @@ from litlab.data.columns import (
     prepare_columns,
     read_table,
     select_columns,
-    sniff_delimiter,
 )
 from litlab.data.encoding import TableEncoder
 from litlab.data.leaks import name_leaks
@@ -97,8 +96,8 @@ class CsvDataModule(TensorDataModule):
 
     def read(self) -> tuple[pd.DataFrame, str]:
         """The whole table, and where it came from (for messages)."""
-        frame, self.how = read_table(self.path, self.sep)
-        self.decimal = sniff_delimiter(self.path, self.sep)[1]
+        frame, sep, self.decimal = read_table(self.path, self.sep)
+        self.how = f" (delimiter {sep!r}, decimal mark {self.decimal!r})"
         return frame, str(self.path)
 
     @property
