@@ -53,12 +53,10 @@ def probe(paths: list[str], channels: int, size: int) -> list[tuple[str, np.ndar
     return out
 
 
-class Item(NamedTuple):
-    """A file found under data.path: where, its class, and its split folder if any."""
-
+class Item(NamedTuple):  # a file found under data.path
     path: Path
     label: str
-    part: str = ""
+    part: str = ""  # its split folder (train, val, test), if any
 
 
 class ImageFiles(Dataset):

@@ -213,9 +213,8 @@ class CsvDataModule(TensorDataModule):
 
     def baselines(self) -> dict[str, float]:
         if not self.classes:
-            return fit_and_score(
-                regressors(), self.train, self.test, regression_scores, self.unscale
-            )
+            units = self.unscale
+            return fit_and_score(regressors(), self.train, self.test, regression_scores, units)
         score = binary_scores if self.task == "binary" else multiclass_scores
         return fit_and_score(classifiers(), self.train, self.test, score)
 
@@ -274,18 +273,9 @@ class DiabetesDataModule(CsvDataModule):
         fold: int = 0,
     ):
         check_split(442, val_fraction, test_fraction, folds)
-        super().__init__(
-            path="",
-            target="target",
-            task="regression",
-            val_fraction=val_fraction,
-            test_fraction=test_fraction,
-            random_state=random_state,
-            batch_size=batch_size,
-            scale_target=scale_target,
-            folds=folds,
-            fold=fold,
-        )
+        kept = dict(random_state=random_state, batch_size=batch_size, scale_target=scale_target)
+        split = dict(val_fraction=val_fraction, test_fraction=test_fraction, folds=folds, fold=fold)
+        super().__init__("", "target", task="regression", **kept, **split)
 
     def read(self) -> tuple[pd.DataFrame, str]:
         return load_diabetes(scaled=False, as_frame=True).frame, "scikit-learn's load_diabetes"
