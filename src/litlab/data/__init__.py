@@ -1,5 +1,4 @@
-"""Data modules: the built-in ones hold their sets in memory as tensors; images are read
-from disk."""
+"""Data modules: the built-in ones hold their sets as tensors; images are read from disk."""
 
 from litlab.data.circles import CirclesDataModule as CirclesDataModule
 from litlab.data.digits import DigitsDataModule as DigitsDataModule

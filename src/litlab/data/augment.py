@@ -66,8 +66,7 @@ class Augment:
         return x.clamp(0, 1) if self.brightness or self.contrast else x
 
     def _move(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """Each image cropped (area and aspect drawn, placed anywhere it fits) and turned,
-        resampled bilinearly to its size; what comes from outside the image is reflected."""
+        """Each image cropped and turned, resampled to its size (reflected at the borders)."""
         area = 1 - _uniform(x, generator, 0, 1) * (1 - self.crop)
         ratio = _uniform(x, generator, math.log(RATIO[0]), math.log(RATIO[1])).exp()
         if not self.crop:

@@ -11,19 +11,17 @@ from typing import Any
 import lightning as L
 import numpy as np
 import pandas as pd
-from lightning_utilities.core.overrides import is_overridden
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor
 from typing_extensions import override
 
 from litlab.data.batches import TensorBatches
 
 MAX_ABS_VALUE = 1e6  # a raw input past this is a unit mistake or an overflow: not predicted
-TASKS = ("binary", "multiclass", "regression")
 
 
 def mark_short_rows(frame: pd.DataFrame, path: Path, sep: str) -> pd.DataFrame:
-    """`frame`, read from `path`, its rows with fewer values than the header marked (pandas
-    fills them as missing values, which predict must not take as real)."""
+    """`frame` with the rows `path` gave fewer values than its header (pandas fills them)."""
     with open(path, newline="", encoding="utf-8", errors="replace") as handle:
         widths = [len(row) for row in csv.reader(handle, delimiter=sep) if row]
     frame.attrs["short_rows"] = {i: n for i, n in enumerate(widths[1:]) if n < widths[0]}
@@ -45,12 +43,8 @@ def add_problem(problems: pd.Series, where: pd.Series, why: pd.Series) -> pd.Ser
 
 
 def contract_errors(datamodule: L.LightningDataModule) -> list[str]:
-    """What the recipe asks of a set-up data module and this one lacks: its task (which
-    picks the loss), its sizes (which size the network), and its loaders."""
-    missing = [name for name in ("task", "num_features") if not hasattr(datamodule, name)]
-    if getattr(datamodule, "task", TASKS[0]) not in TASKS:
-        missing.append(f"task one of {', '.join(TASKS)} (not {datamodule.task!r})")
-    return missing + [
+    """What the recipe asks of a set-up data module and this one lacks."""
+    return [name for name in ("task", "num_features") if not hasattr(datamodule, name)] + [
         f"{split}_dataloader()"
         for split in ("train", "test")
         if not is_overridden(f"{split}_dataloader", datamodule, L.LightningDataModule)
@@ -58,17 +52,13 @@ def contract_errors(datamodule: L.LightningDataModule) -> list[str]:
 
 
 def tensors(datamodule: L.LightningDataModule, split: str) -> tuple[Tensor, ...] | None:
-    """A split's (x, y) tensors; None for a data module with loaders only (the pictures
-    that need them are then left out)."""
+    """A split's (x, y) tensors; None for a data module with loaders only."""
     return getattr(datamodule, split) if isinstance(datamodule, TensorDataModule) else None
 
 
 class TensorDataModule(L.LightningDataModule):
-    """`train`, `val`, `test` as tuples of tensors, filled by the subclass's `setup`.
-
-    `batch_size` is per device: None is full-batch gradient descent (each rank takes its
-    whole shard). Evaluation runs in one batch per rank: these sets are small.
-    """
+    """`train`, `val`, `test` as (x, y) tensors, filled by the subclass's `setup`, in
+    batches of `batch_size` per device (None: full batch); evaluation in one batch a rank."""
 
     task: str  # binary, multiclass or regression: the LightningModule must match it
     num_features: int  # the network's inputs
@@ -93,8 +83,7 @@ class TensorDataModule(L.LightningDataModule):
             tensors = tuple(t.to(trainer.strategy.root_device) for t in tensors)
         if not train:
             return TensorBatches(tensors, None, rank=rank, world_size=world)
-        # Full batch needs no shuffling; overfitting a few batches (a debug check) needs
-        # the same batches every epoch.
+        # full batch needs no shuffling, overfit_batches the same batches every epoch
         fixed = self.batch_size is None or (trainer is not None and trainer.overfit_batches > 0)
         epoch = (lambda: trainer.current_epoch) if trainer is not None else (lambda: 0)
         seed = None if fixed else self.seed
@@ -112,8 +101,7 @@ class TensorDataModule(L.LightningDataModule):
 
     @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Count each training batch as it enters its step: a mid-epoch checkpoint then
-        knows where a resumed run goes on."""
+        """Count each training batch as it enters its step, for a mid-epoch resume."""
         if self.trainer is not None and self.trainer.training and self.training_batches is not None:
             self.training_batches.count_trained()
         return batch
@@ -123,8 +111,7 @@ class TensorDataModule(L.LightningDataModule):
         return mark_short_rows(pd.read_csv(path), path, ",")
 
     def check_rows(self, frame: pd.DataFrame) -> tuple[pd.Series, list[str]]:
-        """Why each row cannot be predicted ('' when it can), and notes on what was filled
-        in: here text, a missing value, infinity or a value past MAX_ABS_VALUE."""
+        """Why each row cannot be predicted ('' when it can), and what was filled in."""
         problems = short_row_problems(frame)
         for column in self.input_columns:
             bad = ~(pd.to_numeric(frame[column], errors="coerce").abs() <= MAX_ABS_VALUE)

@@ -12,15 +12,10 @@ from torch import Tensor
 
 
 class TensorBatches:
-    """`tensors` (same first dimension) in batches of `batch_size` rows; None: all at once.
-
-    With `shuffle_seed`, each epoch has its own order, seeded by the seed and `epoch()`.
-    Under DDP each rank takes every `world_size`-th row: in equal shards when shuffling
-    (every rank takes as many steps), none dropped or repeated otherwise (evaluation).
-    `trained` counts the batches trained on this epoch (`count_trained`; what was yielded
-    is one more, as Lightning fetches ahead): a mid-epoch checkpoint keeps it, and the
-    resumed run goes on at the next batch.
-    """
+    """`tensors` in batches of `batch_size` rows (None: all), in an order seeded by
+    `shuffle_seed` and `epoch()`. Under DDP each rank takes every `world_size`-th row, in
+    equal shards when shuffling, none repeated otherwise. `trained` counts the batches
+    trained on (not fetched: Lightning fetches ahead), kept by a mid-epoch checkpoint."""
 
     def __init__(
         self,
@@ -68,8 +63,7 @@ class TensorBatches:
             yield tuple(t[part] for t in self.tensors)
 
     def _index(self) -> Tensor | None:
-        """This rank's rows in this epoch's order, made on the data's device (not copied
-        there each batch); None: every row, in order."""
+        """This rank's rows in this epoch's order, on the data's device; None: all, in order."""
         n, device = len(self.tensors[0]), self.tensors[0].device
         if self.shuffle_seed is None:
             mine = slice(self.rank, None, self.world_size)

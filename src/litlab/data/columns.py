@@ -14,21 +14,18 @@ import pandas as pd
 
 DELIMITERS = ",;\t|"
 MAX_INTEGER_CLASSES = 10  # integers with this many values at most (5 rows each) are classes
-# A date: year first (2021-03-04, 2021/03/04) or last (04-03-2021, 04/03/2021, 04.03.2021),
-# the same separator twice, and maybe a time (10:30, 10:30:15, 10:30:15.5) after a space or T.
+# A date, year first or last, one separator twice, maybe a time: 17.08.1984 10:30, 1984-08-17
 DATE = re.compile(
     r"^(?:(\d{4})([-/.])(\d{1,2})\2(\d{1,2})|(\d{1,2})([-/.])(\d{1,2})\6(\d{4}))"
     r"(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$"
 )
-# A year-last column whose days and months are all 12 or less is read by its separator,
-# as the countries that write it so mostly mean it: / month-first (US), - and . day-first.
+# A year-last column with every day and month <= 12 is read as its separator's users mean it
 DAYFIRST_BY_SEPARATOR = {"/": False, "-": True, ".": True}
 ID_NAME = re.compile(r"(^|_|\b)(id|ids|uuid|key|record|patient_?no|row)$|id$", re.IGNORECASE)
 
 
 def read_table(file: Path, sep: str | None) -> tuple[pd.DataFrame, str, str]:
-    """The table of a CSV file, its delimiter (given, or the one of DELIMITERS that splits
-    the first lines alike) and decimal mark: a comma after semicolons (European sheets)."""
+    """A CSV file's table, delimiter (found if not given) and decimal mark (, after ;)."""
     if not file.is_file():
         raise ValueError(f"path={str(file)!r}: no such file")
     if sep is None:
@@ -88,14 +85,9 @@ def parse_numbers(values: pd.Series, decimal: str, date_format: str | None = Non
 
 
 def date_format(values: pd.Series, dayfirst: bool | None) -> tuple[str, str] | None:
-    """The strptime format of a column of dates written as text, and a note when reading
-    it was a choice; None unless every value is a date of one form.
-
-    pandas guesses the form from the first value only (`17-08-1984` then `03-04-1985` is an
-    error), and its `dayfirst` is a hint that lets `17/08/1984` through in a month-first
-    column. Here a first field over 12 settles day-first, a second month-first; a column
-    with neither is read as `dayfirst` says, or by its separator (DAYFIRST_BY_SEPARATOR).
-    """
+    """A date column's strptime format, and a note where it was a choice; None unless all
+    are dates of one form. pandas guesses from the first value and takes `dayfirst` as a
+    hint; here a field over 12 settles the order, else `dayfirst` or the separator."""
     text = values.dropna().astype(str).str.strip()
     fields = text.str.extract(DATE)
     if text.empty or fields.isna().all(axis=1).any():
@@ -126,8 +118,7 @@ def _shown(fmt: str) -> str:
 
 
 def _days(text: pd.Series, fmt: str) -> pd.Series:
-    """Days since 1970-01-01 of each date in `fmt`, with or without a time; NaN where it
-    is none. pandas parses one form at a time, so a time's missing parts are filled in."""
+    """Days since 1970-01-01 of dates in `fmt`, a time or not (pandas takes one form)."""
     parts = text.str.replace("T", " ").str.partition(" ").fillna("")
     date, time = parts[0], parts[2]
     pad = np.select(
@@ -142,9 +133,7 @@ def _days(text: pd.Series, fmt: str) -> pd.Series:
 def prepare_columns(
     frame: pd.DataFrame, decimal: str, keep: list[str], max_levels: int, dayfirst: bool | None
 ) -> tuple[pd.DataFrame, list[dict[str, str]], dict[str, str]]:
-    """The usable feature columns (numbers and dates parsed), a report row per column
-    (what it became and why), and the date format of each date column. A column in
-    `keep` is never dropped; `dayfirst` reads ambiguous dates (see `date_format`)."""
+    """The usable feature columns, what each became and why, and each date column's format."""
     kept, report, formats = {}, [], {}
     for name in frame.columns:
         values, became, fmt = frame[name], "", None
@@ -169,8 +158,7 @@ def _joined(*notes: str) -> str:
 def _read_text(
     values: pd.Series, decimal: str, dayfirst: bool | None
 ) -> tuple[pd.Series, str, str | None]:
-    """A text column as numbers or as dates when every value is one (the values, what
-    they became, the dates' format), else as it is."""
+    """A text column as numbers or dates if every value is one: values, why, date format."""
     present = values.notna()
     numbers = parse_numbers(values, decimal)
     if present.any() and numbers[present].notna().all():
@@ -184,8 +172,7 @@ def _read_text(
 
 
 def _decide(name: str, values: pd.Series, max_levels: int) -> tuple[str, str]:
-    """What a column becomes, and why: dropped when it is constant, an id (every value
-    different and text, named like an id, or the row numbers) or too many categories."""
+    """What a column becomes, and why: constant, id-like and too wide columns are dropped."""
     present, levels = values.dropna(), values.nunique()
     if levels <= 1:
         return "dropped", f"constant (every row is {present.iloc[0] if levels else 'nothing'!r})"
@@ -202,8 +189,7 @@ def _decide(name: str, values: pd.Series, max_levels: int) -> tuple[str, str]:
 
 
 def infer_task(target: pd.Series, name: str, task: str, source: str) -> tuple[str, str]:
-    """The task, and why in a few words; a target that cannot be what `task` asks is
-    refused."""
+    """The task and why; a target that cannot be what `task` asks is refused."""
     numbers = pd.to_numeric(target, errors="coerce")
     text = target[numbers.isna() & target.notna()]
     levels = target.dropna().nunique()
@@ -248,8 +234,7 @@ def class_names(target: pd.Series) -> list[str]:
 
 
 def fingerprint(frame: pd.DataFrame) -> str:
-    """A hash of the rows used, in their order (the split depends on it), and of their
-    column names: a re-export with shuffled or changed rows gets another one."""
+    """A hash of the rows in their order (the split depends on it) and of the columns."""
     digest = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
     digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()[:16]

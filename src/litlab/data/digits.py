@@ -93,8 +93,7 @@ def shifted(x: Tensor, dx: int, dy: int) -> Tensor:
 
 
 def read_images(path: str | Path) -> pd.DataFrame:
-    """8x8 images as rows of PIXELS in load_digits' 0..16: a PNG of any size (its ink made
-    high, as in load_digits), or a CSV of 64 values a row."""
+    """Rows of PIXELS in load_digits' 0..16, from a PNG (ink made high) or a CSV of 64 a row."""
     file = Path(path)
     if file.suffix.lower() == ".png":
         grey = np.asarray(Image.open(file).convert("L"), dtype=np.float32) / 255

@@ -1,7 +1,6 @@
-"""A table's feature columns as model inputs, learned from the training rows only:
-numbers filled with the median and standardised, other columns one-hot (an unseen category
-all zeros, a missing one the most frequent). scikit-learn fits them; the encoder keeps what
-they learned as plain numbers and strings, which a checkpoint loads with weights_only."""
+"""A table's columns as inputs, learned from the training rows by scikit-learn and kept as
+plain numbers and strings (a checkpoint loads them with weights_only): numbers filled with
+the median and standardised, other columns one-hot (unseen: zeros; missing: most frequent)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Finding image files (a folder of class sub-folders, or a CSV of paths) and decoding
-them with Pillow. A link is followed only within the data's own folder."""
+"""Finding image files and decoding them; a link is followed only within the data's folder."""
 
 from __future__ import annotations
 
@@ -39,8 +38,7 @@ def decode(path: str | Path, channels: int, size: int) -> np.ndarray:
 
 
 def probe(paths: list[str], channels: int, size: int) -> list[tuple[str, np.ndarray | None]]:
-    """For each image, why it cannot be used ('' when it can) and the sums of its pixels
-    and of their squares per channel (2, C). A loader's collate_fn: its workers decode."""
+    """Why each image cannot be used (or ''), and its per-channel sums of pixels and squares."""
     out = []
     for path in paths:
         try:
@@ -60,9 +58,8 @@ class Item(NamedTuple):  # a file found under data.path
 
 
 class ImageFiles(Dataset):
-    """The images of `items` as uint8 (C, H, W) and their labels (int64 class indices, or
-    a float (1,) for two classes). The paths sit in one numpy array: a list of strings
-    would be copied page by page into each forked worker as its reference counts change."""
+    """Images as uint8 (C, H, W), labels as class indices (a float (1,) for two). The paths
+    are one numpy array: a list of strings is copied into each forked worker, page by page."""
 
     def __init__(self, items: list[Item], classes: list[str], channels: int, size: int):
         index = {name: i for i, name in enumerate(classes)}
@@ -103,8 +100,7 @@ def find(path: Path, image_column: str, target: str) -> tuple[list[Item], Skippe
 
 
 def scan_folder(root: Path) -> tuple[list[Item], Skipped, str]:
-    """Every file of `root/<class>/` (or `root/<train|val|test>/<class>/`), sorted; the
-    files skipped, with why; and the layout found."""
+    """The files of `root/[train|val|test/]<class>/`, those skipped and why, the layout."""
     real = root.resolve()
     parts = [p for p in SPLITS if (root / p).is_dir() and inside(root / p, real)]
     Image.init()
@@ -130,8 +126,7 @@ def scan_folder(root: Path) -> tuple[list[Item], Skipped, str]:
 
 
 def read_list(csv: Path, image_column: str, target: str) -> tuple[list[Item], Skipped]:
-    """The rows of a CSV of image paths (relative to its folder) and labels; a row whose
-    path is missing, absolute, or leads out of the CSV's folder is skipped, said why."""
+    """A CSV's image paths (within its folder) and labels; the rows skipped and why."""
     frame = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
     for key, column in (("image_column", image_column), ("target", target)):
         if column not in frame.columns:
@@ -154,9 +149,8 @@ def read_list(csv: Path, image_column: str, target: str) -> tuple[list[Item], Sk
 
 
 def to_predict(path: Path, image_column: str) -> pd.DataFrame:
-    """Images to predict, a row each: every file under a folder, one image, or a CSV whose
-    `image_column` holds paths relative to its folder (its other columns kept). A file
-    that leads out of that folder is marked in attrs["outside"], not read."""
+    """Images to predict: a folder's files, one image, or a CSV of paths (attrs["outside"]
+    marks those leading out of the folder)."""
     root = (path if path.is_dir() else path.parent).resolve()
     if path.is_dir():
         frame = pd.DataFrame({"path": [str(p) for p in walk(path)]})
@@ -178,10 +172,9 @@ def to_predict(path: Path, image_column: str) -> pd.DataFrame:
 def shard(
     n: int, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1
 ) -> DistributedSampler:
-    """This rank's share of 0..n-1: for training a new order each epoch (Lightning calls
-    `set_epoch`), in equal shares so every rank takes as many steps; for evaluation every
-    index once (torch's sampler repeats some to even the shares). Rank and world are
-    given: torch.distributed is not set up yet when the recipe counts the batches."""
+    """This rank's share of 0..n-1: shuffled each epoch in equal shares for training, each
+    once for evaluation (torch's sampler repeats some). Rank and world are given:
+    torch.distributed is not set up when the recipe counts the batches."""
     if shuffle:
         return DistributedSampler(range(n), world_size, rank, seed=seed, drop_last=True)
     return UnrepeatedDistributedSampler(range(n), world_size, rank, shuffle=False)

@@ -38,10 +38,8 @@ STATE = ("classes", "mean", "std", "channels", "image_size", "fingerprint")  # i
 
 
 class ImagesDataModule(L.LightningDataModule):
-    """Classification of one's own images: a folder of class sub-folders (train/, val/,
-    test/ inside are the splits), or a CSV of paths and labels. Batches go to the device
-    as uint8 and become floats there, augmented (training only) and normalised by the
-    training images' per-channel mean and std, which checkpoints keep."""
+    """Classification of a folder of class sub-folders (or a CSV of paths and labels).
+    Batches reach the device as uint8; there they are augmented and normalised."""
 
     module_target = "litlab.module.ClassifierModule"
     input_columns = ("path",)
@@ -157,8 +155,7 @@ class ImagesDataModule(L.LightningDataModule):
         return usable, sums
 
     def _split(self, usable: list[Item]) -> dict[str, list[Item]]:
-        """train/val/test: the split folders where there are, a missing val/ or test/ split
-        off train/ by its fraction; else split.py's seeded stratified split."""
+        """The split folders, a missing one split off train/ as split_rows splits the rest."""
         given = {part: [i for i in usable if i.part == part] for part in SPLITS}
         held_out = {i.label for i in given["val"] + given["test"]}
         if extra := sorted(held_out - {i.label for i in given["train"]}):
@@ -188,8 +185,7 @@ class ImagesDataModule(L.LightningDataModule):
         return given | {"train": [items[i] for i in rest]}
 
     def report(self, run_dir: Path) -> None:
-        """Print what was found, split and skipped; save it, every skipped file named, in
-        the run folder's data.json (never beside the images)."""
+        """Print what was found; save it, every skipped file named, in the run's data.json."""
         if not is_rank_zero():
             return
         print(*self.lines, sep="\n")
@@ -211,9 +207,7 @@ class ImagesDataModule(L.LightningDataModule):
             self.sets[split],
             batch_size=self.batch_size,
             sampler=shard(len(self.sets[split]), self.seed, shuffle, rank, world),
-            # Each new iterator draws its workers' base seed from this generator; from the
-            # global one it would shift dropout's draws by one per loader made (a resumed
-            # run makes other loaders than an uninterrupted one)
+            # workers' seeds from the global generator would shift dropout's draws on resume
             generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
             pin_memory=trainer is not None and trainer.strategy.root_device.type == "cuda",
@@ -231,8 +225,7 @@ class ImagesDataModule(L.LightningDataModule):
 
     @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """On the device: uint8 to [0, 1], augmented when training, then normalised. Each
-        training batch's draws are seeded by the seed, the epoch and the batch's place."""
+        """uint8 to [0, 1], augmented (seeded by seed, epoch and batch), normalised."""
         x, y = batch
         x = x.float() / 255
         trainer = self.trainer
@@ -254,8 +247,7 @@ class ImagesDataModule(L.LightningDataModule):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """A checkpoint's state, checked as the config is: someone else's file must not size
-        the network or the decoding beyond what training allows."""
+        """A checkpoint's state, checked: it must not size a network training would refuse."""
         state = {key: state_dict[key] for key in STATE}
         _check_shape(state["channels"], state["image_size"])
         classes, mean, std = (list(state[k]) for k in ("classes", "mean", "std"))
@@ -310,15 +302,13 @@ def _check_shape(channels: int, image_size: int) -> None:
 
 
 def default_workers() -> int:
-    """Loader workers: one per core this process may use, less one for the training loop,
-    at most 4 (more rarely pays for small images)."""
+    """One loader worker per core this process may use, less one, at most 4."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(0, min(4, (cores or 1) - 1))
 
 
 def _fingerprint(parts: dict[str, list[Item]], path: Path) -> str:
-    """A hash of each split's files, in order: their path under the data's folder, class
-    and size (a folder moved elsewhere keeps it)."""
+    """A hash of each split's files: path under the data's folder, class and size."""
     digest, root = hashlib.sha256(), path if path.is_dir() else path.parent.resolve()
     for part in SPLITS:
         for item in parts[part]:

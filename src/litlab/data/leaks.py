@@ -10,17 +10,15 @@ from sklearn.metrics import balanced_accuracy_score, r2_score
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 LEAK_SCORE = 0.98  # balanced accuracy (classes) or R2 (numbers) of one column alone
-# Leaves of 5 rows or more cannot learn a column by heart: 8 leaves for classes, 64 for a
-# number (8 steps cannot draw a continuous target to 0.98).
+# leaves of 5 rows or more cannot learn a column by heart; 8 steps cannot draw a number
 DEPTH = {"classes": 3, "regression": 6}
 MIN_LEAF = 5
 MAX_ROWS = 10_000  # a seeded sample of the training rows on larger tables: a second at most
 
 
 def possible_leaks(features: pd.DataFrame, y: pd.Series, classes: bool) -> dict[str, float]:
-    """The columns a small decision tree, on that column alone, fits to LEAK_SCORE or more
-    on these rows, with their score; categories as codes, a missing value as missing (its
-    absence can be the leak)."""
+    """The columns a small tree fits alone to LEAK_SCORE or more, with their score; a
+    missing value stays missing (its absence can be the leak)."""
     if len(y) > MAX_ROWS:
         keep = np.random.default_rng(0).choice(len(y), MAX_ROWS, replace=False)
         features, y = features.iloc[keep], y.iloc[keep]
@@ -48,8 +46,7 @@ def possible_leaks(features: pd.DataFrame, y: pd.Series, classes: bool) -> dict[
 def name_leaks(
     features: pd.DataFrame, y: pd.Series, classes: bool, target: str, report: list[dict[str, str]]
 ) -> list[str]:
-    """What the run says of each possible leak: the column, its score, how to drop it; its
-    row of the column `report` says so too."""
+    """A line for each possible leak, and a note in its row of the column `report`."""
     found = possible_leaks(features, y, classes)
     for row in report:
         if row["column"] in found:

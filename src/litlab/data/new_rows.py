@@ -11,14 +11,11 @@ from litlab.data.base import add_problem, mark_short_rows, short_row_problems
 from litlab.data.columns import parse_numbers, read_table
 from litlab.data.encoding import TableEncoder
 
-# A value this many training standard deviations from the training mean (1e308, a unit
-# mistake) is refused: the network's answer there is an extrapolation of nothing.
-OUTLIER_STDS = 100
+OUTLIER_STDS = 100  # training stds from the mean past which a value (1e308) is refused
 
 
 def read_rows(path: Path, sep: str | None) -> pd.DataFrame:
-    """New rows, read as the training file was (short rows marked); the file's delimiter
-    and decimal mark are kept for writing the predictions."""
+    """New rows, read as the training file was; their dialect kept for the output."""
     frame, sep, decimal = read_table(path, sep)
     frame.attrs["csv"] = {"sep": sep, "decimal": decimal}
     return mark_short_rows(frame, path, sep)
@@ -35,8 +32,7 @@ def as_trained(
 def row_problems(
     frame: pd.DataFrame, encoder: TableEncoder, decimal: str, date_formats: dict[str, str]
 ) -> tuple[pd.Series, list[str]]:
-    """Why each row cannot be predicted ('' when it can), and notes on what is filled in:
-    a missing value, and a category never seen in training (encoded as none of them)."""
+    """Why each row cannot be predicted ('' when it can), and notes on what is filled in."""
     problems, notes = short_row_problems(frame), []
     numbers = as_trained(frame, encoder, decimal, date_formats)
     for column, (_, mean, scale) in encoder.numeric.items():

@@ -17,8 +17,7 @@ Split = tuple[np.ndarray, np.ndarray, np.ndarray]  # row indices of train, val, 
 def check_split(
     n: int, val_fraction: float, test_fraction: float, folds: int | None, classes: int = 1
 ) -> None:
-    """Raise a ValueError naming the key when `n` rows cannot be split so; `classes` > 1
-    asks for a stratified split, with a row of each class in every part."""
+    """Raise a ValueError naming the key when `n` rows cannot be split so, `classes` a part."""
     if folds is not None and not 2 <= folds <= n:
         raise ValueError(f"folds={folds}: must be between 2 and the number of rows ({n})")
     fractions = {"val_fraction": val_fraction} | ({} if folds else {"test_fraction": test_fraction})
@@ -39,10 +38,8 @@ def check_split(
 def check_classes(
     counts: dict[str, int], target: str, folds: int | None, source: str, gaps: str = ""
 ) -> None:
-    """Raise a DataError naming each class with too few rows for a stratified split (3, or
-    one a fold) and what to do, where scikit-learn says "The least populated class in y
-    has only 1 member". `gaps` names the missing values of the rows dropped before (`bmi
-    15`): a column recorded for one class only empties the others."""
+    """Raise a DataError naming each class too small to split (3 rows, or one a fold) and
+    what to do; `gaps` names the missing values that emptied it (`bmi 15`)."""
     need = max(3, folds or 0)
     few = {name: n for name, n in counts.items() if n < need}
     if not few:
@@ -72,8 +69,7 @@ def split_rows(
     folds: int | None = None,
     fold: int = 0,
 ) -> Split:
-    """Row indices of train, val, test, stratified by `labels` when given. With `folds`,
-    test is fold `fold` of a seeded k-fold split, and val `val_fraction` of all rows."""
+    """Row indices of train, val, test, stratified by `labels`; test is fold `fold` with folds."""
     rows = np.arange(n)
     if folds is None:
         rest, test = train_test_split(

@@ -44,15 +44,8 @@ STATE = ("target", "target_mean", "target_std", "task", "classes", "fingerprint"
 
 
 class CsvDataModule(TensorDataModule):
-    """Classification or regression of `target` from `features` of a CSV table, `task`
-    inferred from the target unless given.
-
-    The table is read in `setup`, so a module rebuilt for predict needs no file: the
-    checkpoint's state gives it the encoding. Columns that cannot carry signal are
-    dropped (columns.py), rows with no target too; rows with another missing value are
-    dropped or filled (`missing`). With `scale_target`, a regression network learns the
-    standardised target; its metrics stay in the target's units.
-    """
+    """Classification or regression on a CSV table, read in `setup`: a module rebuilt for
+    predict needs no file, the checkpoint's state gives it the encoding."""
 
     def __init__(
         self,
@@ -90,15 +83,14 @@ class CsvDataModule(TensorDataModule):
         self.target_mean, self.target_std = 0.0, 1.0
         self.classes: list[str] = []  # class names, in the order of the network's outputs
         self.fingerprint = ""  # of the rows used: eval refuses a table that changed
-        self.decimal, self.how = ".", ""  # the file's decimal mark; how it was read
+        self.decimal = "."  # the file's decimal mark
         self.lines: list[str] = []  # what the run's report says of the task and the rows
         self.column_report: list[dict[str, str]] = []  # what each column became, and why
 
-    def read(self) -> tuple[pd.DataFrame, str]:
-        """The whole table, and where it came from (for messages)."""
+    def read(self) -> tuple[pd.DataFrame, str, str]:
+        """The whole table, where it came from, and how it was read."""
         frame, sep, self.decimal = read_table(self.path, self.sep)
-        self.how = f" (delimiter {sep!r}, decimal mark {self.decimal!r})"
-        return frame, str(self.path)
+        return frame, str(self.path), f" (delimiter {sep!r}, decimal mark {self.decimal!r})"
 
     @property
     def num_features(self) -> int:
@@ -120,17 +112,14 @@ class CsvDataModule(TensorDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train:
             return
-        raw, source = self.read()
+        raw, source, how = self.read()
         frame = select_columns(raw, source, self.target, self.features, self.drop)
         target = frame[self.target]
         self.task, why = infer_task(target, self.target, self.asked_task, source)
         self.classes = [] if self.task == "regression" else class_names(target)
         index = {name: float(i) for i, name in enumerate(self.classes)}
         y = label_text(target).map(index) if index else pd.to_numeric(target, errors="coerce")
-        self.lines = [
-            f"task: {self.task} ({why})",
-            f"rows: {len(raw)} read from {source}{self.how}",
-        ]
+        self.lines = [f"task: {self.task} ({why})", f"rows: {len(raw)} read from {source}{how}"]
         if no_target := int(y.isna().sum()):
             self.lines.append(f"rows: dropped {no_target} with no {self.target} value")
         frame, y = frame[y.notna()].drop(columns=self.target), y[y.notna()]
@@ -156,8 +145,7 @@ class CsvDataModule(TensorDataModule):
         self.train, self.val, self.test = (self._tensors(x, y) for x, y in rows)
 
     def _missing(self, features: pd.DataFrame, y: pd.Series) -> tuple[pd.DataFrame, pd.Series, str]:
-        """Rows with a missing feature dropped, or kept for the encoder to fill; said. Also
-        the missing values of each column of the rows dropped (`bmi 15`), or ''."""
+        """Rows with a missing value dropped or kept to fill; what was dropped (`bmi 15`)."""
         gaps = features.isna()
         counts = ", ".join(f"{c} {n}" for c, n in gaps.sum().items() if n)
         incomplete = gaps.any(axis=1)
@@ -257,8 +245,7 @@ class CsvDataModule(TensorDataModule):
 
 
 class DiabetesDataModule(CsvDataModule):
-    """scikit-learn's diabetes table: 442 patients, 10 raw (unscaled) measurements, and
-    the disease progression one year later. It ships inside scikit-learn: no file."""
+    """scikit-learn's diabetes table: 442 patients, 10 raw measurements, progression."""
 
     read_rows = TensorDataModule.read_rows  # new rows: a plain CSV file
 
@@ -277,5 +264,5 @@ class DiabetesDataModule(CsvDataModule):
         split = dict(val_fraction=val_fraction, test_fraction=test_fraction, folds=folds, fold=fold)
         super().__init__("", "target", task="regression", **kept, **split)
 
-    def read(self) -> tuple[pd.DataFrame, str]:
-        return load_diabetes(scaled=False, as_frame=True).frame, "scikit-learn's load_diabetes"
+    def read(self) -> tuple[pd.DataFrame, str, str]:
+        return load_diabetes(scaled=False, as_frame=True).frame, "scikit-learn's load_diabetes", ""
