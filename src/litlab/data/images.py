@@ -102,10 +102,10 @@ class ImagesDataModule(L.LightningDataModule):
         usable, sums = self._probe(items)
         if not usable:
             reasons = Counter(s["why"].split(" (")[0] for s in self.skipped).most_common(3)
+            said = "; ".join(f"{n} {why}" for why, n in reasons) or "no files"
             raise DataError(
-                f"{self.path}: no usable image ({len(items)} image files tried; "
-                f"{'; '.join(f'{n} {why}' for why, n in reasons) or 'no files'}); give a folder "
-                "of <class>/<image> files (.png, .jpg, ...) or a CSV of paths and labels"
+                f"{self.path}: no usable image ({len(items)} image files tried; {said}); give "
+                "a folder of <class>/<image> files (.png, .jpg, ...) or a CSV of paths and labels"
             )
         self.classes = class_names(pd.Series([item.label for item in usable]))
         if len(self.classes) < 2:

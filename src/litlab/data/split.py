@@ -17,7 +17,7 @@ Split = tuple[np.ndarray, np.ndarray, np.ndarray]  # row indices of train, val, 
 def check_split(
     n: int, val_fraction: float, test_fraction: float, folds: int | None, classes: int = 1
 ) -> None:
-    """Raise a ValueError naming the key when `n` rows cannot be split so, `classes` a part."""
+    """Raise a ValueError naming the key when `n` rows cannot be split, `classes` a part."""
     if folds is not None and not 2 <= folds <= n:
         raise ValueError(f"folds={folds}: must be between 2 and the number of rows ({n})")
     fractions = {"val_fraction": val_fraction} | ({} if folds else {"test_fraction": test_fraction})
