@@ -1,15 +1,7 @@
-"""Data modules: the built-in ones keep their whole set in memory as tensors; images of
-one's own are read from disk."""
+"""Data modules: the built-in ones hold their sets as tensors; images are read from disk."""
 
-from litlab.data.circles import CirclesDataModule
-from litlab.data.digits import DigitsDataModule
-from litlab.data.images import ImagesDataModule
-from litlab.data.tabular import CsvDataModule, DiabetesDataModule
-
-__all__ = [
-    "CirclesDataModule",
-    "CsvDataModule",
-    "DiabetesDataModule",
-    "DigitsDataModule",
-    "ImagesDataModule",
-]
+from litlab.data.circles import CirclesDataModule as CirclesDataModule
+from litlab.data.digits import DigitsDataModule as DigitsDataModule
+from litlab.data.images import ImagesDataModule as ImagesDataModule
+from litlab.data.tabular import CsvDataModule as CsvDataModule
+from litlab.data.tabular import DiabetesDataModule as DiabetesDataModule

@@ -1,7 +1,6 @@
-"""Augmentation of training batches on the device they train on, in plain torch ops: one
-affine grid and one `grid_sample` move every image of a batch by its own random crop and
-turn, so a GPU does not wait for per-image work in the loader's workers (torchvision's
-transforms; kornia batches them too, but is not a dependency)."""
+"""Augmentation of training batches on the device they train on: one affine grid and one
+`grid_sample` move every image of a batch by its own crop and turn, so a GPU does not wait
+for per-image work in the loader's workers (torchvision's transforms)."""
 
 from __future__ import annotations
 
@@ -20,8 +19,7 @@ LIMITS = {"crop": (0, 1), "rotate": (0, 45), "brightness": (0, 1), "contrast": (
 
 @dataclass(frozen=True)
 class Augment:
-    """What `data.augment` asks for; every transform is off by default (flips and
-    rotations change what some images mean: a 6 turned is a 9, text flipped is no text)."""
+    """What `data.augment` asks for; all off by default (a 6 turned is a 9)."""
 
     crop: float = 0.0  # the least share of the area a random resized crop keeps; 0: off
     flip: bool = False  # mirror half the images left to right
@@ -33,8 +31,7 @@ class Augment:
     def from_config(cls, options: Mapping[str, Any] | None) -> Augment:
         """The options of `data.augment`; a ValueError names a key or value it cannot take."""
         known = [f.name for f in fields(cls)]
-        unknown = [k for k in options or {} if k not in known]
-        if unknown:
+        if unknown := [k for k in options or {} if k not in known]:
             raise ValueError(
                 f"augment.{unknown[0]}: no such augmentation; the keys are {', '.join(known)}"
             )
@@ -55,8 +52,7 @@ class Augment:
         return any(getattr(self, f.name) for f in fields(self))
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """Images (B, C, H, W) in [0, 1], each transformed by its own draws from `generator`
-        (on x's device): the same generator state gives the same batch."""
+        """Images (B, C, H, W) in [0, 1], each moved by its own draws from `generator`."""
         if self.crop or self.rotate:
             x = self._move(x, generator)
         if self.flip:  # exact, unlike sampling a mirrored grid
@@ -70,8 +66,7 @@ class Augment:
         return x.clamp(0, 1) if self.brightness or self.contrast else x
 
     def _move(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """Each image cropped (area and aspect drawn, placed anywhere it fits) and turned,
-        resampled bilinearly to its size; what comes from outside the image is reflected."""
+        """Each image cropped and turned, resampled to its size (reflected at the borders)."""
         area = 1 - _uniform(x, generator, 0, 1) * (1 - self.crop)
         ratio = _uniform(x, generator, math.log(RATIO[0]), math.log(RATIO[1])).exp()
         if not self.crop:
@@ -95,5 +90,5 @@ def _uniform(x: Tensor, generator: torch.Generator, low: float, high: float) -> 
 
 
 def _factor(x: Tensor, generator: torch.Generator, spread: float) -> Tensor:
-    """(B, 1, 1, 1) factors from U(1 - spread, 1 + spread), one per image."""
+    """(B, 1, 1, 1) factors from U(1 - spread, 1 + spread)."""
     return _uniform(x, generator, 1 - spread, 1 + spread)[:, None, None, None]

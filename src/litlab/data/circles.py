@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
@@ -18,13 +17,9 @@ from litlab.figures import data_scatter
 
 
 class CirclesDataModule(TensorDataModule):
-    """`make_circles` points as float32 `x` (N, 2) and labels `y` (N, 1).
-
-    `holdout="split"`: a stratified train/val/test split by fractions (or by `folds`),
-    seeded by `random_state`. `holdout="fresh"`: train on all `n_samples` points, as the
-    lesson does, and validate and test on fresh draws of the same size from the same
-    distribution (`random_state + 1` and `+ 2`).
-    """
+    """`make_circles` points as float32 x (N, 2) and labels y (N, 1). `holdout="split"`:
+    a seeded stratified split by fractions (or `folds`); `"fresh"`: train on every point,
+    as the lesson does, and validate and test on fresh draws (`random_state` + 1 and + 2)."""
 
     task = "binary"
     num_features = 2
@@ -59,17 +54,20 @@ class CirclesDataModule(TensorDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train:
             return
-        x, y = self._sample(self.random_state)
         if self.holdout == "fresh":
-            self.train = _tensors(x, y)
-            self.val = _tensors(*self._sample(self.random_state + 1))
-            self.test = _tensors(*self._sample(self.random_state + 2))
+            self.train, self.val, self.test = (self._draw(k) for k in range(3))
             return
-        parts = split_rows(len(x), *self.fractions, self.random_state, y, self.folds, self.fold)
-        self.train, self.val, self.test = (_tensors(x[rows], y[rows]) for rows in parts)
+        x, y = self._draw(0)
+        labels = y[:, 0].numpy()
+        parts = split_rows(
+            len(x), *self.fractions, self.random_state, labels, self.folds, self.fold
+        )
+        self.train, self.val, self.test = ((x[rows], y[rows]) for rows in parts)
 
-    def _sample(self, random_state: int) -> tuple[np.ndarray, np.ndarray]:
-        return make_circles(**self.draw, random_state=random_state)
+    def _draw(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw `k` as the lesson's float32 torch.Tensor(X) and y.reshape(500, 1)."""
+        x, y = make_circles(**self.draw, random_state=self.random_state + k)
+        return torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32)[:, None]
 
     def inputs(self, frame: pd.DataFrame) -> torch.Tensor:
         return torch.tensor(frame[self.input_columns].to_numpy(float), dtype=torch.float32)
@@ -78,11 +76,5 @@ class CirclesDataModule(TensorDataModule):
         return fit_and_score(classifiers(), self.train, self.test, binary_scores)
 
     def figures(self) -> dict[str, Figure]:
-        """The training points, class 0 red and class 1 blue, as in the lesson."""
         x, y = (t.cpu().numpy() for t in self.train)
         return {"train": data_scatter(x, y.ravel())}
-
-
-def _tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    # float32 columns, as the lesson's torch.Tensor(X) and y.reshape(500, 1)
-    return torch.tensor(x, dtype=torch.float32), torch.tensor(y, dtype=torch.float32).reshape(-1, 1)

@@ -22,9 +22,9 @@ PIXELS = [f"p{i}" for i in range(64)]  # an 8x8 image as a row, row by row
 
 
 class DigitsDataModule(TensorDataModule):
-    """Images as float32 `x` (N, 1, 8, 8) in [0, 1] (load_digits' 0..16 ink, divided by
-    16) and labels `y` (N,) int64; a seeded stratified split (or folds). `shift` > 0 moves
-    each training batch by up to that many pixels (a light augmentation)."""
+    """Images as float32 x (N, 1, 8, 8), load_digits' 0..16 ink divided by 16, and labels
+    y (N,) int64; a seeded stratified split (or folds). `shift` moves each training batch
+    by up to that many pixels."""
 
     task = "multiclass"
     num_features = 64
@@ -45,8 +45,9 @@ class DigitsDataModule(TensorDataModule):
         if not 0 <= shift < 4:
             raise ValueError(f"shift={shift}: must be 0 (off) to 3 pixels")
         check_split(1797, val_fraction, test_fraction, folds, classes=10)
-        self.split = dict(val_fraction=val_fraction, test_fraction=test_fraction, seed=random_state)
-        self.shift, self.folds, self.fold = shift, folds, fold
+        self.split = dict(val_fraction=val_fraction, test_fraction=test_fraction, folds=folds)
+        self.split |= dict(seed=random_state, fold=fold)
+        self.shift = shift
 
     @override
     def setup(self, stage: str | None = None) -> None:
@@ -55,9 +56,7 @@ class DigitsDataModule(TensorDataModule):
         digits = load_digits()
         x = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)
         y = torch.tensor(digits.target, dtype=torch.long)
-        parts = split_rows(
-            len(x), **self.split, labels=digits.target, folds=self.folds, fold=self.fold
-        )
+        parts = split_rows(len(x), **self.split, labels=digits.target)
         self.train, self.val, self.test = ((x[rows], y[rows]) for rows in parts)
 
     def module_kwargs(self) -> dict[str, Any]:
@@ -94,8 +93,7 @@ def shifted(x: Tensor, dx: int, dy: int) -> Tensor:
 
 
 def read_images(path: str | Path) -> pd.DataFrame:
-    """8x8 images as rows of PIXELS in load_digits' 0..16: a PNG of any size (one image,
-    grey, resized, ink made high as in load_digits), or a CSV of 64 values a row."""
+    """Rows of PIXELS in load_digits' 0..16, from a PNG (ink made high) or a CSV of 64 a row."""
     file = Path(path)
     if file.suffix.lower() == ".png":
         grey = np.asarray(Image.open(file).convert("L"), dtype=np.float32) / 255

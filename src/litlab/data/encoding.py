@@ -1,16 +1,10 @@
-"""A table's feature columns as model inputs, learned from the training rows only.
-
-Numeric columns: a missing value filled with the training median, then standardised.
-Other columns: one-hot over the categories seen in training; a category never seen
-encodes as all zeros, a missing one as the most frequent. scikit-learn fits these; the
-encoder keeps only what they learned, as plain numbers and strings, so it travels inside
-a checkpoint that loads with `torch.load(weights_only=True)`, and applies it itself.
-"""
+"""A table's columns as inputs, learned from the training rows by scikit-learn and kept as
+plain numbers and strings (a checkpoint loads them with weights_only): numbers filled with
+the median and standardised, other columns one-hot (unseen: zeros; missing: most frequent)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -59,9 +53,6 @@ class TableEncoder:
             values = np.where(pd.isna(values), fill, values)
             parts.append(values[:, None] == np.asarray(categories, dtype=object)[None, :])
         return np.hstack(parts).astype(np.float32)
-
-    def state_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _as_text(frame: pd.DataFrame) -> np.ndarray:

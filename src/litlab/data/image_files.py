@@ -1,17 +1,15 @@
-"""Finding image files (a folder of class sub-folders, or a CSV of paths) and decoding
-them with Pillow. Links are followed only within the data's own folder: a link may not
-make a data folder read files elsewhere."""
+"""Finding image files and decoding them; a link is followed only within the data's folder."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import Dataset, DistributedSampler
@@ -25,9 +23,8 @@ Skipped = list[dict[str, str]]  # the files not used: their path and why
 
 def decode(path: str | Path, channels: int, size: int) -> np.ndarray:
     """The image at `path` as (size, size, channels) uint8: turned upright as its EXIF
-    orientation says, made RGB or grey (alpha dropped), stretched to a `size` square.
-    A 16- or 32-bit grey image is scaled to 8 bits first: Pillow's `convert` clips it at
-    255 (nearly white). Raises what Pillow raises for a file it cannot decode."""
+    says, made RGB or grey (alpha dropped), stretched to a square. A 16- or 32-bit grey
+    image is scaled to 8 bits first (Pillow's `convert` clips it at 255, nearly white)."""
     mode = "RGB" if channels == 3 else "L"
     with Image.open(path) as image:
         image.draft(mode, (size, size))  # a JPEG decodes at a reduced scale: faster
@@ -41,15 +38,12 @@ def decode(path: str | Path, channels: int, size: int) -> np.ndarray:
 
 
 def probe(paths: list[str], channels: int, size: int) -> list[tuple[str, np.ndarray | None]]:
-    """For each image, why it cannot be used ('' when it can) and the sums of its pixels
-    and of their squares per channel (2, C), for the normalisation. A loader's
-    collate_fn, so that the loader's workers decode."""
+    """Why each image cannot be used (or ''), and its per-channel sums of pixels and squares."""
     out = []
     for path in paths:
         try:
             flat = decode(path, channels, size).reshape(-1, channels) / 255.0
-        # Pillow's plugins raise many kinds on a bad file (OSError, SyntaxError, ValueError,
-        # EOFError, DecompressionBombError): any of them means the file is skipped
+        # Pillow's plugins raise many kinds (OSError, SyntaxError, EOFError, ...): skipped
         except Exception as exc:
             out.append((f"cannot be decoded ({type(exc).__name__}: {str(exc)[:120]})", None))
         else:
@@ -57,19 +51,15 @@ def probe(paths: list[str], channels: int, size: int) -> list[tuple[str, np.ndar
     return out
 
 
-class Item(NamedTuple):
-    """One file found under data.path: where, its class, and its split folder if any."""
-
+class Item(NamedTuple):  # a file found under data.path
     path: Path
     label: str
-    part: str = ""  # train, val or test for a folder with those sub-folders
+    part: str = ""  # its split folder (train, val, test), if any
 
 
 class ImageFiles(Dataset):
-    """The images of `items` decoded as uint8 (C, H, W), with their labels: class indices
-    (int64), or for two classes a float (1,) as binary cross-entropy takes it. The paths
-    sit in one numpy array: a Python list of strings would be copied page by page into
-    each forked worker as their reference counts change."""
+    """Images as uint8 (C, H, W), labels as class indices (a float (1,) for two). The paths
+    are one numpy array: a list of strings is copied into each forked worker, page by page."""
 
     def __init__(self, items: list[Item], classes: list[str], channels: int, size: int):
         index = {name: i for i, name in enumerate(classes)}
@@ -92,10 +82,9 @@ def inside(path: Path, root: Path) -> bool:
     return path.resolve().is_relative_to(root)
 
 
-def walk(folder: Path) -> Iterator[Path]:
-    """Files under `folder`; a linked folder is not entered (os.walk's default)."""
-    for parent, _, files in os.walk(folder):
-        yield from (Path(parent) / name for name in files)
+def walk(folder: Path) -> list[Path]:
+    """Files under `folder`, sorted; a linked folder is not entered (os.walk's default)."""
+    return sorted(Path(parent) / name for parent, _, files in os.walk(folder) for name in files)
 
 
 def find(path: Path, image_column: str, target: str) -> tuple[list[Item], Skipped, str]:
@@ -111,14 +100,12 @@ def find(path: Path, image_column: str, target: str) -> tuple[list[Item], Skippe
 
 
 def scan_folder(root: Path) -> tuple[list[Item], Skipped, str]:
-    """Every file of `root/<class>/` (or `root/<train|val|test>/<class>/`), sorted; the
-    files skipped, with why; and the layout found."""
+    """The files of `root/[train|val|test/]<class>/`, those skipped and why, the layout."""
     real = root.resolve()
     parts = [p for p in SPLITS if (root / p).is_dir() and inside(root / p, real)]
     Image.init()
     known = {ext.lower() for ext in Image.registered_extensions()}  # .png, .jpg, .bmp, ...
-    items: list[Item] = []
-    skipped: Skipped = []
+    items, skipped = [], []
     for part in parts or [""]:
         for entry in sorted((root / part).iterdir()):
             if not (entry.is_dir() and inside(entry, real)):
@@ -126,8 +113,11 @@ def scan_folder(root: Path) -> tuple[list[Item], Skipped, str]:
                 stray = "not in a class folder (data.path/<class>/<image>)"
                 skipped.append({"path": str(entry), "why": why if entry.is_dir() else stray})
                 continue
-            for path in sorted(walk(entry)):
-                if why := _unusable(path, real, known):
+            for path in walk(entry):
+                if not inside(path, real):
+                    skipped.append({"path": str(path), "why": "a link to outside data.path"})
+                elif path.suffix.lower() not in known:
+                    why = f"not an image file ({path.suffix or 'no'} ending)"
                     skipped.append({"path": str(path), "why": why})
                 else:
                     items.append(Item(path, entry.name, part))
@@ -135,24 +125,14 @@ def scan_folder(root: Path) -> tuple[list[Item], Skipped, str]:
     return items, skipped, layout
 
 
-def _unusable(path: Path, real_root: Path, known: set[str]) -> str:
-    """Why a file in a class folder is skipped; '' for an image file."""
-    if not inside(path, real_root):
-        return "a link to outside data.path"
-    if path.suffix.lower() not in known:
-        return f"not an image file ({path.suffix or 'no'} ending)"
-    return ""
-
-
 def read_list(csv: Path, image_column: str, target: str) -> tuple[list[Item], Skipped]:
-    """The rows of a CSV of image paths (relative to its folder) and labels; a row whose
-    path is missing, absolute, or leads out of the CSV's folder is skipped, said why."""
+    """A CSV's image paths (within its folder) and labels; the rows skipped and why."""
     frame = pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
     for key, column in (("image_column", image_column), ("target", target)):
         if column not in frame.columns:
+            columns = ", ".join(map(str, frame.columns))
             raise ValueError(
-                f"{key}={column!r}: no such column in {csv}; its columns are: "
-                f"{', '.join(map(str, frame.columns))}"
+                f"{key}={column!r}: no such column in {csv}; its columns are: {columns}"
             )
     folder, items, skipped = csv.parent.resolve(), [], []
     labels = label_text(frame[target])
@@ -169,13 +149,11 @@ def read_list(csv: Path, image_column: str, target: str) -> tuple[list[Item], Sk
 
 
 def to_predict(path: Path, image_column: str) -> pd.DataFrame:
-    """Images to predict, a row each: every file under a folder (recursively,
-    sorted), one image, or a CSV whose `image_column` holds paths relative to its
-    folder (its other columns are kept). A link, or a CSV path, leading out of that
-    folder is a row with a problem, not read."""
+    """Images to predict: a folder's files, one image, or a CSV of paths (attrs["outside"]
+    marks those leading out of the folder)."""
     root = (path if path.is_dir() else path.parent).resolve()
     if path.is_dir():
-        frame = pd.DataFrame({"path": [str(p) for p in sorted(walk(path))]})
+        frame = pd.DataFrame({"path": [str(p) for p in walk(path)]})
     elif path.suffix.lower() == ".csv":
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
         if image_column not in table.columns:
@@ -191,25 +169,12 @@ def to_predict(path: Path, image_column: str) -> pd.DataFrame:
     return frame
 
 
-class Unrepeated(DistributedSampler):
-    """Every `num_replicas`-th index from `rank`, none repeated (torch's sampler pads
-    with repeats): evaluation metrics gathered over the ranks are then one process's."""
-
-    def __len__(self) -> int:
-        return len(range(self.rank, len(self.dataset), self.num_replicas))
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, len(self.dataset), self.num_replicas))
-
-
 def shard(
     n: int, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1
 ) -> DistributedSampler:
-    """This rank's share of the indices 0..n-1: for training (`shuffle`) a new order each
-    epoch from the seed and the epoch (Lightning calls `set_epoch`), in equal shares so
-    every rank takes as many steps; for evaluation `Unrepeated`. Lightning leaves a
-    DistributedSampler in place under DDP; rank and world are given, as torch.distributed
-    is not set up yet when the recipe counts the training batches."""
+    """This rank's share of 0..n-1: shuffled each epoch in equal shares for training, each
+    once for evaluation (torch's sampler repeats some). Rank and world are given:
+    torch.distributed is not set up when the recipe counts the batches."""
     if shuffle:
         return DistributedSampler(range(n), world_size, rank, seed=seed, drop_last=True)
-    return Unrepeated(range(n), world_size, rank, shuffle=False)
+    return UnrepeatedDistributedSampler(range(n), world_size, rank, shuffle=False)

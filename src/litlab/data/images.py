@@ -10,7 +10,7 @@ import os
 from collections import Counter
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import lightning as L
 import numpy as np
@@ -27,20 +27,19 @@ from litlab.checkpoints import write_text
 from litlab.data.augment import Augment
 from litlab.data.columns import class_names
 from litlab.data.image_files import SPLITS, ImageFiles, Item, decode, find, probe, shard, to_predict
-from litlab.data.split import check_split, split_rows
+from litlab.data.split import check_split
 from litlab.distributed import is_rank_zero
 from litlab.errors import DataError
+from litlab.signatures import AtLeast, Positive
 
 SHOWN = 10  # skipped files named in the printed report (all of them are in data.json)
 OUTSIDE = "a link or path to outside the folder given, not read"  # a file predict refuses
+STATE = ("classes", "mean", "std", "channels", "image_size", "fingerprint")  # in checkpoints
 
 
 class ImagesDataModule(L.LightningDataModule):
-    """Classification of one's own images (`data.path`): a folder of class sub-folders
-    (with train/, val/, test/ inside, used as the splits), or a CSV of paths and labels.
-    Batches go to the device as uint8, become floats there, are augmented (training only)
-    and normalised by the training images' per-channel mean and std, which checkpoints
-    keep for eval and predict. Unusable files are skipped and named in data.json."""
+    """Classification of a folder of class sub-folders (or a CSV of paths and labels).
+    Batches reach the device as uint8; there they are augmented and normalised."""
 
     module_target = "litlab.module.ClassifierModule"
     input_columns = ("path",)
@@ -53,19 +52,15 @@ class ImagesDataModule(L.LightningDataModule):
         target: str = "label",
         image_size: int = 64,
         channels: Literal[1, 3] = 3,
-        num_workers: int | None = None,
+        num_workers: Annotated[int, AtLeast(0)] | None = None,
         augment: dict[str, Any] | None = None,
-        batch_size: int = 64,
+        batch_size: Positive = 64,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         random_state: int = 0,
     ):
         super().__init__()
         _check_shape(channels, image_size)
-        if batch_size < 1:
-            raise ValueError(f"batch_size={batch_size}: must be >= 1")
-        if num_workers is not None and num_workers < 0:
-            raise ValueError(f"num_workers={num_workers}: must be >= 0, or null for the default")
         self.path = Path(path).expanduser()
         self.image_column, self.target = image_column, target
         self.image_size, self.channels, self.batch_size = image_size, channels, batch_size
@@ -80,7 +75,6 @@ class ImagesDataModule(L.LightningDataModule):
         self.lines: list[str] = []
         self._batches = (-1, 0)  # (epoch, training batches augmented in it): seeds the draws
 
-    # what the recipe asks of a data module
     @property
     def task(self) -> str:
         return "binary" if len(self.classes) == 2 else "multiclass"
@@ -122,15 +116,28 @@ class ImagesDataModule(L.LightningDataModule):
         parts = self._split(usable)
         pixels = len(parts["train"]) * self.image_size**2
         mean, square = np.sum([sums[id(i)] for i in parts["train"]], axis=0) / pixels  # (C,)
-        self.mean = mean.tolist()
         std = np.sqrt(np.maximum(square - mean**2, 0))
-        self.std = [float(v) if v > 0 else 1.0 for v in std]  # a constant channel: unscaled
+        self.mean, self.std = mean.tolist(), [float(v) if v > 0 else 1.0 for v in std]
         self.sets = {
             split: ImageFiles(chosen, self.classes, self.channels, self.image_size)
             for split, chosen in parts.items()
         }
         self.fingerprint = _fingerprint(parts, self.path)
-        self.lines = self._describe(usable, parts, layout)
+        counts = Counter(item.label for item in usable)
+        size = self.image_size
+        self.lines = [
+            f"images: {len(usable)} of {len(usable) + len(self.skipped)} files in {self.path} "
+            f"({layout}), {self.channels} channel(s), {size}x{size}",
+            "classes: " + ", ".join(f"{name} {counts[name]}" for name in self.classes),
+            "split: " + ", ".join(f"{p} {len(parts[p])}" for p in SPLITS),
+            f"normalisation (training images): mean {[round(v, 4) for v in self.mean]}, "
+            f"std {[round(v, 4) for v in self.std]}",
+        ]
+        if self.skipped:
+            self.lines.append(f"skipped {len(self.skipped)} files:")
+            self.lines += [f"  {s['path']}: {s['why']}" for s in self.skipped[:SHOWN]]
+        if len(self.skipped) > SHOWN:
+            self.lines.append(f"  ... and {len(self.skipped) - SHOWN} more: see data.json")
 
     def _probe(self, items: list[Item]) -> tuple[list[Item], dict[int, np.ndarray]]:
         """The items that decode, and their pixel sums by id; the others join `skipped`."""
@@ -148,71 +155,37 @@ class ImagesDataModule(L.LightningDataModule):
         return usable, sums
 
     def _split(self, usable: list[Item]) -> dict[str, list[Item]]:
-        """train/val/test: the split folders where there are (a missing val/ or test/ is
-        split off train/ by its fraction), else a seeded stratified split."""
+        """The split folders, a missing one split off train/ as split_rows splits the rest."""
         given = {part: [i for i in usable if i.part == part] for part in SPLITS}
-        if not given["train"]:
-            if any(given.values()):
-                raise DataError(
-                    f"{self.path}: has val/ or test/ but no train/ images; "
-                    "give train/ too, or put the class folders directly in data.path"
-                )
-            return self._stratified(usable, ["val", "test"])
-        trained = {i.label for i in given["train"]}
-        extra = sorted({i.label for i in given["val"] + given["test"]} - trained)
-        if extra:
+        held_out = {i.label for i in given["val"] + given["test"]}
+        if extra := sorted(held_out - {i.label for i in given["train"]}):
             raise DataError(
-                f"{self.path}: class {extra[0]!r} is in val/ or test/ but not in "
-                "train/; every class needs training images"
+                f"{self.path}: class {extra[0]!r} is in val/ or test/ but not in train/; every "
+                "class needs training images (or put the class folders directly in data.path)"
             )
-        missing = [p for p in ("val", "test") if not given[p]]
-        return (given | self._stratified(given["train"], missing)) if missing else given
-
-    def _stratified(self, items: list[Item], split_off: list[str]) -> dict[str, list[Item]]:
-        """A seeded split of `items` stratified by class, into train and `split_off` (val,
-        test, or both): both as the tables split (split.py), one by its fraction. Each
-        class needs an image in train and in each part split off."""
-        counts, least = Counter(i.label for i in items), 1 + len(split_off)
+        items, missing = given["train"] or usable, [p for p in ("val", "test") if not given[p]]
+        counts, least = Counter(i.label for i in items), 1 + len(missing)
         if few := [name for name in self.classes if counts[name] < least]:
             shown = ", ".join(f"{name!r} has {counts[name]}" for name in few)
             raise DataError(
                 f"{self.path}: too few usable training images: class {shown}; each class needs "
-                f"at least {least} (one each for train and the {len(split_off)} split off it): "
+                f"at least {least} (one each for train and the {len(missing)} split off it): "
                 "add images, or remove the class"
             )
+        if len(missing) == 2:
+            check_split(len(items), *self.fractions.values(), None, classes=len(self.classes))
         labels = np.asarray([self.classes.index(i.label) for i in items])
-        if len(split_off) == 2:
-            fractions = self.fractions.values()
-            check_split(len(items), *fractions, None, classes=len(self.classes))
-            rows = split_rows(len(items), *fractions, seed=self.seed, labels=labels)
-        else:
-            fraction = self.fractions[split_off[0]]
-            rows = train_test_split(
-                np.arange(len(items)), test_size=fraction, stratify=labels, random_state=self.seed
+        rest = np.arange(len(items))
+        for part in reversed(missing):  # test first, then val from the rest: as split_rows
+            share = self.fractions[part] * len(items) / len(rest)
+            rest, chosen = train_test_split(
+                rest, test_size=share, stratify=labels[rest], random_state=self.seed
             )
-        parts = ("train", *split_off)
-        return {part: [items[i] for i in r] for part, r in zip(parts, rows, strict=True)}
-
-    def _describe(self, usable: list[Item], parts: dict[str, list[Item]], layout: str) -> list[str]:
-        counts = Counter(item.label for item in usable)
-        lines = [
-            f"images: {len(usable)} of {len(usable) + len(self.skipped)} files in {self.path} "
-            f"({layout}), {self.channels} channel(s), {self.image_size}x{self.image_size}",
-            "classes: " + ", ".join(f"{name} {counts[name]}" for name in self.classes),
-            "split: " + ", ".join(f"{p} {len(parts[p])}" for p in SPLITS),
-            f"normalisation (training images): mean {[round(v, 4) for v in self.mean]}, "
-            f"std {[round(v, 4) for v in self.std]}",
-        ]
-        if self.skipped:
-            lines.append(f"skipped {len(self.skipped)} files:")
-            lines += [f"  {s['path']}: {s['why']}" for s in self.skipped[:SHOWN]]
-            if len(self.skipped) > SHOWN:
-                lines.append(f"  ... and {len(self.skipped) - SHOWN} more: see data.json")
-        return lines
+            given[part] = [items[i] for i in chosen]
+        return given | {"train": [items[i] for i in rest]}
 
     def report(self, run_dir: Path) -> None:
-        """Print what was found, split and skipped; save it, every skipped file named,
-        in the run folder's data.json (never beside the images)."""
+        """Print what was found; save it, every skipped file named, in the run's data.json."""
         if not is_rank_zero():
             return
         print(*self.lines, sep="\n")
@@ -220,29 +193,23 @@ class ImagesDataModule(L.LightningDataModule):
         write_text(run_dir / "data.json", json.dumps(data, indent=2))
 
     def baselines(self) -> dict[str, float]:
-        """The most frequent training class (scikit-learn's DummyClassifier), the score of
-        ignoring the images (an SVM on pixels would need every image decoded at once)."""
+        """The most frequent training class: an SVM on pixels would need every image at once."""
         majority = {"majority": DummyClassifier(strategy="most_frequent")}
         train, test = (torch.from_numpy(self.sets[s].labels) for s in ("train", "test"))
         no_inputs = (torch.zeros(len(train), 1), train), (torch.zeros(len(test), 1), test)
         score = binary_scores if self.task == "binary" else multiclass_scores
         return fit_and_score(majority, *no_inputs, score)
 
-    # batches
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        files = self.sets[split]
         return DataLoader(
-            files,
+            self.sets[split],
             batch_size=self.batch_size,
-            sampler=shard(len(files), self.seed, shuffle, rank, world),
-            # Each new iterator draws its workers' base seed from this generator; from the
-            # global one it would shift dropout's draws by one per loader made (a resumed
-            # run makes other loaders than an uninterrupted one)
+            sampler=shard(len(self.sets[split]), self.seed, shuffle, rank, world),
+            # workers' seeds from the global generator would shift dropout's draws on resume
             generator=torch.Generator().manual_seed(self.seed),
             num_workers=self.num_workers,
-            # pinned pages copy to a GPU without a staging copy
             pin_memory=trainer is not None and trainer.strategy.root_device.type == "cuda",
             persistent_workers=self.num_workers > 0,  # no new workers every epoch
         )
@@ -258,9 +225,7 @@ class ImagesDataModule(L.LightningDataModule):
 
     @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """On the device: uint8 to [0, 1], augmented when training, then normalised.
-        Each training batch's draws are seeded by the seed, the epoch and the batch's
-        place in it: the same run augments the same images the same way."""
+        """uint8 to [0, 1], augmented (seeded by seed, epoch and batch), normalised."""
         x, y = batch
         x = x.float() / 255
         trainer = self.trainer
@@ -276,52 +241,38 @@ class ImagesDataModule(L.LightningDataModule):
         mean, std = (x.new_tensor(v).view(1, -1, 1, 1) for v in (self.mean, self.std))
         return (x - mean) / std
 
-    # checkpoints
     @override
     def state_dict(self) -> dict[str, Any]:
-        """Saved in every checkpoint: predict reads new images with the same classes,
-        size, channels and normalisation."""
-        keys = ("classes", "mean", "std", "channels", "image_size", "fingerprint")
-        return {key: getattr(self, key) for key in keys}
+        return {key: getattr(self, key) for key in STATE}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """A checkpoint's state, checked as the constructor checks the config: a file of
-        someone else's must not size the network or the decoding beyond what training
-        allows, nor normalise with numbers that do not fit the channels."""
-        classes, mean, std = (list(state_dict[k]) for k in ("classes", "mean", "std"))
-        channels, size = state_dict["channels"], state_dict["image_size"]
-        _check_shape(channels, size)
-        if len(classes) < 2 or len(set(classes)) < len(classes):
-            raise ValueError(f"classes: {len(classes)} given; two or more different names")
-        if not all(isinstance(name, str) for name in classes):
-            raise ValueError("classes: every class name must be text")
-        fits = len(mean) == len(std) == channels
+        """A checkpoint's state, checked: it must not size a network training would refuse."""
+        state = {key: state_dict[key] for key in STATE}
+        _check_shape(state["channels"], state["image_size"])
+        classes, mean, std = (list(state[k]) for k in ("classes", "mean", "std"))
+        if len(set(classes)) < max(2, len(classes)) or not all(isinstance(c, str) for c in classes):
+            raise ValueError(f"classes: {len(classes)} given; two or more different names (text)")
+        fits = len(mean) == len(std) == state["channels"]
         if not fits or not np.isfinite(np.asarray(mean + std, dtype=float)).all() or min(std) <= 0:
-            raise ValueError(f"mean, std: {channels} finite numbers each, std > 0")
-        self.classes, self.mean, self.std = classes, mean, std
-        self.channels, self.image_size = channels, size
-        self.fingerprint = state_dict.get("fingerprint", "")
+            raise ValueError(f"mean, std: {state['channels']} finite numbers each, std > 0")
+        for key, value in (state | {"classes": classes, "mean": mean, "std": std}).items():
+            setattr(self, key, value)
 
     def verify(self, state: dict[str, Any]) -> None:
-        """Refuse images that are not the ones the checkpoint was trained on; take its
-        normalisation (the same numbers, unless the files' pixels changed in place)."""
-        stored = state.get("fingerprint")
-        if stored and stored != self.fingerprint:
+        """Refuse images other than the checkpoint's; take its normalisation."""
+        if (stored := state.get("fingerprint")) and stored != self.fingerprint:
             raise ValueError(
                 f"the images changed since training (fingerprint {self.fingerprint}, the "
                 f"checkpoint's {stored}): its test split would differ; restore them or train again"
             )
         self.mean, self.std = list(state["mean"]), list(state["std"])
 
-    # predict
     def read_rows(self, path: Path) -> pd.DataFrame:
-        """Images to predict, a row each: `image_files.to_predict`."""
         return to_predict(path, self.image_column)
 
     def check_rows(self, frame: pd.DataFrame) -> tuple[pd.Series, list[str]]:
-        """Why each file cannot be predicted ('' when it can): it leads out of the folder
-        given, or Pillow cannot decode it."""
+        """Why each file cannot be predicted: it leads out of the folder, or does not decode."""
         outside = frame.attrs.get("outside", [False] * len(frame))
         problems = [
             OUTSIDE if out else probe([p], self.channels, self.image_size)[0][0]
@@ -330,15 +281,14 @@ class ImagesDataModule(L.LightningDataModule):
         return pd.Series(problems, index=frame.index, dtype=object), []
 
     def inputs(self, frame: pd.DataFrame) -> Tensor:
-        """Normalised images (N, C, H, W) for the files of `frame`'s path column."""
+        """Normalised images (N, C, H, W) of the files of `frame`'s path column."""
         pixels = np.stack([decode(p, self.channels, self.image_size) for p in frame["path"]])
         return self.normalise(torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255)
 
     def decode(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Class indices as class names; each class's probability named by the class."""
         names = np.asarray(self.classes, dtype=object)
-        out = {"prediction": names[columns["prediction"].astype(int)]}
-        out |= {k: v for k, v in columns.items() if k != "prediction"}
+        out = columns | {"prediction": names[columns["prediction"].astype(int)]}
         if (probabilities := out.pop("probabilities", None)) is not None:
             out |= {f"probability {n}": probabilities[:, i] for i, n in enumerate(self.classes)}
         return out
@@ -352,15 +302,13 @@ def _check_shape(channels: int, image_size: int) -> None:
 
 
 def default_workers() -> int:
-    """Loader workers: one per core this process may use, less one for the training
-    loop, at most 4 (more rarely pays for small images)."""
+    """One loader worker per core this process may use, less one, at most 4."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return max(0, min(4, (cores or 1) - 1))
 
 
 def _fingerprint(parts: dict[str, list[Item]], path: Path) -> str:
-    """A hash of the files used in each split, in order: their path under the data's
-    folder, class and size (a folder moved elsewhere keeps it)."""
+    """A hash of each split's files: path under the data's folder, class and size."""
     digest, root = hashlib.sha256(), path if path.is_dir() else path.parent.resolve()
     for part in SPLITS:
         for item in parts[part]:

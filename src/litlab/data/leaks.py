@@ -1,8 +1,6 @@
-"""Possible leaks: a feature column that on its own predicts the target almost perfectly
-on the training rows. It is most often known only after the outcome (a recurrence date,
-the days to recurrence) or the target under another name, and a network trained on it
-scores well on paper and fails on new patients. The run names it and trains on: the
-user decides (data.drop=[column] leaves it out)."""
+"""Possible leaks: a feature that alone predicts the target almost perfectly on the training
+rows. It is most often known only after the outcome (a recurrence date, the days to
+recurrence) or the target under another name: the run names it and trains on."""
 
 from __future__ import annotations
 
@@ -11,20 +9,16 @@ import pandas as pd
 from sklearn.metrics import balanced_accuracy_score, r2_score
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-# At or above this, a column alone "predicts the target almost perfectly": balanced
-# accuracy for classes (the majority class alone scores 1 / classes), R2 for numbers.
-LEAK_SCORE = 0.98
-# A small tree, whose leaves hold at least 5 rows each, cannot learn a column by heart:
-# 8 leaves for classes, 64 for a number (8 steps cannot draw a continuous target to 0.98).
+LEAK_SCORE = 0.98  # balanced accuracy (classes) or R2 (numbers) of one column alone
+# leaves of 5 rows or more cannot learn a column by heart; 8 steps cannot draw a number
 DEPTH = {"classes": 3, "regression": 6}
 MIN_LEAF = 5
 MAX_ROWS = 10_000  # a seeded sample of the training rows on larger tables: a second at most
 
 
 def possible_leaks(features: pd.DataFrame, y: pd.Series, classes: bool) -> dict[str, float]:
-    """Each column (numbers as they are, categories as codes, a missing value as missing:
-    its absence can be the leak) scored alone by a small decision tree fitted and scored
-    on these rows; the columns at or above LEAK_SCORE, with their score."""
+    """The columns a small tree fits alone to LEAK_SCORE or more, with their score; a
+    missing value stays missing (its absence can be the leak)."""
     if len(y) > MAX_ROWS:
         keep = np.random.default_rng(0).choice(len(y), MAX_ROWS, replace=False)
         features, y = features.iloc[keep], y.iloc[keep]
@@ -39,25 +33,20 @@ def possible_leaks(features: pd.DataFrame, y: pd.Series, classes: bool) -> dict[
     tree.set_params(min_samples_leaf=MIN_LEAF, random_state=0)
     found = {}
     for column in features.columns:
-        x = _codes(features[column]).reshape(-1, 1)
-        score = metric(target, tree.fit(x, target).predict(x))
-        if score >= LEAK_SCORE:
+        values = features[column]
+        if not pd.api.types.is_numeric_dtype(values):
+            codes = pd.factorize(values.astype("string"), sort=True)[0]
+            values = np.where(codes < 0, np.nan, codes)
+        x = np.asarray(values, dtype=float).reshape(-1, 1)
+        if (score := metric(target, tree.fit(x, target).predict(x))) >= LEAK_SCORE:
             found[str(column)] = float(score)
     return found
-
-
-def _codes(values: pd.Series) -> np.ndarray:
-    if pd.api.types.is_numeric_dtype(values):
-        return values.to_numpy(dtype=float)
-    codes, _ = pd.factorize(values.astype("string"), sort=True)
-    return np.where(codes < 0, np.nan, codes).astype(float)
 
 
 def name_leaks(
     features: pd.DataFrame, y: pd.Series, classes: bool, target: str, report: list[dict[str, str]]
 ) -> list[str]:
-    """What the run says of each possible leak in the training rows: the column, its
-    score, how to drop it. Its row of the column `report` says so too."""
+    """A line for each possible leak, and a note in its row of the column `report`."""
     found = possible_leaks(features, y, classes)
     for row in report:
         if row["column"] in found:

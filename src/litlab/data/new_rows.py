@@ -1,6 +1,5 @@
 """New rows to predict on a table: read as the training file was, their numbers and dates
-as the training columns', and checked against the stored encoding. A value that is not a
-number or lies far outside training is refused; what is filled in is said."""
+as the training columns', checked against the stored encoding."""
 
 from __future__ import annotations
 
@@ -8,42 +7,32 @@ from pathlib import Path
 
 import pandas as pd
 
-from litlab.data.base import short_row_problems
-from litlab.data.columns import parse_numbers, read_table, short_rows, sniff_delimiter
+from litlab.data.base import add_problem, mark_short_rows, short_row_problems
+from litlab.data.columns import parse_numbers, read_table
 from litlab.data.encoding import TableEncoder
 
-# predict refuses a value this many training standard deviations from the training mean
-# (1e308, a unit mistake): the network's answer there is an extrapolation of nothing.
-OUTLIER_STDS = 100
+OUTLIER_STDS = 100  # training stds from the mean past which a value (1e308) is refused
 
 
 def read_rows(path: Path, sep: str | None) -> pd.DataFrame:
-    """New rows, read as the training file was; short rows are marked for predict, and
-    the file's delimiter and decimal mark kept for writing the predictions."""
-    frame, _ = read_table(path, sep)
-    sep, decimal = sniff_delimiter(path, sep)
-    frame.attrs["short_rows"] = short_rows(path, sep)
+    """New rows, read as the training file was; their dialect kept for the output."""
+    frame, sep, decimal = read_table(path, sep)
     frame.attrs["csv"] = {"sep": sep, "decimal": decimal}
-    return frame
+    return mark_short_rows(frame, path, sep)
 
 
 def as_trained(
     frame: pd.DataFrame, encoder: TableEncoder, decimal: str, date_formats: dict[str, str]
 ) -> pd.DataFrame:
-    """`frame` with its numeric columns read as the training file's were ("1,175", dates
-    in the training column's format; a column with no stored format as its values say)."""
-    numbers = {
-        c: parse_numbers(frame[c], decimal, date_formats.get(c, True)) for c in encoder.numeric
-    }
+    """`frame`, its numeric columns read as the training file's were ("1,175", dates)."""
+    numbers = {c: parse_numbers(frame[c], decimal, date_formats.get(c)) for c in encoder.numeric}
     return frame.assign(**numbers)
 
 
 def row_problems(
     frame: pd.DataFrame, encoder: TableEncoder, decimal: str, date_formats: dict[str, str]
 ) -> tuple[pd.Series, list[str]]:
-    """Why each row cannot be predicted ('' when it can), and notes on what is filled in:
-    a missing value (the training median or most frequent category), and a category
-    never seen in training (encoded as none of them)."""
+    """Why each row cannot be predicted ('' when it can), and notes on what is filled in."""
     problems, notes = short_row_problems(frame), []
     numbers = as_trained(frame, encoder, decimal, date_formats)
     for column, (_, mean, scale) in encoder.numeric.items():
@@ -51,10 +40,9 @@ def row_problems(
         text = parsed.isna() & values.notna()
         far = values.notna() & ~text & ~((parsed - mean).abs() <= OUTLIER_STDS * scale)
         shown = values.astype(str)
-        problems = _add(problems, text, column + ": " + shown + " is not a number")
-        problems = _add(problems, far, column + "=" + shown + " is far outside training")
-        filled = int((values.isna() & (problems == "")).sum())
-        if filled:
+        problems = add_problem(problems, text, column + ": " + shown + " is not a number")
+        problems = add_problem(problems, far, column + "=" + shown + " is far outside training")
+        if filled := int((values.isna() & (problems == "")).sum()):
             notes.append(f"{column}: {filled} missing, filled with the training median")
     for column, (_, *categories) in encoder.categorical.items():
         values = frame[column]
@@ -62,13 +50,6 @@ def row_problems(
         if unseen.any():
             shown = ", ".join(map(repr, values[unseen].astype(str).unique()[:3]))
             notes.append(f"{column}: {int(unseen.sum())} never seen in training ({shown})")
-        missing = int((values.isna() & (problems == "")).sum())
-        if missing:
+        if missing := int((values.isna() & (problems == "")).sum()):
             notes.append(f"{column}: {missing} missing, filled with the most frequent category")
     return problems, notes
-
-
-def _add(problems: pd.Series, where: pd.Series, why: pd.Series) -> pd.Series:
-    """`why` appended to the problems of the rows `where`."""
-    joined = problems.where(problems == "", problems + "; ") + why
-    return problems.where(~where, joined)
