@@ -1,8 +1,6 @@
-"""The recipe, top to bottom, in the order of the lesson's five steps: check the config,
-prepare the data, seed and build the network (its loss and optimiser come with it),
-then the Trainer repeats forward, loss, backward and step for the epochs; fit the
-baselines, test the best checkpoint, write the summary. `run` picks a plain run, a resumed
-one or a cross-validation."""
+"""The recipe, top to bottom, in the lesson's order: check the config, prepare the data,
+seed and build the network (with its loss and optimiser), let the Trainer repeat the
+steps; fit the baselines, test the best checkpoint, write the summary."""
 
 from __future__ import annotations
 
@@ -50,7 +48,8 @@ warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and i
 
 
 def run(composed: SourcedConfig) -> tuple[Path, dict[str, Any]]:
-    """One training run, a resumed one, or k of them when `data.folds` is set."""
+    """One training run, a resumed one (`resume`, from its folder's last.ckpt, in the same
+    folder and TensorBoard run), or k of them when `data.folds` is set."""
     resumed = bool(composed.cfg.get("resume"))  # a stored config: checked when resumed
     folds = None if resumed else composed.cfg.data.get("folds")
     if folds:
@@ -58,7 +57,10 @@ def run(composed: SourcedConfig) -> tuple[Path, dict[str, Any]]:
     if not resumed:
         resuming.resume_requeued(composed)
     with resuming.requeue_on_usr1():
-        return resume(composed) if composed.cfg.get("resume") else train(composed)
+        if not composed.cfg.get("resume"):
+            return train(composed)
+        with resuming.last_checkpoint(composed) as (run_dir, fold, resume_from):
+            return train(composed, fold, run_dir, resume_from)
 
 
 @dataclass
@@ -80,10 +82,9 @@ def prepare(
     resume_from: ResumeFrom | None = None,
     callbacks: Sequence[L.Callback] = (),
 ) -> PreparedRun:
-    """Everything before the first step, in the lesson's order; a config error stops it
-    before a folder is made. A signal while the folder is claimed waits for its
-    config.yaml (`signals`); `resume_from` (a checkpoint, and its weights where read) must fit.
-    `callbacks` join the configured ones (a search trial's pruning callback)."""
+    """Everything before the first step; a config error stops it before a folder is made,
+    a signal while the folder is claimed waits for its config.yaml (`signals`). The
+    weights of `resume_from` must fit; `callbacks` join the configured ones."""
     cfg = check(composed).cfg
     datamodule = build_data(composed, fold)  # 1. prepare the data
     L.seed_everything(cfg.seed, verbose=False)  # the seed fixes the network's first weights
@@ -91,9 +92,8 @@ def prepare(
     errors = monitor_errors(composed, module.logged_metrics())
     if errors:
         raise ConfigError(errors)
-    path, weights = resume_from or (None, None)
-    if path is not None and weights is not None:  # read where the run folder is (rank 0's)
-        check_fits(module, weights, path)
+    if resume_from and resume_from[1] is not None:  # read where the run folder is (rank 0)
+        check_fits(module, resume_from[1], resume_from[0])
     with signals.held() if signals else contextlib.nullcontext():
         new = run_dir is None or not run_dir.exists()
         run_dir = open_run_dir(composed, run_dir)
@@ -116,10 +116,9 @@ def train(
     resume_from: ResumeFrom | None = None,
     callbacks: Sequence[L.Callback] = (),
 ) -> tuple[Path, dict[str, Any]]:
-    """Train (from the checkpoint `resume_from`, when resuming) and test the configured
-    job in its run folder (`run_dir`, or a new one); return the folder and the metrics.
-    From the folder's claim to its metrics.json, a signal ends it with the status
-    `interrupted` and the exit code 128 + the signal."""
+    """Train (from `resume_from`) and test the job in its run folder (`run_dir`, or a new
+    one); the folder and the metrics. From the folder's claim to its metrics.json, a
+    signal ends it with the status `interrupted` and the exit code 128 + the signal."""
     job = None
     with RaiseOnSignal() as signals:
         try:
@@ -165,7 +164,7 @@ def _fit_and_test(
 
 def split_sizes(datamodule: TensorDataModule) -> dict[str, int]:
     """The rows of the validation and test splits: one test row is the least difference
-    in accuracy a run can show, and a small validation split is easy to fit by search."""
+    in accuracy a run can show; a small validation split is easy to fit by search."""
     sizes = {}
     for split in ("val", "test"):
         found = tensors(datamodule, split)
@@ -177,9 +176,8 @@ def split_sizes(datamodule: TensorDataModule) -> dict[str, int]:
 
 
 def test(job: PreparedRun) -> dict[str, Any]:
-    """Test the best checkpoint (the current weights when none was kept). Beside the
-    best monitored value: the step it came from and the last one, for the summary to say
-    when the steps after the best overfit."""
+    """Test the best checkpoint (else the current weights); with the best monitored value,
+    its step and the last value, for the summary to say when later steps overfit."""
     trainer = job.trainer
     checkpoint = next(  # callbacks.last keeps the newest step, not the best
         (c for c in trainer.checkpoint_callbacks if c.monitor not in LIGHTNING_COUNTERS), None
@@ -202,9 +200,8 @@ def test(job: PreparedRun) -> dict[str, Any]:
 
 
 def _rank_zero_weights(trainer: L.Trainer, path: Path) -> tuple[dict[str, Any], int]:
-    """The weights of rank 0's checkpoint `path` and their step, sent to every rank. Why
-    not `trainer.test(ckpt_path="best")`: every rank reads the file, which the other
-    machines of a multi-node run without a shared file system do not have."""
+    """The weights of rank 0's checkpoint `path` and their step, sent to every rank: the
+    other machines may have no such file (`trainer.test(ckpt_path=...)` reads on all)."""
     found = None
     if trainer.is_global_zero:
         checkpoint = load_checkpoint(path)
@@ -212,16 +209,9 @@ def _rank_zero_weights(trainer: L.Trainer, path: Path) -> tuple[dict[str, Any], 
     return trainer.strategy.broadcast(found)
 
 
-def resume(composed: SourcedConfig) -> tuple[Path, dict[str, Any]]:
-    """Continue the run in folder `resume` from its last.ckpt, in the same folder and
-    TensorBoard run."""
-    with resuming.last_checkpoint(composed) as (run_dir, fold, resume_from):
-        return train(composed, fold, run_dir, resume_from)
-
-
 def cross_validate(composed: SourcedConfig, folds: int) -> tuple[Path, dict[str, Any]]:
-    """Train on each of `folds` folds, each a run in `fold_<k>/` of one parent folder, and
-    summarise every metric as mean and standard deviation over the folds."""
+    """A run for each fold in `fold_<k>/` of one parent folder; every metric's mean and
+    standard deviation over the folds."""
     check(composed)  # before the parent folder
     root = run_root(composed)
     parent = claim_run_dir(root, run_label(composed.words)) if is_rank_zero() else root
