@@ -78,24 +78,13 @@ def build_module(composed: SourcedConfig, datamodule: TensorDataModule) -> L.Lig
                 ]
             )
         composed.cfg.module._target_ = datamodule.module_target
-    net = build_node(
-        composed,
-        "model",
-        in_features=datamodule.num_features,
-        out_features=getattr(datamodule, "num_outputs", 1),  # one logit or value by default
-        **_channels(composed, datamodule),
-    )
+    outputs = getattr(datamodule, "num_outputs", 1)  # one logit or value by default
+    sizes = {"in_features": datamodule.num_features, "out_features": outputs}
+    net = build_node(composed, "model", **sizes, **_channels(composed, datamodule))
     kwargs = datamodule.module_kwargs() if hasattr(datamodule, "module_kwargs") else {}
     optimizer, scheduler, options = optimizer_factories(composed)
-    module = build_node(
-        composed,
-        "module",
-        net=net,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        scheduler_options=options,
-        **kwargs,
-    )
+    factories = {"optimizer": optimizer, "scheduler": scheduler, "scheduler_options": options}
+    module = build_node(composed, "module", net=net, **factories, **kwargs)
     if module.task != datamodule.task:
         raise ConfigError(
             [
@@ -122,6 +111,7 @@ def build_trainer(
     fold: int | None = None,
     extra: Sequence[L.Callback] = (),
     steps_per_epoch: int = 1,
+    signals: SignalStop | None = None,
 ) -> L.Trainer:
     """The Trainer with its loggers and callbacks, all writing inside `run_dir`; atomic
     checkpoints that carry the config and random state. A null log_every_n_steps is set
@@ -145,7 +135,7 @@ def build_trainer(
         StoreConfig(OmegaConf.to_container(cfg, resolve=True), composed.choices, fold),
         RandomState(),
         DivergenceCheck(),  # before SignalStop: a stop's save checks the step's loss
-        SignalStop(run_dir),
+        signals or SignalStop(),
     ]
     # no auto-requeue, which saves mid-step: SignalStop takes SIGUSR1 (resuming.py)
     cluster = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
@@ -170,20 +160,15 @@ def log_interval(max_epochs: int | None, max_steps: int | None, steps_per_epoch:
 
 def build_loggers(composed: SourcedConfig, run_dir: Path) -> list[Logger]:
     """The configured loggers (`logger=[tensorboard,csv]`: several), each told the run's
-    folder and name in its own words."""
-    name = run_name(run_dir, Path(composed.cfg.runs_dir).expanduser())
+    folder and name in its own words. The name is the folder under runs_dir
+    (`circles/2026-01-01_12-00-00`): a tracking store shows every folder's runs together."""
+    runs_dir, here = Path(composed.cfg.runs_dir).expanduser().absolute(), run_dir.absolute()
+    name = str(here.relative_to(runs_dir) if here.is_relative_to(runs_dir) else here)
     return [
         build_node(composed, path, **run_arguments(locate(node._target_), run_dir, name))
         for path, node in target_nodes(composed)[0].items()
         if path == "logger" or path.startswith("logger.")  # a stored config's single node
     ]
-
-
-def run_name(run_dir: Path, runs_dir: Path) -> str:
-    """The run's folder under runs_dir (`circles/2026-01-01_12-00-00`): its name in a
-    tracking store, which shows the runs of every folder side by side."""
-    run_dir, runs_dir = run_dir.absolute(), runs_dir.absolute()
-    return str(run_dir.relative_to(runs_dir) if run_dir.is_relative_to(runs_dir) else run_dir)
 
 
 def _callbacks(composed: SourcedConfig, run_dir: Path, has_logger: bool) -> list[L.Callback]:

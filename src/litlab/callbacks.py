@@ -36,9 +36,8 @@ class StoreConfig(L.Callback):
         self.stored = {"config": config, "choices": choices, "fold": fold}
 
     @override
-    def on_save_checkpoint(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
+    def on_save_checkpoint(self, trainer: L.Trainer, *hook: Any) -> None:
+        _module, checkpoint = hook
         checkpoint[CHECKPOINT_SECTION] = self.stored
 
 
@@ -122,14 +121,8 @@ class DivergenceCheck(L.Callback):
         self.bad = None
 
     @override
-    def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, *hook: Any) -> None:
+        _module, outputs, _batch, batch_idx = hook
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None:  # None: the module skipped this batch
             stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
@@ -148,9 +141,7 @@ class DivergenceCheck(L.Callback):
         self._check(trainer)
 
     @override
-    def on_save_checkpoint(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
+    def on_save_checkpoint(self, trainer: L.Trainer, *_: object) -> None:
         self._check(trainer)  # every rank saves together, so every rank takes part
 
     def _note(self, loss: Tensor, step: int, lr: float) -> None:
@@ -192,47 +183,63 @@ def _install(handler: Any) -> dict[signal.Signals, Any]:
 
 
 def _restore(previous: dict[signal.Signals, Any]) -> None:
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)
+    while previous:  # emptied: restored once
+        signal.signal(*previous.popitem())
 
 
 class SignalStop(L.Callback):
-    """SIGINT, SIGTERM or SIGUSR1 (SLURM's notice) in training: finish the step, save it
+    """SIGINT, SIGTERM or SIGUSR1 (SLURM's notice), from a run folder's claim to its
+    metrics.json (`with SignalStop() as signals`). In training: finish the step, save it
     to last.ckpt and raise `Interrupted`, so a resumed run ends with the weights of an
-    uninterrupted one; a second Ctrl-C stops at once. Under DDP the ranks agree every
-    `log_every_n_steps` steps (one all-gather) and stop after the same step; a stop due on
-    a step Lightning logs comes a step later (it logs after this hook). Saves last.ckpt at
-    the end when the last epochs were not validated. Why not Lightning's own:
-    tests/test_lightning_shortfalls.py."""
+    uninterrupted one; a second Ctrl-C stops at once. Elsewhere: raise `Stopped` at once,
+    so the run still writes its status, or in `held()` when the block ends. Under DDP the
+    ranks agree every `log_every_n_steps` steps (one all-gather) and stop after the same
+    step; a stop due on a step Lightning logs comes a step later (it logs after this
+    hook). Saves last.ckpt at the end when the last epochs were not validated. Why not
+    Lightning's own: tests/test_lightning_shortfalls.py."""
 
-    def __init__(self, run_dir: Path):
-        self.run_dir, self.checkpoint = run_dir, run_dir / "checkpoints" / "last.ckpt"
+    def __init__(self) -> None:
         self.received: signal.Signals | None = None
-        self.previous: dict[signal.Signals, Any] = {}
+        self.training = self.holding = False
+        self.outside: dict[signal.Signals, Any] = {}  # the handlers before the run
+        self.replaced: dict[signal.Signals, Any] = {}  # in training: Lightning's SIGTERM's
         self.validated_step = -1  # callbacks.last saved this step
         self.stop_next = False  # agreed on a step Lightning logs: stop after the next
 
-    @override
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.received, self.stop_next = None, False
-        self.previous = _install(self._receive)
-        self._check(trainer)  # a SIGTERM that came while the run was set up
+    def __enter__(self) -> SignalStop:
+        self.outside = _install(self._receive)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _restore(self.outside)
 
     def _receive(self, signum: int, _frame: FrameType | None) -> None:
+        again = signum == signal.SIGINT and self.received is not None  # a second Ctrl-C
+        if not (self.training or self.holding) or (self.training and again):
+            raise Stopped(signum)
         self.received = self.received or signal.Signals(signum)
-        if signal.SIGINT in self.previous:  # a second Ctrl-C: the previous handler's
-            signal.signal(signal.SIGINT, self.previous.pop(signal.SIGINT))
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+
+    def raise_pending(self) -> None:
+        if self.received:
+            raise Stopped(self.received)
 
     @override
-    def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        if not _stepped_mid_epoch(trainer, batch_idx):
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.received, self.stop_next, self.training = None, False, True
+        self.replaced = _install(self._receive)  # Lightning's broadcasts inside the handler
+        self._check(trainer)  # a SIGTERM that came while the run was set up
+
+    @override
+    def on_train_batch_end(self, trainer: L.Trainer, *hook: Any) -> None:
+        if not _stepped_mid_epoch(trainer, batch_idx=hook[-1]):
             return
         if self.stop_next:
             self._stop(trainer)
@@ -254,19 +261,16 @@ class SignalStop(L.Callback):
         try:
             self._check(trainer)
         finally:
-            _restore(self.previous)
-            self.previous = {}
+            self.training = False  # from here a signal raises Stopped again
+            _restore(self.replaced)
         # a finished run's last.ckpt is its final state (decided alike on every rank)
         keeps_last = any(c.monitor == "step" for c in trainer.checkpoint_callbacks)
         if keeps_last and self.validated_step != trainer.global_step:
-            trainer.save_checkpoint(self.checkpoint, weights_only=False)
+            trainer.save_checkpoint(_last(trainer), weights_only=False)
 
     @override
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
-        _restore(self.previous)
-        self.previous = {}
+    def on_exception(self, *_: object) -> None:
+        _restore(self.replaced)  # `training` stays: what a second Ctrl-C stopped
 
     def _due(self, trainer: L.Trainer) -> bool:
         return _logs_now(trainer) or (trainer.world_size == 1 and self._signalled(trainer))
@@ -288,44 +292,13 @@ class SignalStop(L.Callback):
     def _stop(self, trainer: L.Trainer) -> NoReturn:
         """Save the step to last.ckpt (every rank takes part, rank 0 writes) and stop."""
         received = self.received or signal.SIGTERM  # Lightning's flag, or another rank's
-        trainer.save_checkpoint(self.checkpoint, weights_only=False)
-        run_dir = trainer.strategy.broadcast(str(self.run_dir))  # where rank 0 saved it
+        trainer.save_checkpoint(_last(trainer), weights_only=False)
+        run_dir = trainer.strategy.broadcast(trainer.default_root_dir)  # where rank 0 saved it
         raise Interrupted(received.name, 128 + received, trainer.global_step, run_dir)
 
 
-class RaiseOnSignal:
-    """Outside the training loop, from a run folder's claim to its metrics.json: SIGINT,
-    SIGTERM and SIGUSR1 raise `Stopped`, so the run still writes its status; inside
-    `held()` a signal waits for `raise_pending`."""
-
-    def __init__(self) -> None:
-        self.pending: int | None = None
-        self.holding = False
-        self.previous: dict[signal.Signals, Any] = {}
-
-    def __enter__(self) -> RaiseOnSignal:
-        self.previous = _install(self._receive)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _restore(self.previous)
-
-    def _receive(self, signum: int, _frame: FrameType | None) -> None:
-        if not self.holding:
-            raise Stopped(signum)
-        self.pending = self.pending or signum
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        self.holding = True
-        try:
-            yield
-        finally:
-            self.holding = False
-
-    def raise_pending(self) -> None:
-        if self.pending:
-            raise Stopped(self.pending)
+def _last(trainer: L.Trainer) -> Path:
+    return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"  # the run folder
 
 
 class EpochProgressBar(ProgressBar):
@@ -375,7 +348,5 @@ class EpochProgressBar(ProgressBar):
             self.bar = None
 
     @override
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, *_: object) -> None:
         self.on_train_end(trainer, pl_module)

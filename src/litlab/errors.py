@@ -72,7 +72,7 @@ class RunBusy(OSError):
 
 
 class Stopped(Exception):
-    """Raised by a SIGINT or SIGTERM handler outside the training loop (RaiseOnSignal)."""
+    """Raised by a SIGINT or SIGTERM handler outside the training loop (SignalStop)."""
 
     def __init__(self, signum: int):
         self.signum = signum

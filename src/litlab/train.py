@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from litlab import dashboard, loggers, resuming, stops
 from litlab.builders import build_data, build_module, build_trainer
-from litlab.callbacks import RaiseOnSignal
+from litlab.callbacks import SignalStop
 from litlab.check import check
 from litlab.checkpoints import check_fits, load_checkpoint, write_text
 from litlab.config import ConfigError, SourcedConfig
@@ -78,7 +78,7 @@ def prepare(
     composed: SourcedConfig,
     fold: int | None = None,
     run_dir: Path | None = None,
-    signals: RaiseOnSignal | None = None,
+    signals: SignalStop | None = None,
     resume_from: ResumeFrom | None = None,
     callbacks: Sequence[L.Callback] = (),
 ) -> PreparedRun:
@@ -99,7 +99,7 @@ def prepare(
         run_dir = open_run_dir(composed, run_dir)
         try:
             steps = len(datamodule.train_dataloader())  # the logging interval scales with them
-            trainer = build_trainer(composed, run_dir, fold, callbacks, steps)  # 5. the epochs
+            trainer = build_trainer(composed, run_dir, fold, callbacks, steps, signals)  # 5.
         except BaseException:
             if new:  # nothing was written yet
                 remove_empty(run_dir, Path(cfg.runs_dir).expanduser())
@@ -120,7 +120,7 @@ def train(
     one); the folder and the metrics. From the folder's claim to its metrics.json, a
     signal ends it with the status `interrupted` and the exit code 128 + the signal."""
     job = None
-    with RaiseOnSignal() as signals:
+    with SignalStop() as signals:
         try:
             job = prepare(composed, fold, run_dir, signals, resume_from, callbacks)
             signals.raise_pending()  # one that came while the folder was claimed
@@ -129,7 +129,7 @@ def train(
             if job is None:
                 raise stops.interrupted(stop, None, "") from None
             # in training only a second Ctrl-C comes here (SignalStop takes the first)
-            phase = "in the middle of a training step" if job.trainer.training else job.phase
+            phase = "in the middle of a training step" if signals.training else job.phase
             exc = stops.interrupted(stop, job.dir, phase)
             with signals.held():
                 stops.record(job.dir, exc)
@@ -140,7 +140,7 @@ def train(
 
 
 def _fit_and_test(
-    job: PreparedRun, composed: SourcedConfig, checkpoint: Path | None, signals: RaiseOnSignal
+    job: PreparedRun, composed: SourcedConfig, checkpoint: Path | None, signals: SignalStop
 ) -> tuple[Path, dict[str, Any]]:
     trainer, module, datamodule = job.trainer, job.module, job.datamodule
     if hasattr(datamodule, "report"):  # what a table became: printed, saved in the folder
@@ -184,8 +184,11 @@ def test(job: PreparedRun) -> dict[str, Any]:
     )
     best = trainer.strategy.broadcast(checkpoint.best_model_path if checkpoint else "")
     final = trainer.callback_metrics.get(checkpoint.monitor) if checkpoint else None
-    if best:
-        weights, best_step = _rank_zero_weights(trainer, Path(best))
+    if best:  # rank 0 reads and sends: other machines may have no such file (so no ckpt_path)
+        saved = load_checkpoint(best) if trainer.is_global_zero else {}
+        weights, best_step = trainer.strategy.broadcast(
+            (saved.get("state_dict"), saved.get("global_step"))
+        )
         job.module.load_state_dict(weights)
     (results,) = trainer.test(job.module, datamodule=job.datamodule, verbose=False)
     metrics: dict[str, Any] = {key: float(value) for key, value in sorted(results.items())}
@@ -197,16 +200,6 @@ def test(job: PreparedRun) -> dict[str, Any]:
         if final is not None:
             metrics[f"final_{checkpoint.monitor}"] = float(final)
     return metrics | {"epochs": trainer.current_epoch, "steps": trainer.global_step}
-
-
-def _rank_zero_weights(trainer: L.Trainer, path: Path) -> tuple[dict[str, Any], int]:
-    """The weights of rank 0's checkpoint `path` and their step, sent to every rank: the
-    other machines may have no such file (`trainer.test(ckpt_path=...)` reads on all)."""
-    found = None
-    if trainer.is_global_zero:
-        checkpoint = load_checkpoint(path)
-        found = checkpoint["state_dict"], int(checkpoint["global_step"])
-    return trainer.strategy.broadcast(found)
 
 
 def cross_validate(composed: SourcedConfig, folds: int) -> tuple[Path, dict[str, Any]]:
