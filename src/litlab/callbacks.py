@@ -117,10 +117,6 @@ class DivergenceCheck(L.Callback):
         self.bad: Tensor | None = None  # (step, loss, lr) of the first bad loss; step -1: none
 
     @override
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.bad = None
-
-    @override
     def on_train_batch_end(self, trainer: L.Trainer, *hook: Any) -> None:
         _module, outputs, _batch, batch_idx = hook
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
@@ -154,10 +150,9 @@ class DivergenceCheck(L.Callback):
 
     def _check(self, trainer: L.Trainer) -> None:
         """Raise `Diverged` for the earliest bad loss of any rank."""
-        bad = self.bad
-        if bad is None:
-            bad = torch.full((3,), -1.0, dtype=torch.float64, device=trainer.strategy.root_device)
-        ranks = trainer.strategy.all_gather(bad).reshape(-1, 3).tolist()
+        none = torch.full((3,), -1.0, dtype=torch.float64, device=trainer.strategy.root_device)
+        ranks = trainer.strategy.all_gather(none if self.bad is None else self.bad)
+        ranks = ranks.reshape(-1, 3).tolist()
         diverged = [rank for rank in ranks if rank[0] >= 0]
         if diverged:
             step, loss, lr = min(diverged)
