@@ -47,7 +47,8 @@ class RandomState(L.Callback):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        own = {"cpu": torch.get_rng_state(), "cuda": _cuda_states()}
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        own = {"cpu": torch.get_rng_state(), "cuda": cuda}
         if not _distributed():
             return {"ranks": [own]}
         ranks: list[Any] = [None] * dist.get_world_size()
@@ -72,10 +73,6 @@ class RandomState(L.Callback):
 
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _cuda_states() -> list[Tensor]:
-    return torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
 
 
 def _restore_cuda(states: list[Tensor]) -> None:
