@@ -54,15 +54,12 @@ def compose(words: list[str], trust: bool = False) -> SourcedConfig:
 
     # rank 0 reads: the other machines of a job may have no such folder
     composed = config.stored_config(from_rank_zero(read), {}, str(stored), trust)
-    try:
+    try:  # the stored config is resolved: only the words can fail to resolve
         changes = OmegaConf.from_dotlist(dotted)
-    except OmegaConfBaseException as exc:
-        raise ConfigError([f"{' '.join(dotted)} ({CLI}): {exc}"]) from None
-    try:
         composed.cfg = OmegaConf.merge(composed.cfg, changes)
         OmegaConf.resolve(composed.cfg)
     except OmegaConfBaseException as exc:
-        raise ConfigError([f"config cannot be resolved: {exc}"]) from None
+        raise ConfigError([f"{' '.join(dotted)} ({CLI}): {exc}"]) from None
     composed.sources |= dict.fromkeys(config.leaf_keys(changes), CLI)
     return composed
 
