@@ -103,6 +103,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def owner(run_dir: Path) -> int | None:
+    """The pid of the process that owns `run_dir` now (rundirs.lock_run_dir); None if none."""
+    import fcntl
+
+    try:
+        fd = os.open(run_dir / ".lock", os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    finally:
+        os.close(fd)
+    return None
+
+
 HOLD = """
 import sys
 from pathlib import Path

@@ -108,7 +108,7 @@ def test_lightnings_slurm_requeue_saves_inside_the_signal_handler_and_trains_on(
     signal handler, in the middle of the step (the file holds step 3, during which the
     signal came), requeues the job, and then trains on to the end, so what it trains after
     the save is lost when SLURM ends the job. litlab turns auto_requeue off and stops
-    after the step like a SIGTERM (builders._cluster, resuming.requeue_on_usr1)."""
+    after the step like a SIGTERM (builders.build_trainer, resuming.requeue_on_usr1)."""
     stubs = tmp_path / "bin"
     stubs.mkdir()
     (stubs / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.txt"}\n')

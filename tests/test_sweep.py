@@ -283,7 +283,7 @@ def _probing(monkeypatch) -> None:
 
 
 def test_a_sweep_holds_its_folder_while_its_runs_train_then_lets_go(tmp_path, monkeypatch):
-    from litlab.rundirs import owner
+    from conftest import owner
 
     _probing(monkeypatch)
     folder, _ = sweep([f"runs_dir={tmp_path}", "seed=1,2"], jobs=2)

@@ -1,6 +1,5 @@
-"""Objects from a checked config: the data, the LightningModule around its network, and
-the Trainer with its logger and callbacks. The recipe (train.py), eval and predict all
-build through these."""
+"""Objects from a checked config: the data, the LightningModule around its network, the
+Trainer with its loggers and callbacks. The recipe, eval and predict build through these."""
 
 from __future__ import annotations
 
@@ -44,9 +43,9 @@ def build_node(composed: SourcedConfig, path: str, **injected: Any) -> Any:
 def build_data(
     composed: SourcedConfig, fold: int | None = None, stored: dict[str, Any] | None = None
 ) -> TensorDataModule:
-    """The data module, split and encoded now (`fold` of a cross-validation), so a table
-    that cannot be used stops the run before any folder is made; given the `stored`
-    state of a checkpoint's data, a table that is not that one is refused."""
+    """The data module, split and encoded now (`fold` of a cross-validation): a table that
+    cannot be used stops before a folder is made; one that is not the checkpoint's
+    (`stored`) is refused."""
     datamodule = build_node(composed, "data", **({} if fold is None else {"fold": fold}))
     try:
         datamodule.setup("fit")  # Lightning's own call later finds it done
@@ -68,9 +67,8 @@ def build_data(
 
 
 def build_module(composed: SourcedConfig, datamodule: TensorDataModule) -> L.LightningModule:
-    """The network, sized by the data, inside the LightningModule that trains it. With
-    module=auto, the LightningModule is the one the data names for its task: the config
-    (and so the checkpoint) then records that one."""
+    """The network, sized by the data, inside the LightningModule that trains it; with
+    module=auto the one the data names for its task, recorded in the config."""
     if composed.cfg.module.get("_target_") == AUTO_MODULE:
         if datamodule.module_target is None:
             raise ConfigError(
@@ -80,24 +78,13 @@ def build_module(composed: SourcedConfig, datamodule: TensorDataModule) -> L.Lig
                 ]
             )
         composed.cfg.module._target_ = datamodule.module_target
-    net = build_node(
-        composed,
-        "model",
-        in_features=datamodule.num_features,
-        out_features=getattr(datamodule, "num_outputs", 1),  # one logit or value by default
-        **_channels(composed, datamodule),
-    )
+    outputs = getattr(datamodule, "num_outputs", 1)  # one logit or value by default
+    sizes = {"in_features": datamodule.num_features, "out_features": outputs}
+    net = build_node(composed, "model", **sizes, **_channels(composed, datamodule))
     kwargs = datamodule.module_kwargs() if hasattr(datamodule, "module_kwargs") else {}
     optimizer, scheduler, options = optimizer_factories(composed)
-    module = build_node(
-        composed,
-        "module",
-        net=net,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        scheduler_options=options,
-        **kwargs,
-    )
+    factories = {"optimizer": optimizer, "scheduler": scheduler, "scheduler_options": options}
+    module = build_node(composed, "module", net=net, **factories, **kwargs)
     if module.task != datamodule.task:
         raise ConfigError(
             [
@@ -109,8 +96,7 @@ def build_module(composed: SourcedConfig, datamodule: TensorDataModule) -> L.Lig
 
 
 def _channels(composed: SourcedConfig, datamodule: TensorDataModule) -> dict[str, int]:
-    """Images say their channels (`in_channels`); a network that takes `in_channels`
-    and is not told otherwise by its config gets them."""
+    """The data's `in_channels` (images) for a network that takes them, unless configured."""
     channels = getattr(datamodule, "in_channels", None)
     node = composed.cfg.model
     if channels is None or "in_channels" in node:
@@ -125,10 +111,11 @@ def build_trainer(
     fold: int | None = None,
     extra: Sequence[L.Callback] = (),
     steps_per_epoch: int = 1,
+    signals: SignalStop | None = None,
 ) -> L.Trainer:
-    """The Trainer with its loggers and callbacks, all writing inside `run_dir`; its
-    checkpoints carry the config and random state and are written atomically. A null
-    trainer.log_every_n_steps is set (and stored) to what the run's length calls for."""
+    """The Trainer with its loggers and callbacks, all writing inside `run_dir`; atomic
+    checkpoints that carry the config and random state. A null log_every_n_steps is set
+    (and stored) to what the run's length calls for."""
     cfg = composed.cfg
     trainer = cfg.trainer
     if trainer.get("log_every_n_steps") is None and not trainer.get("fast_dev_run"):
@@ -148,39 +135,35 @@ def build_trainer(
         StoreConfig(OmegaConf.to_container(cfg, resolve=True), composed.choices, fold),
         RandomState(),
         DivergenceCheck(),  # before SignalStop: a stop's save checks the step's loss
-        SignalStop(run_dir),
+        signals or SignalStop(),
     ]
+    # no auto-requeue, which saves mid-step: SignalStop takes SIGUSR1 (resuming.py)
+    cluster = [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
     return build_node(
         composed,
         "trainer",
         logger=loggers or False,
         callbacks=callbacks,
         default_root_dir=run_dir,
-        plugins=[AtomicCheckpointIO(), *_cluster()],
+        plugins=[AtomicCheckpointIO(), *cluster],
         **injected,
     )
 
 
 def log_interval(max_epochs: int | None, max_steps: int | None, steps_per_epoch: int) -> int:
-    """Steps between logged points: every LOG_EVERY steps, or often enough for POINTS
-    points in a shorter run (one shorter than the interval would log none). A run's
-    length is max_epochs epochs, or max_steps steps if that comes first."""
+    """Steps between logged points: LOG_EVERY, or fewer for POINTS points in a shorter run
+    (max_epochs epochs, or max_steps steps if that comes first)."""
     lengths = [max_steps or -1, (max_epochs or -1) * steps_per_epoch]
     steps = min((n for n in lengths if n > 0), default=None)
     return LOG_EVERY if steps is None else max(1, min(LOG_EVERY, steps // POINTS))
 
 
-def _cluster() -> list[SLURMEnvironment]:
-    """Under SLURM, Lightning's SLURM environment without its auto-requeue, which saves
-    mid-step from the signal handler (tests/test_lightning_shortfalls.py): SignalStop
-    takes SIGUSR1 instead and resuming.py requeues the job."""
-    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
-
-
 def build_loggers(composed: SourcedConfig, run_dir: Path) -> list[Logger]:
     """The configured loggers (`logger=[tensorboard,csv]`: several), each told the run's
-    folder and name in its own words (loggers.run_arguments)."""
-    name = run_name(run_dir, Path(composed.cfg.runs_dir).expanduser())
+    folder and name in its own words. The name is the folder under runs_dir
+    (`circles/2026-01-01_12-00-00`): a tracking store shows every folder's runs together."""
+    runs_dir, here = Path(composed.cfg.runs_dir).expanduser().absolute(), run_dir.absolute()
+    name = str(here.relative_to(runs_dir) if here.is_relative_to(runs_dir) else here)
     return [
         build_node(composed, path, **run_arguments(locate(node._target_), run_dir, name))
         for path, node in target_nodes(composed)[0].items()
@@ -188,16 +171,9 @@ def build_loggers(composed: SourcedConfig, run_dir: Path) -> list[Logger]:
     ]
 
 
-def run_name(run_dir: Path, runs_dir: Path) -> str:
-    """The run's folder under runs_dir (`circles/2026-01-01_12-00-00`): its name in a
-    tracking store, which shows runs of every folder side by side."""
-    run_dir, runs_dir = run_dir.absolute(), runs_dir.absolute()
-    return str(run_dir.relative_to(runs_dir) if run_dir.is_relative_to(runs_dir) else run_dir)
-
-
 def _callbacks(composed: SourcedConfig, run_dir: Path, has_logger: bool) -> list[L.Callback]:
-    """The configured callbacks (null: off); no lr_monitor without a logger (Lightning
-    would refuse to start). Checkpoints go to <run_dir>/checkpoints, not a logger's folder."""
+    """The configured callbacks (null: off), checkpoints in <run_dir>/checkpoints; no
+    lr_monitor without a logger (Lightning would refuse to start)."""
     callbacks = []
     for name, node in (composed.cfg.callbacks or {}).items():
         if not node:

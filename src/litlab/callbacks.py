@@ -1,4 +1,5 @@
-"""Callbacks of our own, for what Lightning's do per batch and these jobs need per run."""
+"""Callbacks for what Lightning lacks: the config and every rank's random state in
+checkpoints, stops after a whole step (signals, divergence), one bar over the run."""
 
 from __future__ import annotations
 
@@ -24,38 +25,39 @@ from litlab.checkpoints import CHECKPOINT_SECTION
 from litlab.errors import Diverged, Interrupted, Stopped
 from litlab.signatures import Positive
 
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
+
 
 class StoreConfig(L.Callback):
-    """Puts the run's resolved config (and its fold) into every checkpoint, as plain data,
-    so that eval and predict need nothing but the checkpoint."""
+    """The resolved config and fold in every checkpoint, as plain data: eval and predict
+    need nothing but the checkpoint."""
 
     def __init__(self, config: dict[str, Any], choices: dict[str, Any], fold: int | None):
         self.stored = {"config": config, "choices": choices, "fold": fold}
 
     @override
-    def on_save_checkpoint(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
+    def on_save_checkpoint(self, trainer: L.Trainer, *hook: Any) -> None:
+        _module, checkpoint = hook
         checkpoint[CHECKPOINT_SECTION] = self.stored
 
 
 class RandomState(L.Callback):
-    """Saves every rank's torch generators in checkpoints (gathered by global rank) and
-    restores each rank's own on resume, so a resumed run draws what the uninterrupted one
-    would have (dropout, augmentation); Lightning's checkpoints keep none."""
+    """Every rank's torch generators in checkpoints, each restored by its rank on resume,
+    so a resumed run draws what an uninterrupted one would (Lightning keeps none)."""
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        own = {"cpu": torch.get_rng_state(), "cuda": _cuda_states()}
-        if not _distributed():  # Lightning saves with every rank at once: all can gather
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+        own = {"cpu": torch.get_rng_state(), "cuda": cuda}
+        if not _distributed():
             return {"ranks": [own]}
         ranks: list[Any] = [None] * dist.get_world_size()
-        dist.all_gather_object(ranks, own)
+        dist.all_gather_object(ranks, own)  # every rank saves at once
         return {"ranks": ranks}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        ranks = state_dict.get("ranks", [state_dict])  # before: rank 0's, unnamed
+        ranks = state_dict.get("ranks", [state_dict])  # older: rank 0's alone
         rank, world = (dist.get_rank(), dist.get_world_size()) if _distributed() else (0, 1)
         if rank < len(ranks):
             torch.set_rng_state(ranks[rank]["cpu"])
@@ -73,10 +75,6 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _cuda_states() -> list[Tensor]:
-    return torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-
-
 def _restore_cuda(states: list[Tensor]) -> None:
     """Restore the generators of the GPUs there are; say in one line which could not be."""
     here = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -92,49 +90,32 @@ def _restore_cuda(states: list[Tensor]) -> None:
         )
 
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)
-
-
 def _logs_now(trainer: L.Trainer) -> bool:
-    """Whether Lightning logs the step just taken (it does so after the callbacks' hooks)."""
+    """Whether Lightning logs the step just taken (after the callbacks' hooks)."""
     return trainer.global_step % max(trainer.log_every_n_steps, 1) == 0
 
 
 def _stepped_mid_epoch(trainer: L.Trainer, batch_idx: int) -> bool:
-    """Whether this batch ended an optimiser step (a batch whose gradients are still being
-    accumulated did not), and not the epoch's last: that one is checked at the epoch's
-    end, after the validation due there."""
+    """Whether this batch ended an optimiser step that is not the epoch's last (that one
+    is checked at the epoch's end, after its validation)."""
     stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
     return stepped and batch_idx + 1 != trainer.num_training_batches
 
 
 class DivergenceCheck(L.Callback):
-    """Stops training with `Diverged`, naming the first step whose loss was not finite on
-    any rank, its loss and learning rate. The loss is noted without waiting for the GPU;
-    the ranks agree (one all-gather of three numbers) only every `log_every_n_steps`
-    steps, when Lightning waits for the GPU anyway, before every checkpoint, so that none
-    keeps the weights that followed, and when training ends.
-
-    Why not EarlyStopping(check_finite=True): it checks a logged metric when a validation
-    ends and stops without an error or a step, after the checkpoint callbacks may have
-    saved the weights; Trainer(detect_anomaly=True) slows every backward pass."""
+    """Stops training with `Diverged` at the first step whose loss was not finite on any
+    rank. The ranks agree (one all-gather) only when Lightning logs, before every
+    checkpoint (none keeps the weights that followed) and at the end, so no step waits
+    for the GPU. Why not EarlyStopping(check_finite=True): it checks after a validation,
+    once the checkpoints may be saved, and stops without an error; detect_anomaly slows
+    every backward pass."""
 
     def __init__(self) -> None:
         self.bad: Tensor | None = None  # (step, loss, lr) of the first bad loss; step -1: none
 
     @override
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.bad = None
-
-    @override
-    def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, *hook: Any) -> None:
+        _module, outputs, _batch, batch_idx = hook
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None:  # None: the module skipped this batch
             stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
@@ -153,25 +134,22 @@ class DivergenceCheck(L.Callback):
         self._check(trainer)
 
     @override
-    def on_save_checkpoint(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
+    def on_save_checkpoint(self, trainer: L.Trainer, *_: object) -> None:
         self._check(trainer)  # every rank saves together, so every rank takes part
 
     def _note(self, loss: Tensor, step: int, lr: float) -> None:
-        """Keep (step, loss, lr) of the first loss that is not finite, on its device. On the
-        CPU reading the loss costs 1-3 us a step, the tensor operations about 100 us."""
+        """Keep the first bad (step, loss, lr): read on the CPU (1-3 us, where tensor
+        operations cost 100 us), kept on the device elsewhere (no wait for it)."""
         if loss.device.type != "cpu":
             self.bad = first_bad(self.bad, loss.detach(), step, lr)
         elif self.bad is None and not math.isfinite(value := loss.item()):
             self.bad = torch.tensor([step, value, lr], dtype=torch.float64)
 
     def _check(self, trainer: L.Trainer) -> None:
-        """Raise `Diverged` for the earliest bad loss of any rank (one wait for the device)."""
-        bad = self.bad
-        if bad is None:  # no bad loss here yet
-            bad = torch.full((3,), -1.0, dtype=torch.float64, device=trainer.strategy.root_device)
-        ranks = trainer.strategy.all_gather(bad).reshape(-1, 3).tolist()
+        """Raise `Diverged` for the earliest bad loss of any rank."""
+        none = torch.full((3,), -1.0, dtype=torch.float64, device=trainer.strategy.root_device)
+        ranks = trainer.strategy.all_gather(none if self.bad is None else self.bad)
+        ranks = ranks.reshape(-1, 3).tolist()
         diverged = [rank for rank in ranks if rank[0] >= 0]
         if diverged:
             step, loss, lr = min(diverged)
@@ -179,8 +157,8 @@ class DivergenceCheck(L.Callback):
 
 
 def first_bad(bad: Tensor | None, loss: Tensor, step: int, lr: float) -> Tensor:
-    """`bad`, or (step, loss, lr) if `loss` is the first that is not finite (step -1 in
-    `bad`: none yet), computed where `loss` is without reading it back."""
+    """`bad`, or (step, loss, lr) if `loss` is the first that is not finite, computed
+    where `loss` is without reading it back."""
     loss = loss.double()
     if bad is None:
         bad = torch.full((3,), -1.0, dtype=torch.float64, device=loss.device)
@@ -189,51 +167,71 @@ def first_bad(bad: Tensor | None, loss: Tensor, step: int, lr: float) -> Tensor:
     return torch.where(keep, bad, row)
 
 
-class SignalStop(L.Callback):
-    """SIGINT (Ctrl-C), SIGTERM or SIGUSR1 (SLURM's notice) in training: finish the step,
-    save it with the loops' state to last.ckpt and stop with `Interrupted`, so a resumed
-    run ends with the weights of an uninterrupted one. A second Ctrl-C stops at once.
-    Under DDP the ranks agree (one all-gather) every `log_every_n_steps` steps and all stop
-    after the same step; one process stops after the step the signal came in. A stop due
-    on a step Lightning logs comes one step later (Lightning logs after this hook).
-    Also saves last.ckpt at the end of a run whose last epochs were not validated
-    (`callbacks.last` saves it at every validation). Why not Lightning's signal handling:
-    tests/test_lightning_shortfalls.py."""
+def _install(handler: Any) -> dict[signal.Signals, Any]:
+    """`handler` for SIGNALS where Python allows it (the main thread); the ones replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, handler) for s in SIGNALS}
 
-    def __init__(self, run_dir: Path):
-        self.run_dir, self.checkpoint = run_dir, run_dir / "checkpoints" / "last.ckpt"
+
+def _restore(previous: dict[signal.Signals, Any]) -> None:
+    while previous:  # emptied: restored once
+        signal.signal(*previous.popitem())
+
+
+class SignalStop(L.Callback):
+    """SIGINT, SIGTERM or SIGUSR1 (SLURM's notice), from a run folder's claim to its
+    metrics.json (`with SignalStop() as signals`). In training: finish the step, save it
+    to last.ckpt and raise `Interrupted`, so a resumed run ends with the weights of an
+    uninterrupted one; a second Ctrl-C stops at once. Elsewhere: raise `Stopped` at once,
+    so the run still writes its status, or in `held()` when the block ends. Under DDP the
+    ranks agree every `log_every_n_steps` steps (one all-gather) and stop after the same
+    step; a stop due on a step Lightning logs comes a step later (it logs after this
+    hook). Saves last.ckpt at the end when the last epochs were not validated. Why not
+    Lightning's own: tests/test_lightning_shortfalls.py."""
+
+    def __init__(self) -> None:
         self.received: signal.Signals | None = None
-        self.previous: dict[signal.Signals, Any] = {}
-        self.validated_step = -1  # the step of the latest validation (callbacks.last saved it)
-        self.stop_next = False  # agreed at a step Lightning logs after this hook: stop next
+        self.training = self.holding = False
+        self.outside: dict[signal.Signals, Any] = {}  # the handlers before the run
+        self.replaced: dict[signal.Signals, Any] = {}  # in training: Lightning's SIGTERM's
+        self.validated_step = -1  # callbacks.last saved this step
+        self.stop_next = False  # agreed on a step Lightning logs: stop after the next
+
+    def __enter__(self) -> SignalStop:
+        self.outside = _install(self._receive)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _restore(self.outside)
+
+    def _receive(self, signum: int, _frame: FrameType | None) -> None:
+        again = signum == signal.SIGINT and self.received is not None  # a second Ctrl-C
+        if not (self.training or self.holding) or (self.training and again):
+            raise Stopped(signum)
+        self.received = self.received or signal.Signals(signum)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+
+    def raise_pending(self) -> None:
+        if self.received:
+            raise Stopped(self.received)
 
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.received, self.stop_next = None, False
-        if threading.current_thread() is threading.main_thread():  # where Python allows it
-            self.previous = {s: signal.signal(s, self._receive) for s in SIGNALS}
+        self.received, self.stop_next, self.training = None, False, True
+        self.replaced = _install(self._receive)  # Lightning's broadcasts inside the handler
         self._check(trainer)  # a SIGTERM that came while the run was set up
 
-    def _receive(self, signum: int, _frame: FrameType | None) -> None:
-        self.received = self.received or signal.Signals(signum)
-        if signal.SIGINT in self.previous:  # a second Ctrl-C: Python's KeyboardInterrupt
-            signal.signal(signal.SIGINT, self.previous.pop(signal.SIGINT))
-
-    def _restore(self) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-        self.previous = {}
-
     @override
-    def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        if not _stepped_mid_epoch(trainer, batch_idx):
+    def on_train_batch_end(self, trainer: L.Trainer, *hook: Any) -> None:
+        if not _stepped_mid_epoch(trainer, batch_idx=hook[-1]):
             return
         if self.stop_next:
             self._stop(trainer)
@@ -247,100 +245,58 @@ class SignalStop(L.Callback):
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # after the epoch's validation, whose checkpoint callbacks have saved best.ckpt
-        if self.stop_next or self._due(trainer):
+        if self.stop_next or self._due(trainer):  # after the epoch's validation
             self._check(trainer)
 
     @override
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        try:  # after the last epoch's end: before the test
+        try:
             self._check(trainer)
         finally:
-            self._restore()
+            self.training = False  # from here a signal raises Stopped again
+            _restore(self.replaced)
         # a finished run's last.ckpt is its final state (decided alike on every rank)
         keeps_last = any(c.monitor == "step" for c in trainer.checkpoint_callbacks)
         if keeps_last and self.validated_step != trainer.global_step:
-            trainer.save_checkpoint(self.checkpoint, weights_only=False)
+            trainer.save_checkpoint(_last(trainer), weights_only=False)
 
     @override
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
-        self._restore()
+    def on_exception(self, *_: object) -> None:
+        _restore(self.replaced)  # `training` stays: what a second Ctrl-C stopped
 
     def _due(self, trainer: L.Trainer) -> bool:
-        return _logs_now(trainer) or (trainer.world_size == 1 and self._signalled_here(trainer))
+        return _logs_now(trainer) or (trainer.world_size == 1 and self._signalled(trainer))
 
-    def _signalled_here(self, trainer: L.Trainer) -> bool:
-        """Whether a signal came to this process (Lightning notes a SIGTERM that came
-        before our handler was in place)."""
+    def _signalled(self, trainer: L.Trainer) -> bool:
+        # Lightning notes a SIGTERM that came before our handler was in place
         return self.received is not None or trainer.received_sigterm
 
     def _check(self, trainer: L.Trainer, defer: bool = False) -> None:
         """Agree whether any rank was signalled; stop now, or (`defer`) after the next step."""
-        device = trainer.strategy.root_device
-        mine = torch.tensor([float(self._signalled_here(trainer))], device=device)
-        if not trainer.strategy.all_gather(mine).any():  # Lightning's reduce adds a barrier
+        mine = torch.tensor([float(self._signalled(trainer))], device=trainer.strategy.root_device)
+        if not trainer.strategy.all_gather(mine).any():
             return
         if defer:
-            self.stop_next = True  # every rank: they agreed
+            self.stop_next = True
         else:
             self._stop(trainer)
 
     def _stop(self, trainer: L.Trainer) -> NoReturn:
-        """Save the step to last.ckpt (rank 0 writes; every rank takes part) and stop.
-        callbacks.last overwrites this file at the next validation of the resumed run:
-        its version counter is off, so no rank asks which files exist."""
+        """Save the step to last.ckpt (every rank takes part, rank 0 writes) and stop."""
         received = self.received or signal.SIGTERM  # Lightning's flag, or another rank's
-        trainer.save_checkpoint(self.checkpoint, weights_only=False)
-        run_dir = trainer.strategy.broadcast(str(self.run_dir))  # where rank 0 saved it
+        trainer.save_checkpoint(_last(trainer), weights_only=False)
+        run_dir = trainer.strategy.broadcast(trainer.default_root_dir)  # where rank 0 saved it
         raise Interrupted(received.name, 128 + received, trainer.global_step, run_dir)
 
 
-class RaiseOnSignal:
-    """Outside the training loop (where SignalStop takes them), from the claim of a run
-    folder to its metrics.json: SIGINT, SIGTERM and SIGUSR1 raise `Stopped`, so a run
-    stopped while it is set up, fits its baselines or tests still writes its status
-    (else SIGTERM kills the process without a word). Inside `held()` a signal waits."""
-
-    def __init__(self) -> None:
-        self.pending: int | None = None
-        self.holding = False
-        self.previous: dict[signal.Signals, Any] = {}
-
-    def __enter__(self) -> RaiseOnSignal:
-        if threading.current_thread() is threading.main_thread():  # where Python allows it
-            self.previous = {s: signal.signal(s, self._receive) for s in SIGNALS}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
-
-    def _receive(self, signum: int, _frame: FrameType | None) -> None:
-        if self.holding:
-            self.pending = self.pending or signum
-        else:
-            raise Stopped(signum)
-
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        """Signals wait during the block; `raise_pending` raises one that came."""
-        self.holding = True
-        try:
-            yield
-        finally:
-            self.holding = False
-
-    def raise_pending(self) -> None:
-        if self.pending:
-            raise Stopped(self.pending)
+def _last(trainer: L.Trainer) -> Path:
+    return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"  # the run folder
 
 
 class EpochProgressBar(ProgressBar):
-    """One bar over the whole run, counted in epochs and redrawn every `refresh_rate`.
-    Lightning's restarts every epoch: on 1000 one-step epochs, 1000 redraws that cost more
-    than the steps (and fill a log file with lines)."""
+    """One bar over the run, in epochs, redrawn every `refresh_rate` epochs. Lightning's
+    TQDMProgressBar redraws several times an epoch: on the lesson's 1000 one-step epochs
+    its hooks took 0.45 ms of CPU a step (these 0.03) and wrote 277 kB (these 1.6 kB)."""
 
     def __init__(self, refresh_rate: Positive = 50):
         super().__init__()
@@ -358,9 +314,15 @@ class EpochProgressBar(ProgressBar):
     @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.enabled:
-            total = _planned_epochs(trainer)
+            epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
+            if trainer.max_steps > 0 and trainer.num_training_batches not in (0, math.inf):
+                per_epoch = math.ceil(
+                    trainer.num_training_batches / trainer.accumulate_grad_batches
+                )
+                by_steps = math.ceil(trainer.max_steps / per_epoch)
+                epochs = min(epochs, by_steps) if epochs else by_steps
             self.bar = tqdm(
-                total=total, initial=trainer.current_epoch, unit="epoch", dynamic_ncols=True
+                total=epochs, initial=trainer.current_epoch, unit="epoch", dynamic_ncols=True
             )
 
     @override
@@ -379,18 +341,5 @@ class EpochProgressBar(ProgressBar):
             self.bar = None
 
     @override
-    def on_exception(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
-    ) -> None:
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, *_: object) -> None:
         self.on_train_end(trainer, pl_module)
-
-
-def _planned_epochs(trainer: L.Trainer) -> int | None:
-    """The epochs the run will take: max_epochs, or fewer when max_steps comes first;
-    None when neither bounds it."""
-    epochs = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else None
-    if trainer.max_steps > 0 and trainer.num_training_batches not in (0, float("inf")):
-        steps_per_epoch = math.ceil(trainer.num_training_batches / trainer.accumulate_grad_batches)
-        by_steps = math.ceil(trainer.max_steps / steps_per_epoch)
-        epochs = min(epochs, by_steps) if epochs else by_steps
-    return epochs

@@ -32,30 +32,19 @@ def environment() -> ClusterEnvironment:
     return next(found, LightningEnvironment)()
 
 
-def machine_rank() -> int:
-    """This machine's place in the job (SLURM_NODEID, GROUP_RANK, NODE_RANK); 0 on one."""
-    return environment().node_rank()
-
-
 def is_rank_zero() -> bool:
     """Whether this is the process that writes the run: rank 0 of machine 0."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
-    return rank_zero_only.rank == 0 and machine_rank() == 0
-
-
-def several_machines() -> bool:
-    """Whether some processes of this job run on other machines (`_readers`), or, where
-    the launcher does not count them, there is a NODE_RANK (Lightning's launcher needs it
-    on every machine)."""
-    readers = _readers()
-    return readers > 0 if readers is not None else "NODE_RANK" in os.environ
+    return rank_zero_only.rank == 0 and environment().node_rank() == 0
 
 
 def slurm_job() -> str | None:
-    """This SLURM job's id (an array task's: `<array job>_<task>`, as scontrol names it)
-    when Lightning detects SLURM (a job named bash or interactive is not one); else None."""
-    if not _on_slurm():
+    """This SLURM job's id (an array task's `<array job>_<task>`, as scontrol names it)
+    when Lightning detects SLURM; else None."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    if not SLURMEnvironment.detect():
         return None
     task = os.environ.get("SLURM_ARRAY_TASK_ID")
     if task is not None and "SLURM_ARRAY_JOB_ID" in os.environ:
@@ -63,19 +52,13 @@ def slurm_job() -> str | None:
     return os.environ.get("SLURM_JOB_ID")
 
 
-def _on_slurm() -> bool:
-    from lightning.fabric.plugins.environments import SLURMEnvironment
-
-    return SLURMEnvironment.detect()
-
-
 def from_rank_zero(read: Callable[[], T]) -> T:
-    """`read()` where the run folder is; on the other machines of a job, what rank 0
-    read (it alone may have the folder); rank 0's error stops every process. `read`
-    returns JSON. Not `strategy.broadcast`: this runs before the Trainer exists, over the
-    launcher's rendezvous store, which Lightning's process group uses next."""
+    """`read()` (JSON) where the run folder is; on the other machines of a job, what rank
+    0 read (it alone may have the folder); rank 0's error stops every process. Not
+    `strategy.broadcast`: there is no Trainer yet, so this goes through the launcher's
+    rendezvous store, which Lightning's process group uses next."""
     key = f"litlab/{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}/{next(_exchanges)}"
-    if machine_rank() > 0:
+    if environment().node_rank() > 0:
         store = _store()
         message = json.loads(store.get(key))
         if "errors" in message:
@@ -83,14 +66,16 @@ def from_rank_zero(read: Callable[[], T]) -> T:
                 store.set(f"{key}/all read", "")
             raise ConfigError(message["errors"])
         return message["value"]
-    publish = is_rank_zero() and several_machines()
+    readers = _readers()
+    # where the launcher does not count them, NODE_RANK says there are other machines
+    publish = is_rank_zero() and (readers > 0 if readers is not None else "NODE_RANK" in os.environ)
     try:
         value = read()
     except Exception as exc:
         if publish:
             lines = exc.errors if isinstance(exc, ConfigError) else [f"rank 0: {exc}"]
             _store().set(key, json.dumps({"errors": lines}))
-            if _readers():  # rank 0 may serve the store: it ends once every reader has read
+            if readers:  # rank 0 may serve the store: it ends once every reader has read
                 _store().wait([f"{key}/all read"])
         raise
     if publish:
@@ -99,21 +84,23 @@ def from_rank_zero(read: Callable[[], T]) -> T:
 
 
 def _readers() -> int | None:
-    """How many processes of the job run on other machines than rank 0's, where the
-    launcher says: torchrun's WORLD_SIZE less LOCAL_WORLD_SIZE, or SLURM's tasks less
-    those of the first machine (SLURM_TASKS_PER_NODE, e.g. `2(x3)`); else None."""
+    """The processes of the job on other machines than rank 0's, where the launcher says:
+    torchrun's WORLD_SIZE less LOCAL_WORLD_SIZE, or SLURM's tasks less the first
+    machine's (SLURM_TASKS_PER_NODE, e.g. `2(x3)`); else None."""
     if "LOCAL_WORLD_SIZE" in os.environ and "WORLD_SIZE" in os.environ:
         return int(os.environ["WORLD_SIZE"]) - int(os.environ["LOCAL_WORLD_SIZE"])
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
     first = re.match(r"\d+", os.environ.get("SLURM_TASKS_PER_NODE", ""))
-    if _on_slurm() and first and "SLURM_NTASKS" in os.environ:
+    if SLURMEnvironment.detect() and first and "SLURM_NTASKS" in os.environ:
         return int(os.environ["SLURM_NTASKS"]) - int(first.group())
     return None
 
 
 def _store() -> Any:
     """A client of the launcher's store (torchrun's agent keeps one), or else the store
-    rank 0 serves at the address Lightning will give its process group: `multi_tenant`
-    lets the process group share the server."""
+    rank 0 serves at the address Lightning gives its process group (`multi_tenant`: the
+    process group shares the server)."""
     from torch.distributed import TCPStore
     from torch.distributed.constants import default_pg_timeout
 

@@ -58,7 +58,7 @@ class RunBusy(OSError):
 
 
 class Stopped(Exception):
-    """A signal outside the training loop (callbacks.RaiseOnSignal)."""
+    """A signal outside the training loop (callbacks.SignalStop)."""
 
     def __init__(self, signum: int):
         self.signum = signum

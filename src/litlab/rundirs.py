@@ -1,6 +1,6 @@
-"""Run folders: how one is claimed and locked, the config a resumed one ran with, and
-the status file (`metrics.json`) that says how a run ended. Free of torch at import:
-the command line composes through `compose` before anything heavy is loaded."""
+"""Run folders: claimed and locked by one process, the config a resumed one ran with, and
+`metrics.json`, which says how a run ended. Free of torch at import (the command line
+composes through `compose`)."""
 
 from __future__ import annotations
 
@@ -25,17 +25,17 @@ from litlab.errors import ConfigError, RunBusy
 from litlab.trust import read_config_file
 
 RUN_DIR_VARIABLE = "LITLAB_RUN_DIR"  # rank 0's run folder, for the processes DDP starts
-LOCK = ".lock"  # in every run folder: who owns it (rank 0's pid), flock'ed while it runs
-# Folders of a run that hold a logger's own runs, each in a folder of its own (W&B's
-# wandb/offline-run-*/): wandb-core links its log into one (logs/debug-core.log), and a
-# resumed run starts a new one beside it, so nothing writes into an old one again.
+LOCK = ".lock"  # flock'ed by the owner while it runs; holds its pid
+# A logger's own runs, a folder each: wandb-core links its log in one; a resume starts another.
 LOGGER_RUNS = ("wandb",)
+UNNAMED = ("runs_dir", "name", "resume", "experiment")  # words a run's folder name leaves out
+MAX_LABEL = 60  # characters of the folder name after the timestamp
 _held: dict[Path, int] = {}  # run folders this process owns -> the lock file's descriptor
 
 
 def compose(words: list[str], trust: bool = False) -> SourcedConfig:
     """config.compose(words); with `resume=FOLDER`, that run's config.yaml (plain data,
-    whose targets are checked unless `trust`) changed by the words' `a.b=value`."""
+    its targets checked unless `trust`) changed by the words' `a.b=value`."""
     picked, dotted = config.parse_words(words)
     resume = [w.partition("=")[2] for w in dotted if w.lstrip("+").startswith("resume=")]
     if not resume or resume[-1] in ("null", ""):
@@ -52,24 +52,21 @@ def compose(words: list[str], trust: bool = False) -> SourcedConfig:
             raise ConfigError([f"resume={resume[-1]} ({CLI}): no run there (no config.yaml)"])
         return read_config_file(stored)
 
-    # Rank 0 reads: the other machines of a job may have no such folder.
+    # rank 0 reads: the other machines of a job may have no such folder
     composed = config.stored_config(from_rank_zero(read), {}, str(stored), trust)
-    try:
+    try:  # the stored config is resolved: only the words can fail to resolve
         changes = OmegaConf.from_dotlist(dotted)
-    except OmegaConfBaseException as exc:
-        raise ConfigError([f"{' '.join(dotted)} ({CLI}): {exc}"]) from None
-    try:
         composed.cfg = OmegaConf.merge(composed.cfg, changes)
         OmegaConf.resolve(composed.cfg)
     except OmegaConfBaseException as exc:
-        raise ConfigError([f"config cannot be resolved: {exc}"]) from None
+        raise ConfigError([f"{' '.join(dotted)} ({CLI}): {exc}"]) from None
     composed.sources |= dict.fromkeys(config.leaf_keys(changes), CLI)
     return composed
 
 
 def run_root(composed: SourcedConfig) -> Path:
-    """<runs_dir>/<name>, the name defaulting to the data option (circles, diabetes, csv),
-    or to the class of a data._target_ given on the command line (`moons` for mydata.Moons)."""
+    """<runs_dir>/<name>, the name defaulting to the data option, or to the class of a
+    data._target_ given on the command line (`moons` for mydata.Moons)."""
     cfg = composed.cfg
     name = cfg.name or composed.choices["data"]
     if not cfg.name and composed.source("data._target_") == CLI:
@@ -77,15 +74,10 @@ def run_root(composed: SourcedConfig) -> Path:
     return Path(cfg.runs_dir).expanduser() / name
 
 
-# Words that name where a run goes, or that the run's parent folder already says.
-UNNAMED = ("runs_dir", "name", "resume", "experiment")
-MAX_LABEL = 60  # characters of the folder name after the timestamp
-
-
 def run_label(words: list[str]) -> str:
-    """What the command line changed, for the folder name: `optimizer=sgd_lr=0.5` for
-    `optimizer=sgd optimizer.lr=0.5` (a key by its last part, a `_target_` by its group's
-    name, a path by its file's name), filesystem-safe and short."""
+    """What the command line changed, for the folder name, filesystem-safe and short:
+    `optimizer=sgd_lr=0.5` for `optimizer=sgd optimizer.lr=0.5` (a key by its last part,
+    a `_target_` by its group's name, a path by its file's name)."""
     parts = []
     for word in words:
         key, _, value = word.partition("=")
@@ -95,19 +87,19 @@ def run_label(words: list[str]) -> str:
         name = names[-2] if names[-1] == "_target_" and len(names) > 1 else names[-1]
         value = re.sub(r"[\[\]{}'\" ]", "", value.rstrip("/").rpartition("/")[2])  # [8, 8] -> 8,8
         parts.append(f"{name}={value}")
-    label = re.sub(r"[^A-Za-z0-9._=,+-]+", "-", "_".join(parts)).strip("-")
-    return label[:MAX_LABEL]
+    return re.sub(r"[^A-Za-z0-9._=,+-]+", "-", "_".join(parts)).strip("-")[:MAX_LABEL]
 
 
 def open_run_dir(composed: SourcedConfig, run_dir: Path | None) -> Path:
-    """The run's folder: `run_dir` (made if missing: a fold of a cross-validation) or a
-    new timestamped one. Rank 0 creates it and tells the processes Lightning starts for
-    DDP; other ranks only name it (Lightning sends them rank 0's checkpoint folder)."""
+    """The run's folder: `run_dir` (made if missing: a fold) or a new timestamped one
+    (under SLURM named by the job, for its requeue to find). Rank 0 makes it and names it
+    to the processes Lightning starts; other ranks only name it."""
     if not is_rank_zero():
-        named = os.environ.get(RUN_DIR_VARIABLE) or run_dir
-        return Path(named or run_root(composed) / "not-rank-zero")
+        return Path(
+            os.environ.get(RUN_DIR_VARIABLE) or run_dir or run_root(composed) / "not-rank-zero"
+        )
     if run_dir is None:
-        job = slurm_job()  # a SLURM job's run is named by the job: its requeue finds it
+        job = slurm_job()
         stem = f"slurm-{job}" if job else None
         run_dir = claim_run_dir(run_root(composed), run_label(composed.words), stem)
     else:
@@ -119,8 +111,8 @@ def open_run_dir(composed: SourcedConfig, run_dir: Path | None) -> Path:
 
 
 def claim_run_dir(parent: Path, label: str = "", stem: str | None = None) -> Path:
-    """Create `<parent>/<YYYY-MM-DD_HH-MM-SS>[_<label>]` (or `<parent>/<stem>`), atomically
-    (`mkdir`); runs started in the same second get `_1`, `_2`..."""
+    """Make and lock `<parent>/<YYYY-MM-DD_HH-MM-SS>[_<label>]` (or `<parent>/<stem>`)
+    with an atomic `mkdir`; runs started in the same second get `_1`, `_2`..."""
     stamp = stem or datetime.now().strftime("%Y-%m-%d_%H-%M-%S") + (f"_{label}" if label else "")
     parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1000):
@@ -135,8 +127,8 @@ def claim_run_dir(parent: Path, label: str = "", stem: str | None = None) -> Pat
 
 
 def requeued_run(composed: SourcedConfig) -> Path | None:
-    """Under SLURM, this job's latest run folder when it can go on (a last.ckpt, and it
-    was interrupted or never said how it ended): a requeued job runs its command again."""
+    """Under SLURM, this job's latest run folder if it can go on (a last.ckpt, and it was
+    interrupted or never said how it ended): a requeued job runs its command again."""
     job = slurm_job()
     if job is None:
         return None
@@ -152,20 +144,14 @@ def requeued_run(composed: SourcedConfig) -> Path | None:
 
 
 def lock_run_dir(run_dir: Path) -> None:
-    """Own `run_dir` (one process writes a run folder) until `release_run_dir` or the
-    process ends: a `flock` on its .lock, which the OS drops however the process ends.
-    Held already: RunBusy naming the pid."""
-    key = run_dir.resolve()
+    """Own `run_dir` until `release_run_dir` or the process ends (a `flock` on its .lock,
+    which the OS drops however the process ends); RunBusy naming the owner's pid."""
+    key, lock = run_dir.resolve(), run_dir / LOCK
     if key in _held:  # this process owns it already (resume= locks before prepare)
         return
-    try:
-        fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-        raise OSError(
-            exc.errno, f"{run_dir / LOCK} is a link; litlab never writes through one"
-        ) from None
+    if lock.is_symlink():
+        raise OSError(errno.ELOOP, f"{lock} is a link; litlab never writes through one")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -181,31 +167,13 @@ def lock_run_dir(run_dir: Path) -> None:
 
 
 def release_run_dir(run_dir: Path) -> None:
-    """Give up the lock `lock_run_dir` took (the next process may resume the run)."""
     fd = _held.pop(run_dir.resolve(), None)
     if fd is not None:
         os.close(fd)
 
 
-def owner(run_dir: Path) -> int | None:
-    """The pid of the process that owns `run_dir` now; None when none does."""
-    try:
-        fd = os.open(run_dir / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-        return int(text) if text.isdigit() else -1
-    finally:
-        os.close(fd)
-    return None
-
-
 def subfolder(run_dir: Path, name: str) -> Path:
-    """`run_dir/name`, made if missing; refused when it is a link (writes into it would
-    land wherever the link points)."""
+    """`run_dir/name`, made if missing, refused when it is a link."""
     folder = run_dir / name
     folder.mkdir(exist_ok=True)
     if folder.is_symlink():
@@ -214,9 +182,8 @@ def subfolder(run_dir: Path, name: str) -> Path:
 
 
 def refuse_links(run_dir: Path) -> None:
-    """A run folder to write in again (resume=, a fold) must hold no link: Lightning and
-    TensorBoard open their files where a link points. Links inside a logger's own old
-    runs (LOGGER_RUNS) are left alone."""
+    """A run folder written again (resume=, a fold) must hold no link, but inside a
+    logger's own old runs: Lightning and TensorBoard open their files through links."""
     for path in sorted(run_dir.rglob("*")):
         inside = path.relative_to(run_dir).parts
         if path.is_symlink() and not (len(inside) > 2 and inside[0] in LOGGER_RUNS):
@@ -229,8 +196,7 @@ def refuse_links(run_dir: Path) -> None:
 
 
 def remove_empty(run_dir: Path, runs_dir: Path) -> None:
-    """Remove a run folder that nothing was written to, and its parents up to `runs_dir`
-    while they are empty (claiming the folder may have made them)."""
+    """Remove a run folder nothing was written to, and its empty parents up to `runs_dir`."""
     if not is_rank_zero():
         return
     release_run_dir(run_dir)
@@ -254,14 +220,13 @@ def write_json(path: Path, values: dict[str, Any]) -> None:
 
 def write_status(run_dir: Path, status: str, **details: Any) -> None:
     """metrics.json: how the run ended (`finished`, `interrupted`, `diverged`, `failed`),
-    then its metrics or the reason, and the checkpoint to go on from."""
+    its metrics or the reason, and the checkpoint to go on from."""
     if status != "finished" and (run_dir / "checkpoints" / "last.ckpt").exists():
         details["last_good_checkpoint"] = "checkpoints/last.ckpt"
     write_json(run_dir / "metrics.json", {"status": status, **details})
 
 
 def read_status(run_dir: Path) -> str | None:
-    """How the run in `run_dir` ended, by its metrics.json; None if it never said."""
     try:
         return json.loads((run_dir / "metrics.json").read_text()).get("status")
     except (OSError, ValueError, AttributeError):
@@ -269,8 +234,8 @@ def read_status(run_dir: Path) -> str | None:
 
 
 def metric_spread(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Over runs (the folds of a cross-validation, the seeds of a sweep's setting): the
-    mean, sample standard deviation (0 for one run) and values of every numeric metric."""
+    """Mean, sample standard deviation (0 for one) and values of each numeric metric over
+    runs (the folds of a cross-validation, the seeds of a sweep's setting)."""
     spread = {}
     for key in [k for k, v in results[0].items() if isinstance(v, float)]:
         values = [r[key] for r in results]

@@ -29,16 +29,16 @@ def recorded(run_dir: Path, world_size: int) -> Iterator[None]:
 
 
 def record(run_dir: Path, exc: Exception) -> None:
-    """metrics.json for a run that stopped early: why, and the checkpoint to go on from.
-    On a full disk the error that stopped the run is the one to report."""
+    """metrics.json for a run that stopped early; on a full disk, the error that stopped
+    the run is the one to report."""
     status = {Diverged: "diverged", Interrupted: "interrupted"}.get(type(exc), "failed")
     with contextlib.suppress(OSError):
         write_status(run_dir, status, error=str(exc))
 
 
 def interrupted(stop: Stopped, run_dir: Path | None, phase: str) -> Interrupted:
-    """What to report for a signal outside the training loop (`phase`, in `run_dir` if one
-    was made): what to run next depends on whether a checkpoint was kept."""
+    """What to report for a signal outside the training loop, in `phase`: resume= if a
+    checkpoint was kept, else start again."""
     name, code = signal.Signals(stop.signum).name, 128 + stop.signum
     if run_dir is None:
         return Interrupted(name, code, -1, "", "before its run folder was made")

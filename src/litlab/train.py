@@ -1,8 +1,6 @@
-"""The recipe, top to bottom, in the order of the lesson's five steps: check the config,
-prepare the data, seed and build the network (its loss and optimiser come with it),
-then the Trainer repeats forward, loss, backward and step for the epochs; fit the
-baselines, test the best checkpoint, write the summary. `run` picks a plain run, a resumed
-one or a cross-validation."""
+"""The recipe, top to bottom, in the lesson's order: check the config, prepare the data,
+seed and build the network (with its loss and optimiser), let the Trainer repeat the
+steps; fit the baselines, test the best checkpoint, write the summary."""
 
 from __future__ import annotations
 
@@ -20,7 +18,7 @@ from omegaconf import OmegaConf
 
 from litlab import dashboard, loggers, resuming, stops
 from litlab.builders import build_data, build_module, build_trainer
-from litlab.callbacks import RaiseOnSignal
+from litlab.callbacks import SignalStop
 from litlab.check import check
 from litlab.checkpoints import check_fits, load_checkpoint, write_text
 from litlab.config import ConfigError, SourcedConfig
@@ -50,7 +48,8 @@ warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and i
 
 
 def run(composed: SourcedConfig) -> tuple[Path, dict[str, Any]]:
-    """One training run, a resumed one, or k of them when `data.folds` is set."""
+    """One training run, a resumed one (`resume`, from its folder's last.ckpt, in the same
+    folder and TensorBoard run), or k of them when `data.folds` is set."""
     resumed = bool(composed.cfg.get("resume"))  # a stored config: checked when resumed
     folds = None if resumed else composed.cfg.data.get("folds")
     if folds:
@@ -58,7 +57,10 @@ def run(composed: SourcedConfig) -> tuple[Path, dict[str, Any]]:
     if not resumed:
         resuming.resume_requeued(composed)
     with resuming.requeue_on_usr1():
-        return resume(composed) if composed.cfg.get("resume") else train(composed)
+        if not composed.cfg.get("resume"):
+            return train(composed)
+        with resuming.last_checkpoint(composed) as (run_dir, fold, resume_from):
+            return train(composed, fold, run_dir, resume_from)
 
 
 @dataclass
@@ -76,14 +78,13 @@ def prepare(
     composed: SourcedConfig,
     fold: int | None = None,
     run_dir: Path | None = None,
-    signals: RaiseOnSignal | None = None,
+    signals: SignalStop | None = None,
     resume_from: ResumeFrom | None = None,
     callbacks: Sequence[L.Callback] = (),
 ) -> PreparedRun:
-    """Everything before the first step, in the lesson's order; a config error stops it
-    before a folder is made. A signal while the folder is claimed waits for its
-    config.yaml (`signals`); `resume_from` (a checkpoint, and its weights where read) must fit.
-    `callbacks` join the configured ones (a search trial's pruning callback)."""
+    """Everything before the first step; a config error stops it before a folder is made,
+    a signal while the folder is claimed waits for its config.yaml (`signals`). The
+    weights of `resume_from` must fit; `callbacks` join the configured ones."""
     cfg = check(composed).cfg
     datamodule = build_data(composed, fold)  # 1. prepare the data
     L.seed_everything(cfg.seed, verbose=False)  # the seed fixes the network's first weights
@@ -91,15 +92,14 @@ def prepare(
     errors = monitor_errors(composed, module.logged_metrics())
     if errors:
         raise ConfigError(errors)
-    path, weights = resume_from or (None, None)
-    if path is not None and weights is not None:  # read where the run folder is (rank 0's)
-        check_fits(module, weights, path)
+    if resume_from and resume_from[1] is not None:  # read where the run folder is (rank 0)
+        check_fits(module, resume_from[1], resume_from[0])
     with signals.held() if signals else contextlib.nullcontext():
         new = run_dir is None or not run_dir.exists()
         run_dir = open_run_dir(composed, run_dir)
         try:
             steps = len(datamodule.train_dataloader())  # the logging interval scales with them
-            trainer = build_trainer(composed, run_dir, fold, callbacks, steps)  # 5. the epochs
+            trainer = build_trainer(composed, run_dir, fold, callbacks, steps, signals)  # 5.
         except BaseException:
             if new:  # nothing was written yet
                 remove_empty(run_dir, Path(cfg.runs_dir).expanduser())
@@ -116,12 +116,11 @@ def train(
     resume_from: ResumeFrom | None = None,
     callbacks: Sequence[L.Callback] = (),
 ) -> tuple[Path, dict[str, Any]]:
-    """Train (from the checkpoint `resume_from`, when resuming) and test the configured
-    job in its run folder (`run_dir`, or a new one); return the folder and the metrics.
-    From the folder's claim to its metrics.json, a signal ends it with the status
-    `interrupted` and the exit code 128 + the signal."""
+    """Train (from `resume_from`) and test the job in its run folder (`run_dir`, or a new
+    one); the folder and the metrics. From the folder's claim to its metrics.json, a
+    signal ends it with the status `interrupted` and the exit code 128 + the signal."""
     job = None
-    with RaiseOnSignal() as signals:
+    with SignalStop() as signals:
         try:
             job = prepare(composed, fold, run_dir, signals, resume_from, callbacks)
             signals.raise_pending()  # one that came while the folder was claimed
@@ -130,7 +129,7 @@ def train(
             if job is None:
                 raise stops.interrupted(stop, None, "") from None
             # in training only a second Ctrl-C comes here (SignalStop takes the first)
-            phase = "in the middle of a training step" if job.trainer.training else job.phase
+            phase = "in the middle of a training step" if signals.training else job.phase
             exc = stops.interrupted(stop, job.dir, phase)
             with signals.held():
                 stops.record(job.dir, exc)
@@ -141,7 +140,7 @@ def train(
 
 
 def _fit_and_test(
-    job: PreparedRun, composed: SourcedConfig, checkpoint: Path | None, signals: RaiseOnSignal
+    job: PreparedRun, composed: SourcedConfig, checkpoint: Path | None, signals: SignalStop
 ) -> tuple[Path, dict[str, Any]]:
     trainer, module, datamodule = job.trainer, job.module, job.datamodule
     if hasattr(datamodule, "report"):  # what a table became: printed, saved in the folder
@@ -165,7 +164,7 @@ def _fit_and_test(
 
 def split_sizes(datamodule: TensorDataModule) -> dict[str, int]:
     """The rows of the validation and test splits: one test row is the least difference
-    in accuracy a run can show, and a small validation split is easy to fit by search."""
+    in accuracy a run can show; a small validation split is easy to fit by search."""
     sizes = {}
     for split in ("val", "test"):
         found = tensors(datamodule, split)
@@ -177,17 +176,19 @@ def split_sizes(datamodule: TensorDataModule) -> dict[str, int]:
 
 
 def test(job: PreparedRun) -> dict[str, Any]:
-    """Test the best checkpoint (the current weights when none was kept). Beside the
-    best monitored value: the step it came from and the last one, for the summary to say
-    when the steps after the best overfit."""
+    """Test the best checkpoint (else the current weights); with the best monitored value,
+    its step and the last value, for the summary to say when later steps overfit."""
     trainer = job.trainer
     checkpoint = next(  # callbacks.last keeps the newest step, not the best
         (c for c in trainer.checkpoint_callbacks if c.monitor not in LIGHTNING_COUNTERS), None
     )
     best = trainer.strategy.broadcast(checkpoint.best_model_path if checkpoint else "")
     final = trainer.callback_metrics.get(checkpoint.monitor) if checkpoint else None
-    if best:
-        weights, best_step = _rank_zero_weights(trainer, Path(best))
+    if best:  # rank 0 reads and sends: other machines may have no such file (so no ckpt_path)
+        saved = load_checkpoint(best) if trainer.is_global_zero else {}
+        weights, best_step = trainer.strategy.broadcast(
+            (saved.get("state_dict"), saved.get("global_step"))
+        )
         job.module.load_state_dict(weights)
     (results,) = trainer.test(job.module, datamodule=job.datamodule, verbose=False)
     metrics: dict[str, Any] = {key: float(value) for key, value in sorted(results.items())}
@@ -201,27 +202,9 @@ def test(job: PreparedRun) -> dict[str, Any]:
     return metrics | {"epochs": trainer.current_epoch, "steps": trainer.global_step}
 
 
-def _rank_zero_weights(trainer: L.Trainer, path: Path) -> tuple[dict[str, Any], int]:
-    """The weights of rank 0's checkpoint `path` and their step, sent to every rank. Why
-    not `trainer.test(ckpt_path="best")`: every rank reads the file, which the other
-    machines of a multi-node run without a shared file system do not have."""
-    found = None
-    if trainer.is_global_zero:
-        checkpoint = load_checkpoint(path)
-        found = checkpoint["state_dict"], int(checkpoint["global_step"])
-    return trainer.strategy.broadcast(found)
-
-
-def resume(composed: SourcedConfig) -> tuple[Path, dict[str, Any]]:
-    """Continue the run in folder `resume` from its last.ckpt, in the same folder and
-    TensorBoard run."""
-    with resuming.last_checkpoint(composed) as (run_dir, fold, resume_from):
-        return train(composed, fold, run_dir, resume_from)
-
-
 def cross_validate(composed: SourcedConfig, folds: int) -> tuple[Path, dict[str, Any]]:
-    """Train on each of `folds` folds, each a run in `fold_<k>/` of one parent folder, and
-    summarise every metric as mean and standard deviation over the folds."""
+    """A run for each fold in `fold_<k>/` of one parent folder; every metric's mean and
+    standard deviation over the folds."""
     check(composed)  # before the parent folder
     root = run_root(composed)
     parent = claim_run_dir(root, run_label(composed.words)) if is_rank_zero() else root

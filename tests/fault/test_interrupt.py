@@ -131,6 +131,36 @@ def test_resume_after_a_signal_ends_where_an_uninterrupted_run_does(
     assert steps == sorted(set(steps)) == [s for s, _ in scalars(straight_dir)["train/loss"]]
 
 
+class CtrlCTwice(L.Callback):
+    """Two Ctrl-C as step 15 starts: the second before the step could finish."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, *_: object) -> None:
+        if trainer.global_step == 15:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+
+
+def test_a_second_ctrl_c_stops_at_once_in_the_middle_of_the_step(
+    make_config, monkeypatch, tmp_path
+):
+    build_trainer = litlab.train.build_trainer
+
+    def build(*args, **kwargs):
+        trainer = build_trainer(*args, **kwargs)
+        trainer.callbacks.append(CtrlCTwice())
+        return trainer
+
+    monkeypatch.setattr(litlab.train, "build_trainer", build)
+    with pytest.raises(Interrupted) as info:
+        run(make_config(*FULL_BATCH))
+    assert info.value.exit_code == 128 + signal.SIGINT
+    assert "SIGINT: stopped in the middle of a training step; " in str(info.value)
+    (status,) = tmp_path.rglob("metrics.json")
+    assert json.loads(status.read_text())["status"] == "interrupted"
+    run_dir = status.parent
+    assert load_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 10  # no save
+
+
 def train_and_signal(words: list[str], runs: Path, log: Path) -> int:
     """Start `litlab train`, send SIGTERM once it has logged a training loss (the progress
     bar shows it, redrawn every epoch); its exit status. Waits for that, not for a time:

@@ -55,7 +55,7 @@ sys.stdin.read()
 
 
 def test_a_run_folder_is_owned_by_one_process(make_config, capsys):
-    from litlab.rundirs import owner
+    from conftest import owner
 
     run_dir, _ = run(make_config("trainer.max_epochs=2", *TINY))
     holder = subprocess.Popen(
