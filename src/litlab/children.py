@@ -33,8 +33,7 @@ class Outcome:
 
 
 def python_command(*args: str) -> list[str]:
-    """`python -P ARGS`: without -P, the working folder comes first on sys.path, where an
-    omegaconf.py would shadow the installed package."""
+    """`python -P ARGS`: else the working folder comes first on sys.path (an omegaconf.py)."""
     return [sys.executable, "-P", *args]
 
 

@@ -22,7 +22,6 @@ PANELS = {
     "learning-rate decay (Adam)": ["optimizer=adam", "scheduler=none,step,exponential,cosine"],
 }
 TARGET = 0.95  # training accuracy whose time to reach is compared
-LAST = ("test/acc", "train/loss")  # the table's means of each run's last value
 
 
 def compare(
@@ -38,21 +37,7 @@ def compare(
         for setting, runs in _runs_by_setting(folder).items():
             logged = [_scalars(run) for run in runs]
             panels[title][setting] = _mean_curve([log["train/loss"] for log in logged])
-            # steps, not seconds: runs share the CPU with each other (-j)
-            reached = [_steps_to(log["train/acc"]) for log in logged]
-            steps = [s for s in reached if s is not None]
-            final = {k: statistics.mean(log[k][-1].value for log in logged) for k in LAST}
-            rows.append(
-                {
-                    "panel": title,
-                    "setting": setting,
-                    "seeds": len(runs),
-                    "test/acc": final["test/acc"],
-                    "final train/loss": final["train/loss"],
-                    f"reached {TARGET:.0%}": f"{len(steps)}/{len(runs)}",
-                    f"steps to {TARGET:.0%}": statistics.mean(steps) if steps else float("nan"),
-                }
-            )
+            rows.append(_row(title, setting, logged))
     # claimed after the sweeps: one refused (another compare runs them) leaves no folder
     out = claim_run_dir(Path(compose(words).cfg.runs_dir).expanduser() / "compare")
     figures.comparison(panels).savefig(out / "comparison.png")
@@ -81,6 +66,20 @@ def _mean_curve(curves: list[list[Any]]) -> tuple[np.ndarray, np.ndarray, np.nda
     length = min(len(c) for c in curves)  # the same steps in every run of a setting
     values = np.array([[e.value for e in c[:length]] for c in curves])
     return np.array([e.step for e in curves[0][:length]]), values.mean(0), values.std(0)
+
+
+def _row(panel: str, setting: str, logged: list[dict[str, list[Any]]]) -> dict[str, Any]:
+    # steps, not seconds: runs share the CPU with each other (-j)
+    steps = [s for s in (_steps_to(log["train/acc"]) for log in logged) if s is not None]
+    return {
+        "panel": panel,
+        "setting": setting,
+        "seeds": len(logged),
+        "test/acc": statistics.mean(log["test/acc"][-1].value for log in logged),
+        "final train/loss": statistics.mean(log["train/loss"][-1].value for log in logged),
+        f"reached {TARGET:.0%}": f"{len(steps)}/{len(logged)}",
+        f"steps to {TARGET:.0%}": statistics.mean(steps) if steps else float("nan"),
+    }
 
 
 def _steps_to(accuracy: list[Any]) -> int | None:

@@ -101,10 +101,8 @@ def eval_placement(stored: DictConfig, words: list[str]) -> dict[str, Any]:
 
 
 class Predictor:
-    """Predictions of a trained network for new rows, encoded as its training rows were.
-
-    >>> Predictor.from_checkpoint("runs/diabetes/.../checkpoints/best.ckpt").predict(frame)
-    """
+    """Predictions of a trained network for new rows, encoded as its training rows were:
+    `Predictor.from_checkpoint("runs/diabetes/.../checkpoints/best.ckpt").predict(frame)`."""
 
     def __init__(self, module: L.LightningModule, datamodule: TensorDataModule):
         self.module, self.datamodule = module.eval(), datamodule

@@ -1,8 +1,5 @@
-"""`litlab sweep [-j N] WORDS`: a grid of runs from comma-separated values, Hydra's way.
-
-Each run trains in its own process under one sweep folder named after the words, `-j` at
-a time; running the same sweep again skips the finished runs and resumes the others.
-"""
+"""`litlab sweep [-j N] WORDS`: a grid of runs from comma-separated values, each in its own
+process, `-j` at a time; the same sweep again skips the finished runs and resumes the others."""
 
 from __future__ import annotations
 
@@ -14,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from omegaconf import DictConfig
 
 from litlab.check import check
 from litlab.children import Child, python_command, run_jobs
@@ -43,9 +41,8 @@ def grid(words: list[str]) -> list[list[str]]:
 
 
 def sweep(words: list[str], jobs: int = 1) -> tuple[Path, list[dict[str, Any]]]:
-    """Run the grid of `words`, checked whole first, with the folder locked; the sweep folder
-    and the summary rows, best first. A signal stops the runs, writes the summary so far
-    and raises SweepStopped."""
+    """Run the grid of `words`, checked whole first; the sweep folder and the summary rows, best
+    first. A signal stops the runs, writes the summary so far and raises SweepStopped."""
     runs, checked = grid(words), []
     for run in runs:
         try:
@@ -63,15 +60,10 @@ def sweep(words: list[str], jobs: int = 1) -> tuple[Path, list[dict[str, Any]]]:
 
 
 def _run_grid(
-    runs: list[list[str]], swept: list[str], first: Any, folder: Path, jobs: int
+    runs: list[list[str]], swept: list[str], first: DictConfig, folder: Path, jobs: int
 ) -> tuple[Path, list[dict[str, Any]]]:
-    ids = ["_".join(w for w in run if w.partition("=")[0] in swept) for run in runs]
-    todo = [
-        (run, folder / (i.replace("/", "-") or "run")) for run, i in zip(runs, ids, strict=True)
-    ]
-    pending = [
-        (run, path) for run, path in todo if (_metrics(path) or {}).get("status") != "finished"
-    ]
+    todo = [(run, folder / _run_id(run, swept)) for run in runs]
+    pending = [(r, p) for r, p in todo if (_metrics(p) or {}).get("status") != "finished"]
     gpus = visible_gpus()
     per_job = gpus_per_job(first.trainer, len(gpus))
     outcome = run_jobs(
@@ -97,6 +89,10 @@ def _run_grid(
 def _name(words: list[str]) -> str:
     """The same words name the same folder, so a re-run finds its runs."""
     return hashlib.sha1(" ".join(words).encode()).hexdigest()[:10]
+
+
+def _run_id(run: list[str], swept: list[str]) -> str:
+    return "_".join(w for w in run if w.partition("=")[0] in swept).replace("/", "-") or "run"
 
 
 def _command(words: list[str], folder: Path) -> list[str]:

@@ -1,8 +1,6 @@
 """`litlab search [-j N] search=<option> [key=value ...]`: a hyperparameter search on Optuna.
-
-Each trial is a run folder, `trial_<n>/`, trained by a worker process; the study is a
-journal file in the search folder (or `search.storage`), so the same command resumes it.
-"""
+Each trial is a run folder, `trial_<n>/`, trained by a worker process; the study is a journal
+file in the search folder (or `search.storage`), so the same command resumes it."""
 
 from __future__ import annotations
 

@@ -130,8 +130,7 @@ def _write_best(study: optuna.Study, search: Search, found: dict[int, dict[str, 
 
 
 def _figures(study: optuna.Study, search: Search) -> None:
-    """Optuna's optimisation history and parameter importances, as PNG in the folder
-    (importances need two finished trials that differ)."""
+    """Optuna's history and importances plots as PNG (importances need two trials that differ)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -80,9 +80,8 @@ def requeue(study: optuna.Study, number: int) -> None:
 
 
 def requeue_dead(study: optuna.Study, folder: Path) -> list[int]:
-    """Trials left running by a worker of this machine that is gone (SIGKILL, the OOM
-    killer): queued again and failed, their folders interrupted. A database storage's
-    heartbeat finds those of other machines."""
+    """Trials left running by a worker of this machine that is gone (SIGKILL, the OOM killer):
+    queued again and failed (a database's heartbeat finds those of other machines)."""
     dead = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if _dead(t)]
     for trial in dead:
         requeue(study, trial.number)
