@@ -39,7 +39,9 @@ def _composed(checkpoint: dict[str, Any], path: str | Path, trust: bool) -> Sour
     return composed
 
 
-def _restore(path: str | Path, trust: bool, test: bool) -> tuple[Any, Any, SourcedConfig]:
+def _restore(
+    path: str | Path, trust: bool, test: bool
+) -> tuple[L.LightningModule, TensorDataModule, SourcedConfig]:
     """The network of a checkpoint, its data module (set up for its test split if `test`,
     else only given the stored encoding: no data file read) and its config."""
     checkpoint = load_checkpoint(path)
@@ -120,7 +122,7 @@ class Predictor:
             return self.datamodule.read_rows(Path(path))
         except ConfigError:  # the data module's own words
             raise
-        except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        except (OSError, ValueError) as exc:  # pandas' ParserError is a ValueError
             raise ConfigError([f"{path}: cannot be read as a CSV table ({exc})"]) from None
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
