@@ -66,8 +66,12 @@ def notes(study: optuna.Study, search: Search, found: dict[int, dict[str, Any]])
         shown = f"{metric} {default.value:.4g}{_tests(theirs)}"
         lines.append(f"the default (trial {default.number}): {shown}")
         lines += _worse_on_test(mine, theirs)
-    trials = study.get_trials(deepcopy=False)
-    rows = mine.get("val_rows")
+    return lines + _cautions(study, mine)
+
+
+def _cautions(study: optuna.Study, best: dict[str, Any]) -> list[str]:
+    """A validation split small enough for the pick to fit it; importances from few trials."""
+    trials, lines, rows = study.get_trials(deepcopy=False), [], best.get("val_rows")
     if isinstance(rows, int) and rows < SMALL_VAL:
         compared = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
         lines.append(
