@@ -1,7 +1,6 @@
-"""scikit-learn models fitted on the same split as the network, so every run says
-whether the network beat them. Each data module picks its models and scoring. Every run
-has a trivial one (scikit-learn's Dummy models: the most frequent class, the mean), the
-score of ignoring the inputs."""
+"""scikit-learn models fitted on the network's split, so every run says whether it beat
+them; each data module picks its models and scoring. The Dummy models (the most frequent
+class, the mean) score ignoring the inputs."""
 
 from __future__ import annotations
 
@@ -9,23 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from sklearn import metrics
 from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression, RidgeCV
-from sklearn.metrics import (
-    accuracy_score,
-    f1_score,
-    mean_absolute_error,
-    mean_squared_error,
-    r2_score,
-    roc_auc_score,
-)
 from sklearn.svm import SVC
 from sklearn.utils import resample
 from torch import Tensor
 
-# An RBF SVM fits in O(rows^2): 10,000 rows take a few seconds, 500,000 would take hours.
-# On larger sets it fits a seeded sample of this many training rows (the others fit all).
-MAX_FIT_ROWS = 10_000
+MAX_FIT_ROWS = 10_000  # an RBF SVM fits in O(rows^2): on more, a seeded sample of this many
 
 Score = Callable[[Any, np.ndarray, np.ndarray], dict[str, float]]
 
@@ -37,22 +27,23 @@ def fit_and_score(
     score: Score,
     units: Callable[[np.ndarray], np.ndarray] = lambda y: y,
 ) -> dict[str, float]:
-    """Test metrics of `models` as `baseline/<model>/<metric>`, fitted on the training
-    rows (an SVM on at most MAX_FIT_ROWS of them) and scored on every test row; targets
-    are put in their own `units` first."""
-    (x_train, y_train), (x_test, y_test) = (  # images as rows of pixels
+    """`baseline/<model>/<metric>` of `models` fitted on the training rows and scored on the
+    test rows, images as rows of pixels; targets put in their own `units` first."""
+    (x_train, y_train), (x_test, y_test) = (
         (x.cpu().flatten(1).numpy(), units(y.cpu().numpy().ravel())) for x, y in (train, test)
     )
-    metrics = {}
+    scores = {}
     for name, model in models.items():
-        model.fit(*_sample(x_train, y_train) if isinstance(model, SVC) else (x_train, y_train))
+        rows = (x_train, y_train)
+        if isinstance(model, SVC) and len(x_train) > MAX_FIT_ROWS:
+            rows = resample(*rows, replace=False, n_samples=MAX_FIT_ROWS, random_state=0)
+        model.fit(*rows)
         for metric, value in score(model, x_test, y_test).items():
-            metrics[f"baseline/{name}/{metric}"] = float(value)
-    return metrics
+            scores[f"baseline/{name}/{metric}"] = float(value)
+    return scores
 
 
 def classifiers() -> dict[str, Any]:
-    """An RBF SVM, logistic regression, and always the most frequent training class."""
     return {
         "svc": SVC(kernel="rbf"),
         "logreg": LogisticRegression(max_iter=1000),
@@ -61,8 +52,6 @@ def classifiers() -> dict[str, Any]:
 
 
 def regressors() -> dict[str, Any]:
-    """Ridge regression with its penalty chosen by cross-validation, least squares, and
-    always the training mean."""
     return {
         "ridge": RidgeCV(alphas=np.logspace(-3, 3, 13)),
         "linear": LinearRegression(),
@@ -70,38 +59,27 @@ def regressors() -> dict[str, Any]:
     }
 
 
-def _sample(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    if len(x) <= MAX_FIT_ROWS:
-        return x, y
-    return resample(x, y, replace=False, n_samples=MAX_FIT_ROWS, random_state=0)
-
-
 def regression_scores(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     pred = model.predict(x)
-    mse = mean_squared_error(y, pred)
-    return {
-        "mse": mse,
-        "rmse": np.sqrt(mse),
-        "mae": mean_absolute_error(y, pred),
-        "r2": r2_score(y, pred),
-    }
+    mse = metrics.mean_squared_error(y, pred)
+    mae, r2 = metrics.mean_absolute_error(y, pred), metrics.r2_score(y, pred)
+    return {"mse": mse, "rmse": np.sqrt(mse), "mae": mae, "r2": r2}
 
 
 def multiclass_scores(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     pred = model.predict(x)
-    return {
-        "acc": accuracy_score(y, pred),
-        "f1": f1_score(y, pred, average="macro", zero_division=0),
-    }
+    f1 = metrics.f1_score(y, pred, average="macro", zero_division=0)
+    return {"acc": metrics.accuracy_score(y, pred), "f1": f1}
 
 
 def binary_scores(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     pred = model.predict(x)
     # a score per row to rank by: the SVM's margin, else P(class 1) (the Dummy has no margin)
-    ranks = model.decision_function(x) if hasattr(model, "decision_function") else None
-    ranks = model.predict_proba(x)[:, 1] if ranks is None else ranks
+    margin = hasattr(model, "decision_function")
+    ranks = model.decision_function(x) if margin else model.predict_proba(x)[:, 1]
+    f1 = metrics.f1_score(y, pred, zero_division=0)  # 0, as torchmetrics, when none predicted
     return {
-        "acc": accuracy_score(y, pred),
-        "auroc": roc_auc_score(y, ranks),
-        "f1": f1_score(y, pred, zero_division=0),  # 0, as torchmetrics, when none is predicted
+        "acc": metrics.accuracy_score(y, pred),
+        "auroc": metrics.roc_auc_score(y, ranks),
+        "f1": f1,
     }

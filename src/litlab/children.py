@@ -1,12 +1,10 @@
-"""Child processes of `sweep` and `search`: N at a time, each in a worker slot (with its
-own GPUs), and never outliving the command that started them. SIGTERM or SIGINT to the
-parent is passed on to every child as SIGTERM (each saves its step and stops), no new
-child starts, and the parent returns once they have ended; a second signal kills them.
-A parent killed outright (SIGKILL) leaves no orphan: Linux sends each child SIGTERM."""
+"""Child processes of `sweep` and `search`: N at a time, each in a worker slot, never
+outliving the command. SIGTERM or SIGINT to the parent is passed on to every child as
+SIGTERM (each saves its step), no new child starts, and a second signal kills them; a
+parent killed outright leaves no orphan (Linux sends each child SIGTERM)."""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
@@ -14,15 +12,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
-POLL_S = 0.05  # how often ended children are collected: small beside a run's seconds
 
 
 @dataclass
@@ -39,9 +33,7 @@ class Outcome:
 
 
 def python_command(*args: str) -> list[str]:
-    """`python -P ARGS`: without -P, `-m` and `-c` put the working folder first on
-    sys.path, where a file of the same name (an omegaconf.py) would shadow an installed
-    package. The user's modules there still import, after the packages (signatures.locate)."""
+    """`python -P ARGS`: else the working folder comes first on sys.path (an omegaconf.py)."""
     return [sys.executable, "-P", *args]
 
 
@@ -51,38 +43,18 @@ def run_jobs(
     """Run `jobs`, `slots` at a time; the child in slot k gets `environment(k)` on top of
     this process's environment."""
     received: list[signal.Signals] = []
-    previous = _catch(received)
-    try:
-        return _loop(jobs, slots, environment, received)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-def _catch(received: list[signal.Signals]) -> dict[signal.Signals, object]:
-    def receive(signum: int, _frame: FrameType | None) -> None:
-        received.append(signal.Signals(signum))
-
-    if threading.current_thread() is not threading.main_thread():
-        return {}  # Python allows handlers only there; the children still die with us
-    return {s: signal.signal(s, receive) for s in SIGNALS}
-
-
-def _loop(
-    jobs: list[Child],
-    slots: int,
-    environment: Callable[[int], dict[str, str]],
-    received: list[signal.Signals],
-) -> Outcome:
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
+        for s in (signal.SIGINT, signal.SIGTERM):
+            previous[s] = signal.signal(s, lambda n, _: received.append(signal.Signals(n)))
     codes: list[int | None] = [None] * len(jobs)
     pids: list[int | None] = [None] * len(jobs)
-    waiting, running = deque(range(len(jobs))), {}  # slot -> (job index, process)
+    waiting, running = list(range(len(jobs))), {}  # slot -> (job index, process)
     told = 0  # signals passed on so far
     try:
-        while waiting or running:
+        while (waiting and not received) or running:
             while waiting and not received and len(running) < slots:
-                slot = min(set(range(slots)) - set(running))
-                index = waiting.popleft()
+                slot, index = min(set(range(slots)) - set(running)), waiting.pop(0)
                 running[slot] = (index, _start(jobs[index], environment(slot)))
                 pids[index] = running[slot][1].pid
             if len(received) > told:
@@ -93,37 +65,30 @@ def _loop(
                 if process.poll() is not None:
                     codes[index] = process.returncode
                     del running[slot]
-            if received and not running:
-                break
-            time.sleep(POLL_S)
+            time.sleep(0.05)
     finally:  # an error of our own: no child may go on without us
         for _, process in running.values():
-            with contextlib.suppress(OSError):
-                process.kill()
+            process.kill()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return Outcome(codes, pids, received[0] if received else None)
 
 
 def _start(job: Child, extra: dict[str, str]) -> subprocess.Popen:
     job.log.parent.mkdir(parents=True, exist_ok=True)
+    parent = os.getpid()
+
+    def die_with_parent() -> None:  # in the child: SIGTERM when the parent dies
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # it died before the prctl
+            os.kill(os.getpid(), signal.SIGTERM)
+
     with open(job.log, "a") as log:
         return subprocess.Popen(
             job.command,
             stdout=log,
             stderr=subprocess.STDOUT,
-            # -P does not pass on: PYTHONSAFEPATH does, to the processes a child starts
-            # itself (Lightning's DDP launcher runs `python -m litlab` again)
+            # PYTHONSAFEPATH is -P for what the child starts (Lightning's DDP launcher)
             env={**os.environ, "PYTHONSAFEPATH": "1", **extra},
-            preexec_fn=_die_with(os.getpid()) if sys.platform == "linux" else None,
+            preexec_fn=die_with_parent if sys.platform == "linux" else None,
         )
-
-
-def _die_with(parent: int) -> Callable[[], None]:
-    """In the child, before it runs: ask Linux for SIGTERM when the parent dies; if it
-    already has (it was killed between fork and here), stop now."""
-
-    def arrange() -> None:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGTERM)
-
-    return arrange

@@ -20,6 +20,7 @@ from litlab.errors import ConfigError
 from litlab.rundirs import compose
 
 KEYS = ("job", "n_trials", "metric", "direction", "sampler", "seed", "pruner", "storage", "params")
+RANGES = {"float": FloatDistribution, "int": IntDistribution}
 RANGE_KEYS = ("type", "low", "high", "log", "step")
 CHOICES = {
     "direction": ("minimize", "maximize"),
@@ -38,8 +39,8 @@ class Search:
 
 
 def parse(words: list[str]) -> Search:
-    """Split the words into the search option (`search=`, `search.key=`) and the job. An
-    option of configs/search/ is composed by Hydra; a file of your own is `search=~/x.yaml`."""
+    """Split the words into the search option and the job. An option of configs/search/ is
+    composed by Hydra; a file of your own is `search=~/x.yaml`."""
     option = [w.partition("=")[2] for w in words if w.startswith("search=")]
     if not option:
         allowed = ", ".join(groups().get("search", []))
@@ -49,35 +50,42 @@ def parse(words: list[str]) -> Search:
     if own.suffix == ".yaml":
         if not own.is_file():
             raise ConfigError([f"search={option[-1]} ({CLI}): no such file"])
-        changes = OmegaConf.from_dotlist([w.removeprefix("search.") for w in mine[1:]])
-        cfg, source, stem = OmegaConf.merge(OmegaConf.load(own), changes), str(own), own.stem
+        dotted = [w.removeprefix("search.") for w in mine if w.startswith("search.")]
+        cfg = OmegaConf.merge(OmegaConf.load(own), OmegaConf.from_dotlist(dotted))
+        source, stem = str(own), own.stem
     else:
         composed = compose(mine)
         cfg, stem = composed.cfg.search, option[-1]
         source = composed.source("search").partition(" + ")[0]
     user = [w for w in words if w not in mine]
-    named = [w.partition("=")[2] for w in user if w.startswith("name=")]
     job = [*(str(w) for w in cfg.get("job") or []), *user]
-    name = named[-1] if named else stem
+    name = [stem, *(w.partition("=")[2] for w in user if w.startswith("name="))][-1]
     folder = Path(compose(job).cfg.runs_dir).expanduser() / "searches" / name
     return Search(name, source, cfg, job, folder)
 
 
 def check(search: Search) -> dict[str, BaseDistribution]:
-    """Every error of the search option at once (keys, values, bounds), then every value
-    of the space composed into the job and checked as a run would be; the space."""
-    errors = [
-        f"search.{key} ({search.source}): unknown key; allowed: {', '.join(KEYS)}"
-        for key in search.cfg
-        if key not in KEYS
-    ]
-    errors += _check_values(search.cfg, search.source)
+    """Every error of the option at once (keys, values, ranges), then every value of the
+    space composed into the job and checked as a run would be; the space."""
+    cfg, source = search.cfg, search.source
+    keys = ", ".join(KEYS)
+    errors = [f"search.{k} ({source}): unknown key; allowed: {keys}" for k in cfg if k not in KEYS]
+    n_trials = cfg.get("n_trials")
+    expected = {
+        **{k: f"choose one of: {', '.join(a)}" for k, a in CHOICES.items() if cfg.get(k) not in a},
+        "n_trials": "" if type(n_trials) is int and n_trials >= 1 else "expected an int >= 1",
+        "seed": "" if isinstance(cfg.get("seed"), int) else "expected an int",
+        "metric": "" if isinstance(cfg.get("metric"), str) else "expected a metric name",
+    }
+    errors += [f"search.{k}={cfg.get(k)} ({source}): {e}" for k, e in expected.items() if e]
+    if not isinstance(cfg.get("params"), DictConfig) or not cfg.params:
+        errors.append(f"search.params ({source}): expected a mapping of keys to ranges or lists")
     space: dict[str, BaseDistribution] = {}
-    for name, node in (search.cfg.get("params") or {}).items():
+    for name, node in (cfg.get("params") or {}).items():
         try:
             space[str(name)] = distribution(node)
         except ConfigError as exc:
-            errors += [f"search.params.{name} ({search.source}): {e}" for e in exc.errors]
+            errors += [f"search.params.{name} ({source}): {e}" for e in exc.errors]
     if errors:
         raise ConfigError(errors)
     errors = _check_samples(search, space)
@@ -86,56 +94,32 @@ def check(search: Search) -> dict[str, BaseDistribution]:
     return space
 
 
-def _check_values(cfg: DictConfig, source: str) -> list[str]:
-    n_trials, params = cfg.get("n_trials"), cfg.get("params")
-    expected = {
-        **{k: f"choose one of: {', '.join(a)}" for k, a in CHOICES.items() if cfg.get(k) not in a},
-        "n_trials": "" if type(n_trials) is int and n_trials >= 1 else "expected an int >= 1",
-        "seed": "" if isinstance(cfg.get("seed"), int) else "expected an int",
-        "metric": "" if isinstance(cfg.get("metric"), str) else "expected a metric name",
-    }
-    errors = [f"search.{k}={cfg.get(k)} ({source}): {e}" for k, e in expected.items() if e]
-    if not isinstance(params, DictConfig) or not params:
-        errors.append(f"search.params ({source}): expected a mapping of keys to ranges or lists")
-    return errors
-
-
 def distribution(node: Any) -> BaseDistribution:
-    """The Optuna distribution of one entry of `params`: a list is a categorical choice
-    (a list value, like hidden sizes, is kept as its text: Optuna's choices are scalars),
-    a mapping a float or int range."""
-    if isinstance(node, ListConfig):
-        if not node:
-            raise ConfigError(["an empty list: give the values to choose from"])
-        return CategoricalDistribution([choice(v) for v in OmegaConf.to_container(node)])
-    if not isinstance(node, DictConfig):
-        raise ConfigError([f"{node!r}: expected a list of choices or {{type, low, high}}"])
-    unknown = [k for k in node if k not in RANGE_KEYS]
-    if unknown:
-        raise ConfigError([f"unknown key {unknown[0]}; allowed: {', '.join(RANGE_KEYS)}"])
-    kind, low, high = node.get("type"), node.get("low"), node.get("high")
-    log, step = bool(node.get("log", False)), node.get("step")
-    if kind not in ("float", "int"):
+    """A list is a categorical choice (a list value, like hidden sizes, as its JSON text:
+    Optuna's choices are scalars), a mapping a float or int range; Optuna checks the bounds."""
+    if isinstance(node, DictConfig) and node.get("type") not in RANGES:
+        kind = node.get("type")
         raise ConfigError([f"type={kind}: choose one of: float, int (a list for choices)"])
-    if not isinstance(low, int | float) or not isinstance(high, int | float) or low >= high:
-        raise ConfigError([f"low={low}, high={high}: expected numbers with low < high"])
-    if log and low <= 0:
-        raise ConfigError([f"low={low} with log: true: a log range needs low > 0"])
+    if isinstance(node, DictConfig) and set(node) - set(RANGE_KEYS):
+        unknown = sorted(set(node) - set(RANGE_KEYS))[0]
+        raise ConfigError([f"unknown key {unknown}; allowed: {', '.join(RANGE_KEYS)}"])
     try:
-        if kind == "int":
-            return IntDistribution(int(low), int(high), log=log, step=int(step or 1))
-        return FloatDistribution(float(low), float(high), log=log, step=step)
-    except ValueError as exc:
+        if isinstance(node, ListConfig):
+            return CategoricalDistribution([choice(v) for v in OmegaConf.to_container(node)])
+        if isinstance(node, DictConfig):
+            kwargs = {k: v for k, v in OmegaConf.to_container(node).items() if k != "type"}
+            return RANGES[node.type](**kwargs)
+    except (TypeError, ValueError) as exc:
         raise ConfigError([str(exc)]) from None
+    raise ConfigError([f"{node!r}: expected a list of choices or {{type, low, high}}"])
 
 
 def space_of(search: Search) -> dict[str, BaseDistribution]:
     """The space of a search whose option was checked (`check`)."""
-    return {str(k): distribution(v) for k, v in (search.cfg.params or {}).items()}
+    return {str(k): distribution(v) for k, v in search.cfg.params.items()}
 
 
 def choice(value: Any) -> Any:
-    """A value as Optuna's choices hold it: a list or a mapping as its JSON text."""
     return json.dumps(value, separators=(",", ":")) if isinstance(value, list | dict) else value
 
 
@@ -155,41 +139,34 @@ def _check_samples(search: Search, space: dict[str, BaseDistribution]) -> list[s
     parameters at their first value), as a run would check it."""
     from litlab.check import check as check_run  # torch: only once the option is sound
 
-    first = {name: _samples(d)[0] for name, d in space.items()}
+    ends = {
+        k: d.choices if isinstance(d, CategoricalDistribution) else (d.low, d.high)
+        for k, d in space.items()
+    }
     errors = []
-    for name, dist in space.items():
-        for value in _samples(dist):
+    for name, values in ends.items():
+        for value in values:
+            words = words_of({k: v[0] for k, v in ends.items()} | {name: value})
             try:
-                composed = check_run(compose([*search.job, *words_of(first | {name: value})]))
-                _check_trainer(composed.cfg.trainer)
+                _refuse_ddp(check_run(compose([*search.job, *words])).cfg.trainer)
             except ConfigError as exc:
                 where = f"search.params.{name}={text(value)} ({search.source})"
                 errors += [f"{where}: {e}" for e in exc.errors]
     return errors
 
 
-def _samples(dist: BaseDistribution) -> list[Any]:
-    if isinstance(dist, CategoricalDistribution):
-        return list(dist.choices)
-    return [dist.low, dist.high]
-
-
-def _check_trainer(trainer: DictConfig) -> None:
-    """A DDP trial would start this worker again in every process it launches (Lightning
-    re-runs the command), and Optuna's callback prunes under DDP only from a database."""
+def _refuse_ddp(trainer: DictConfig) -> None:
+    """Lightning would start every DDP process of a trial by running the worker again."""
     strategy = trainer.get("strategy", "")
     if isinstance(strategy, DictConfig):  # a node: its class names it
         strategy = str(strategy.get("_target_", "")).rpartition(".")[2]
     if "ddp" in str(strategy).lower():
         why = "a search trial runs inside a worker and cannot launch DDP processes"
-        raise ConfigError(
-            [f"trainer.strategy={strategy}: {why}; use -j N (one trial per GPU) instead"]
-        )
+        raise ConfigError([f"trainer.strategy={strategy}: {why}; use -j N (one trial per GPU)"])
 
 
 def default_params(search: Search) -> tuple[dict[str, Any], list[str]]:
-    """The job's own value of each searched key (a group's option, a key's value), and
-    the words of those outside the space."""
+    """The job's own value of each searched key, and the words of those outside the space."""
     composed = compose(search.job)
     params, outside = {}, []
     for name, dist in space_of(search).items():
@@ -197,15 +174,13 @@ def default_params(search: Search) -> tuple[dict[str, Any], list[str]]:
         if isinstance(value, DictConfig | ListConfig):
             value = OmegaConf.to_container(value)
         value = choice(value)
-        if _contains(dist, value):
+        if isinstance(dist, CategoricalDistribution):
+            inside = value in dist.choices
+        else:
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            inside = number and dist.low <= value <= dist.high
+        if inside:
             params[name] = value
         else:
             outside.append(f"{name}={text(value)}")
     return params, outside
-
-
-def _contains(dist: BaseDistribution, value: Any) -> bool:
-    if isinstance(dist, CategoricalDistribution):
-        return value in dist.choices
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    return number and dist.low <= value <= dist.high

@@ -8,30 +8,27 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import Trial
 
 from litlab.children import Child, Outcome, python_command, run_jobs
 from litlab.errors import Interrupted
 from litlab.rundirs import compose
-from litlab.search.space import Search, space_of, words_of
-from litlab.search.study import counted, load_spec, open_study, record, requeue, requeue_dead
+from litlab.search.space import Search, parse, space_of, words_of
+from litlab.search.study import counted, open_study, record, requeue, requeue_dead
 
 
-def work(folder: Path, slot: int) -> int:
-    """A worker: claim one trial, train it, tell the study, exit. One trial a process, so
-    that every trial is what a fresh `litlab train` of best.yaml's words gives. The exit
-    status is 128 + the signal that stopped the trial, else 0."""
-    search = load_spec(folder)
+def work(words: list[str], slot: int) -> int:
+    """Claim one trial of the search of `words`, train it, tell the study; 128 + the signal
+    that stopped it, else 0. One trial a process: each is what a fresh `litlab train` gives."""
+    search = parse(words)
     study = open_study(search, seed_offset=1000 * slot)
     stopped: list[Interrupted] = []
-    # Locked while a worker counts the trials and asks for one, so -j N workers start
-    # n_trials in all. flock, not Optuna's lock file: the kernel frees it when one is killed.
-    with open(folder / "claim.lock", "a") as claim:
-        fcntl.flock(claim, fcntl.LOCK_EX)
+    # flock, not Optuna's lock file: the kernel frees it when its worker is killed
+    with open(search.folder / "claim.lock", "a") as claim:
+        fcntl.flock(claim, fcntl.LOCK_EX)  # held while counting: -j N start n_trials in all
         if counted(study.get_trials(deepcopy=False)) >= search.cfg.n_trials:
             return 0
 
@@ -45,11 +42,28 @@ def work(folder: Path, slot: int) -> int:
 
 
 def _run_trial(trial: Trial, search: Search, stopped: list[Interrupted]) -> float:
+    from optuna_integration import PyTorchLightningPruningCallback
+
+    from litlab.train import train
+
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    params = {name: _suggest(trial, name, dist) for name, dist in space_of(search).items()}
-    run_dir = search.folder / f"trial_{trial.number}"
+    params = {}
+    for name, dist in space_of(search).items():
+        if isinstance(dist, CategoricalDistribution):
+            params[name] = trial.suggest_categorical(name, dist.choices)
+        else:
+            suggest = (
+                trial.suggest_int if isinstance(dist, IntDistribution) else trial.suggest_float
+            )
+            params[name] = suggest(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    run_dir, metric = search.folder / f"trial_{trial.number}", search.cfg.metric
     try:
-        return _train(trial, search, words_of(params), run_dir)
+        pruning = PyTorchLightningPruningCallback(trial, monitor=metric)
+        train(compose([*search.job, *words_of(params)]), run_dir=run_dir, callbacks=[pruning])
+        best = _best(trial, search)
+        if not best:
+            raise RuntimeError(f"search.metric={metric}: the job never logged it")
+        return best[f"best_{metric}"]
     except optuna.TrialPruned as exc:
         record(run_dir, {"status": "pruned", "error": str(exc), **_best(trial, search)})
         raise
@@ -63,29 +77,6 @@ def _run_trial(trial: Trial, search: Search, stopped: list[Interrupted]) -> floa
         raise
 
 
-def _suggest(trial: Trial, name: str, dist: BaseDistribution) -> Any:
-    if isinstance(dist, CategoricalDistribution):
-        return trial.suggest_categorical(name, dist.choices)
-    if isinstance(dist, IntDistribution):
-        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
-    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
-
-
-def _train(trial: Trial, search: Search, words: list[str], run_dir: Path) -> float:
-    """The job with the trial's words as an ordinary run in `run_dir`, with Optuna's
-    pruning callback; the trial's value is the best `metric` it reported."""
-    from optuna_integration import PyTorchLightningPruningCallback
-
-    from litlab.train import train
-
-    pruning = PyTorchLightningPruningCallback(trial, monitor=search.cfg.metric)
-    train(compose([*search.job, *words]), run_dir=run_dir, callbacks=[pruning])
-    best = _best(trial, search)
-    if not best:
-        raise RuntimeError(f"search.metric={search.cfg.metric}: the job never logged it")
-    return best[f"best_{search.cfg.metric}"]
-
-
 def _best(trial: Trial, search: Search) -> dict[str, float]:
     """The best value the trial reported, and the epochs it ran."""
     values = trial.study.get_trials(deepcopy=False)[trial.number].intermediate_values
@@ -95,15 +86,17 @@ def _best(trial: Trial, search: Search) -> dict[str, float]:
     return {f"best_{search.cfg.metric}": pick(values.values()), "epochs": max(values) + 1}
 
 
-def run_workers(study: optuna.Study, search: Search, jobs: int) -> Outcome:
-    """Rounds of `jobs` workers, a trial each, until the budget is spent, a signal stops
-    them or a worker does not end cleanly; how the last round ended."""
+def run_workers(study: optuna.Study, search: Search, words: list[str], jobs: int) -> Outcome:
+    """Rounds of `jobs` workers on the search of `words`, a trial each, until the budget is
+    spent, a signal stops them or a worker does not end cleanly; how the last round ended."""
     from litlab.devices import gpus_per_job, visible_gpus, worker_environment
 
     gpus = visible_gpus()
     per_job = gpus_per_job(compose(search.job).cfg.trainer, len(gpus))
-    command = python_command("-m", "litlab.search", str(search.folder))
-    workers = [Child([*command, str(k)], search.folder / f"worker_{k}.log") for k in range(jobs)]
+    command = python_command("-m", "litlab.search")
+    workers = [
+        Child([*command, str(k), *words], search.folder / f"worker_{k}.log") for k in range(jobs)
+    ]
     while True:
         outcome = run_jobs(workers, jobs, lambda k: worker_environment(k, per_job, gpus, jobs))
         done = counted(study.get_trials(deepcopy=False)) >= search.cfg.n_trials
@@ -112,29 +105,19 @@ def run_workers(study: optuna.Study, search: Search, jobs: int) -> Outcome:
 
 
 def lost_workers(study: optuna.Study, folder: Path, outcome: Outcome) -> bool:
-    """Say which workers did not end cleanly, whether any did. The trial of one that was
-    killed (SIGKILL, the OOM killer) is queued again now, so the report does not show it
-    as running."""
+    """Say which workers did not end cleanly, whether any did; the trial of one that was
+    killed (SIGKILL, the OOM killer) is queued again now."""
     requeued = requeue_dead(study, folder)
-    # by the worker each ran in (their copies queued again carry the same user attrs)
     left = {t.user_attrs.get("worker"): t.number for t in study.trials if t.number in requeued}
     for k, (code, pid) in enumerate(zip(outcome.codes, outcome.pids, strict=True)):
         log = folder / f"worker_{k}.log"
         if code is not None and code < 0:
             trial = left.get(f"{socket.gethostname()}:{pid}")
             what = ";" if trial is None else f": its trial {trial} is interrupted and queued again;"
-            killed = f"litlab: worker {k} was killed by {_signal_name(-code)} ({log})"
-            print(f"{killed}{what} run the same command to go on", file=sys.stderr)
+            name = next((s.name for s in signal.Signals if s == -code), f"signal {-code}")
+            what += " run the same command to go on"
+            print(f"litlab: worker {k} was killed by {name} ({log}){what}", file=sys.stderr)
         elif code not in (0, None):
-            print(
-                f"litlab: worker {k} stopped with an error (exit {code}); see {log}",
-                file=sys.stderr,
-            )
+            why = f"stopped with an error (exit {code}); see {log}"
+            print(f"litlab: worker {k} {why}", file=sys.stderr)
     return any(code not in (0, None) for code in outcome.codes)
-
-
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:  # a real-time signal has no name
-        return f"signal {number}"
