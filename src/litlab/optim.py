@@ -1,6 +1,5 @@
-"""The optimiser and schedule: partials from the config (`_partial_: true`), called by
-the LightningModule in `configure_optimizers`; a schedule of our own; the rates drawn
-before training."""
+"""The optimiser and schedule as partials from the config (`_partial_: true`), which the
+LightningModule calls in `configure_optimizers`; our warm-up cosine; the planned rates."""
 
 from __future__ import annotations
 
@@ -29,13 +28,13 @@ SchedulerFactory = Callable[[Optimizer], LRScheduler | ReduceLROnPlateau]
 def optimizer_factories(
     composed: SourcedConfig,
 ) -> tuple[OptimizerFactory, SchedulerFactory | None, dict[str, Any]]:
-    """The optimiser and scheduler as partials, and the options that tell Lightning when
-    to step the scheduler (interval, frequency, monitor)."""
+    """The optimiser and scheduler partials, and the options that tell Lightning when to
+    step the scheduler (interval, frequency, monitor)."""
     optimizer = _partial(composed, "optimizer", composed.cfg.optimizer)
     node = composed.cfg.get("scheduler")
     if node is None:
         return optimizer, None, {}
-    options = OmegaConf.to_container(node.get(SCHEDULER_OPTIONS) or OmegaConf.create())
+    options = dict(node.get(SCHEDULER_OPTIONS) or {})
     schedule = OmegaConf.masked_copy(node, [k for k in node if k != SCHEDULER_OPTIONS])
     return optimizer, _partial(composed, "scheduler", schedule), options
 
@@ -44,33 +43,30 @@ def _partial(composed: SourcedConfig, path: str, node: Any) -> Any:
     try:
         return instantiate(node)
     except (ValueError, TypeError, ModuleNotFoundError) as exc:
-        target = f", {node._target_}" if path == "optimizer" else ""
-        raise ConfigError([f"{path} ({composed.source(path)}{target}): {exc}"]) from None
+        raise ConfigError([_error(composed, path, exc)]) from None
+
+
+def _error(composed: SourcedConfig, path: str, exc: Exception) -> str:
+    node = OmegaConf.select(composed.cfg, path)
+    return f"{path} ({composed.source(path)}, {node._target_}): {exc}"
 
 
 def optimizer_errors(composed: SourcedConfig) -> list[str]:
     """The optimiser and schedule built on a stand-in parameter: what only building tells
     (a milestone list that is not sorted, a warm-up longer than the run)."""
-    errors: list[str] = []
     try:
         optimizer, scheduler, _ = optimizer_factories(composed)
-        opt = _attempt(
-            errors, composed, "optimizer", optimizer, [torch.zeros(1, requires_grad=True)]
-        )
-        if opt is not None and scheduler is not None:
-            _attempt(errors, composed, "scheduler", scheduler, opt)
     except ConfigError as exc:
-        errors += exc.errors
-    return errors
-
-
-def _attempt(errors: list[str], composed: SourcedConfig, path: str, make: Any, *args: Any) -> Any:
+        return exc.errors
+    path = "optimizer"
     try:
-        return make(*args)
+        built = optimizer([torch.zeros(1, requires_grad=True)])
+        path = "scheduler"
+        if scheduler is not None:
+            scheduler(built)
     except (ValueError, TypeError) as exc:
-        node = OmegaConf.select(composed.cfg, path)
-        errors.append(f"{path} ({composed.source(path)}, {node._target_}): {exc}")
-        return None
+        return [_error(composed, path, exc)]
+    return []
 
 
 def warmup_cosine(
@@ -87,28 +83,17 @@ def warmup_cosine(
     return SequentialLR(optimizer, [ramp, cosine], milestones=[warmup])
 
 
-def lr_scheduler_config(
-    scheduler: SchedulerFactory, optimizer: Optimizer, options: dict[str, Any]
-) -> dict[str, Any]:
-    """Lightning's lr_scheduler dict: the scheduler over `optimizer`, and `options`
-    (interval, frequency, monitor) saying when Lightning steps it."""
-    return {"scheduler": scheduler(optimizer), **options}
-
-
 def planned_rates(
     optimizer: OptimizerFactory, scheduler: SchedulerFactory | None, intervals: int
 ) -> list[float]:
-    """The learning rate at each of `intervals` scheduler intervals, worked out from the
-    config alone, before training. A plateau schedule is drawn as if the metric always
-    improved (it never cuts the rate), since it reacts to results not known yet."""
+    """The learning rate at each of `intervals` scheduler intervals, from the config alone.
+    A plateau schedule is drawn as if the metric always improved: it never cuts the rate."""
     opt = optimizer([torch.zeros(1, requires_grad=True)])
     sched = scheduler(opt) if scheduler is not None else None
     rates = []
     for t in range(intervals):
         rates.append(opt.param_groups[0]["lr"])
         opt.step()
-        if isinstance(sched, ReduceLROnPlateau):
-            sched.step(-t)
-        elif sched is not None:
-            sched.step()
+        if sched is not None:
+            sched.step(-t) if isinstance(sched, ReduceLROnPlateau) else sched.step()
     return rates
