@@ -1,6 +1,4 @@
-"""What a run shows in its loggers beyond Lightning's scalars: its config, hyperparameters
-beside the metrics that rank them, and pictures of the data and of what the network
-learned (the final ones also as PNG in <run>/plots/, with or without a logger)."""
+"""What a run shows beyond Lightning's scalars: its config, hyperparameters, pictures."""
 
 from __future__ import annotations
 
@@ -51,8 +49,7 @@ def add_figure(
 
 
 def log_start(trainer: L.Trainer, composed: SourcedConfig, datamodule: TensorDataModule) -> None:
-    """Before training: the run's choices, its resolved config as text, and the pictures
-    of its planned learning rate (to check a schedule before spending time on it) and data."""
+    """Before training: the run's choices, its config as text, the planned rate, the data."""
     if not trainer.is_global_zero:
         return
     for logger in trainer.loggers:
@@ -64,8 +61,7 @@ def log_start(trainer: L.Trainer, composed: SourcedConfig, datamodule: TensorDat
 
 
 def start_figures(composed: SourcedConfig, datamodule: TensorDataModule) -> dict[str, Figure]:
-    """The planned learning rate (when the run has a planned end) and the data module's
-    own pictures (`data/<name>`)."""
+    """The planned learning rate (if the run has a planned end) and the data's pictures."""
     optimizer, scheduler, options = optimizer_factories(composed)
     interval = options.get("interval", "epoch")
     epochs = composed.cfg.trainer.get("max_epochs") or 0  # None or -1: no planned end
@@ -79,8 +75,7 @@ def start_figures(composed: SourcedConfig, datamodule: TensorDataModule) -> dict
 
 
 def log_hparams(trainer: L.Trainer, composed: SourcedConfig, metrics: dict[str, Any]) -> None:
-    """At the end: the run's choices and the baselines' scores beside the test metrics.
-    The baselines are not scalars: one point each, they would only add empty charts."""
+    """At the end: the choices and baselines (one point each: no scalars) by the test metrics."""
     if not trainer.is_global_zero:
         return
     ranked = {k: v for k, v in metrics.items() if k.startswith("test/") and isinstance(v, float)}
@@ -90,9 +85,8 @@ def log_hparams(trainer: L.Trainer, composed: SourcedConfig, metrics: dict[str, 
 
 
 def hyperparameters(composed: SourcedConfig) -> Params:
-    """What tells runs apart: each group's option (`choice/optimizer: momentum`, where
-    optimizer._target_ says only SGD), the seed, the run's length, the tags and the keys of
-    what is trained; not the machinery (trainer, callbacks, logger), which rarely differs."""
+    """What tells runs apart: each group's option (`choice/optimizer: momentum`), the seed,
+    the length, the tags and the keys of what is trained (not trainer, callbacks, logger)."""
     cfg = OmegaConf.to_container(composed.cfg)
     values = {f"choice/{g}": str(o) for g, o in composed.choices.items() if g != "debug"}
     values |= {"seed": cfg["seed"], "trainer.max_epochs": str(cfg["trainer"].get("max_epochs"))}
@@ -116,18 +110,15 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> Params:
 
 
 class Dashboard(L.Callback):
-    """Pictures of what the network learned (the module's `snapshot` and `final_figures`)
-    and the loss curves, also saved in <run>/plots/. Figures render in as long as 100 of
-    the lesson's steps each, so all are drawn once testing is done; during training the
-    module only takes a snapshot every `every_n_epochs` epochs (for points, one forward
-    pass), which TensorBoard's slider shows in turn.
+    """Pictures of what the network learned (the module's `final_figures`, and its
+    `snapshot` every `every_n_epochs` epochs for TensorBoard's slider) and the loss curves,
+    all drawn once testing is done: a figure renders as slowly as 100 of the lesson's steps.
 
-    The loss figure has every training step's loss (rank 0's), not only those Lightning
-    logs: kept on the device (`.item()` would wait for it each step), copied once at the
-    end, and saved in each checkpoint, so a resumed run's curve starts at step 1.
+    The loss curve has every step's loss (rank 0's), kept on the device (`.item()` would
+    wait for it) and saved in each checkpoint, so a resumed run's curve starts at step 1.
     """
 
-    CHUNK = 1024  # the losses joined into one tensor every CHUNK steps: few Python objects
+    CHUNK = 1024  # the losses joined into one tensor every CHUNK steps
 
     def __init__(self, every_n_epochs: Positive | None = 100):  # None: no snapshots
         self.every_n_epochs = every_n_epochs

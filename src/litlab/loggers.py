@@ -8,13 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from lightning.pytorch.loggers import (
-    CSVLogger,
-    Logger,
-    MLFlowLogger,
-    TensorBoardLogger,
-    WandbLogger,
-)
+from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers.logger import Logger
 from torch.utils.tensorboard.summary import hparams
 
 PICTURED = (TensorBoardLogger, MLFlowLogger, WandbLogger)  # the loggers that take images
@@ -47,8 +42,7 @@ def log_image(logger: Logger, tag: str, image: np.ndarray, step: int) -> None:
 
 
 def log_config(logger: Logger, text: str) -> None:
-    """The resolved config (YAML): TensorBoard's TEXT tab, an MLflow artifact (W&B has the
-    hyperparameters as its run's config)."""
+    """The resolved config (YAML): TensorBoard's TEXT tab, an MLflow artifact."""
     if isinstance(logger, TensorBoardLogger):  # indented: markdown shows it as code
         logger.experiment.add_text("config", "    " + text.replace("\n", "\n    "))
     elif isinstance(logger, MLFlowLogger):
@@ -56,13 +50,11 @@ def log_config(logger: Logger, text: str) -> None:
 
 
 def log_ranked(logger: Logger, params: dict[str, Any], metrics: dict[str, float]) -> None:
-    """`params` beside the final `metrics` they rank (TensorBoard's HPARAMS); elsewhere as
-    hyperparameters. TensorBoardLogger.log_hyperparams(metrics=...) would log the test
-    metrics a second time, so the summary goes straight into the events file (through
-    torch's private `_get_file_writer`, as Lightning does: it reopens the closed writer)."""
+    """`params` beside the final `metrics` they rank (TensorBoard's HPARAMS; its logger's
+    log_hyperparams would log the metrics twice), elsewhere as hyperparameters."""
     if not isinstance(logger, TensorBoardLogger):
         return logger.log_hyperparams(params)
-    writer = logger.experiment._get_file_writer()
+    writer = logger.experiment._get_file_writer()  # private, as in Lightning: reopens it
     for summary in hparams(params, metrics):
         writer.add_summary(summary)
 

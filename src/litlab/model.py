@@ -76,8 +76,7 @@ class CNN(nn.Module):
 
 
 class Timm(nn.Module):
-    """A timm network by name (`model=timm model.name=resnet18`), random unless `pretrained`
-    (timm downloads its weights once). Needs the `vision` extra."""
+    """A timm network by name (`model.name=resnet18`), random unless `pretrained`."""
 
     def __init__(
         self,

@@ -1,11 +1,8 @@
-"""LightningModules: the learning loop (forward, loss, backward, step) around a network.
-Each knows its task's loss, metrics, prediction columns and pictures; generic code (the
-dashboard, predict) asks them."""
+"""LightningModules, one per task type: the learning loop, loss, metrics and pictures."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import lightning as L
@@ -30,12 +27,9 @@ Snapshot = tuple[str, Callable[[], Figure]]  # a picture's name, and how to draw
 
 
 class _Supervised(L.LightningModule):
-    """What every task shares: the steps, logging, evaluation and the optimiser. A task
-    adds `_for_metrics`, `_train_metrics`, `predict`, `prediction_columns`, `final_figures`.
-
-    `optimizer` and `scheduler` are the config's partials, called in `configure_optimizers`;
-    `scheduler_options` (interval, frequency, monitor) say when Lightning steps the scheduler.
-    """
+    """What every task shares: the steps, logging, evaluation and the optimiser (the config's
+    partials). A task adds `predict`, `_for_metrics`, `_train_metrics`, `prediction_columns`
+    and `final_figures`."""
 
     task: str
 
@@ -72,8 +66,7 @@ class _Supervised(L.LightningModule):
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:  # noqa: ARG002
-        """Refuse to save weights that are not finite: a gradient that overflowed with a
-        finite loss spoils them in one step, before the next step's loss shows it."""
+        """Refuse weights that are not finite (an overflowing gradient, the loss still finite)."""
         for name, weight in self.named_parameters():
             bad = weight[~torch.isfinite(weight)]
             if len(bad):
@@ -82,8 +75,8 @@ class _Supervised(L.LightningModule):
                 raise Diverged(step, f"weight {name}", bad[0].item(), lr, unfuse)
 
     def logged_metrics(self) -> set[str]:
-        """What a callback or a schedule may monitor: what each validation logs (train/*
-        comes every log_every_n_steps steps only, so a validation could find none)."""
+        """What a callback or a schedule may monitor: what each validation logs (train/* may
+        be missing at a validation: it comes every log_every_n_steps steps)."""
         return {"val/loss", *self.metrics["val"].keys()}
 
     def validation_step(self, batch: Batch) -> None:
@@ -95,8 +88,8 @@ class _Supervised(L.LightningModule):
     def _evaluate(self, batch: Batch, stage: str) -> None:
         x, y = batch
         out = self(x)
-        # A DDP rank with no row updates nothing (torchmetrics refuses empty tensors), yet
-        # logs, so it joins the gathering of every metric.
+        # a DDP rank with no row updates nothing (torchmetrics refuses empty tensors), yet
+        # logs, so it joins the gathering of every metric
         if len(y):
             self.mean_loss[stage].update(self.criterion(out, y), weight=len(y))
             self.metrics[stage].update(*self._for_metrics(out, y))
@@ -121,9 +114,8 @@ class _Supervised(L.LightningModule):
 
 
 class ClassifierModule(_Supervised):
-    """Classification into `num_classes` classes. Two: one logit per row, binary
-    cross-entropy (the lesson's sigmoid + BCELoss in one stable step), accuracy, AUROC and
-    F1. More: a logit per class, cross-entropy, accuracy and macro F1."""
+    """Two classes: one logit, binary cross-entropy (the lesson's sigmoid + BCELoss, stable),
+    accuracy, AUROC and F1. More: a logit per class, cross-entropy, accuracy and macro F1."""
 
     def __init__(
         self,
@@ -148,8 +140,7 @@ class ClassifierModule(_Supervised):
         return torch.sigmoid(out) if self.binary else torch.softmax(out, dim=1)
 
     def predict(self, x: Tensor) -> Tensor:
-        """The lesson's rule for two classes (class 1 where its probability is at least 0.5);
-        else the most probable class."""
+        """The lesson's rule for two classes (class 1 where P >= 0.5), else the likeliest."""
         proba = self.predict_proba(x)
         return (proba >= 0.5).long() if self.binary else proba.argmax(dim=1)
 
@@ -162,8 +153,7 @@ class ClassifierModule(_Supervised):
 
     @torch.no_grad()
     def prediction_columns(self, x: Tensor, per_class: bool = False) -> dict[str, np.ndarray]:
-        """The class, and the probability of class 1 (two classes) or of the predicted
-        class (more); with `per_class`, also `probabilities` (B, classes)."""
+        """The class and its probability (of class 1, for two); `per_class`: every class's."""
         proba = self.predict_proba(x)
         every = torch.cat([1 - proba, proba], 1) if self.binary else proba
         shown = proba.ravel() if self.binary else proba.max(dim=1).values
@@ -172,23 +162,17 @@ class ClassifierModule(_Supervised):
 
     def snapshot(self, datamodule: TensorDataModule) -> Snapshot | None:
         """P(class 1) over the plane of the training points, when they are 2-D points."""
-        if not self._on_plane(datamodule):
+        plane = self.binary and datamodule.num_features == 2
+        if not plane or tensors(datamodule, "train") is None:
             return None
         x, y = (t.cpu().numpy() for t in datamodule.train)
         p = self._outputs(figures.plane(x), self.predict_proba)
         return "boundary", lambda: figures.decision_boundary(lambda _: p, x, y.ravel())
 
-    def _on_plane(self, datamodule: TensorDataModule) -> bool:
-        on_plane = self.binary and datamodule.num_features == 2
-        return on_plane and tensors(datamodule, "train") is not None
-
     def final_figures(self, datamodule: TensorDataModule) -> dict[str, Figure]:
-        """The decision boundary (2-D points), or the test set's confusion matrix; for
-        images the test images and a convolutional network's first filters too."""
-        if self._on_plane(datamodule):
-            x, y = (t.cpu().numpy() for t in datamodule.train)
-            proba = partial(self._outputs, how=self.predict_proba)
-            return {"boundary": figures.decision_boundary(proba, x, y.ravel())}
+        """The decision boundary (2-D points), or the test set's confusion matrix and more."""
+        if boundary := self.snapshot(datamodule):
+            return {boundary[0]: boundary[1]()}
         if tensors(datamodule, "test") is None:  # a data module with loaders only
             return {}
         x, y = datamodule.test
@@ -208,8 +192,7 @@ class ClassifierModule(_Supervised):
 
 
 def auto(**_: Any) -> NoReturn:
-    """`module=auto`: a stand-in that `build_module` replaces with the module the data
-    names for its task (`datamodule.module_target`); never called itself."""
+    """`module=auto`: a stand-in `build_module` replaces with the data's module; never called."""
     raise TypeError("module=auto is resolved by litlab.builders.build_module, not built")
 
 
@@ -217,9 +200,8 @@ LOSSES = {"mse": nn.MSELoss, "l1": nn.L1Loss, "huber": nn.HuberLoss}
 
 
 class RegressorModule(_Supervised):
-    """Regression on a standardised target: the network learns `(y - target_mean) /
-    target_std`, buffers saved in each checkpoint, so the metrics and `predict` are in the
-    target's own units."""
+    """Regression on a standardised target, `(y - target_mean) / target_std` (buffers, saved
+    in each checkpoint): the metrics and `predict` are in the target's own units."""
 
     task = "regression"
 
