@@ -1,7 +1,4 @@
-"""What a run shows in its loggers beyond Lightning's scalars: its config,
-hyperparameters next to the metrics they are ranked by, and pictures of the data and of
-what the network learned (the final ones also saved as PNG in the run's plots/, with or
-without a logger). Each logger takes them in its own way (loggers.py)."""
+"""What a run shows beyond Lightning's scalars: its config, hyperparameters, pictures."""
 
 from __future__ import annotations
 
@@ -28,19 +25,20 @@ from litlab.optim import optimizer_factories, planned_rates
 from litlab.rundirs import subfolder
 from litlab.signatures import Positive
 
+Params = dict[str, bool | int | float | str]
+
 
 def pictured(trainer: L.Trainer) -> list[Logger]:
     """The loggers that take images, on rank 0 (none on the other ranks)."""
     if not trainer.is_global_zero:
         return []
-    return [logger for logger in trainer.loggers if loggers.takes_images(logger)]
+    return [logger for logger in trainer.loggers if isinstance(logger, loggers.PICTURED)]
 
 
 def add_figure(
     to: list[Logger], tag: str, figure: Figure, step: int, png: Path | None = None
 ) -> None:
-    """Render `figure` once; send it to the loggers `to` and, given `png`, save it there.
-    (Each logger's own figure call and savefig would render it each, and some import pyplot.)"""
+    """Render `figure` once, for the loggers `to` and, given `png`, that file."""
     canvas = FigureCanvasAgg(figure)
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
@@ -51,41 +49,33 @@ def add_figure(
 
 
 def log_start(trainer: L.Trainer, composed: SourcedConfig, datamodule: TensorDataModule) -> None:
-    """Before training: the run's choices and the resolved config as text, the planned
-    learning-rate schedule (to check a schedule before spending time on it) and the
-    data's own pictures."""
+    """Before training: the run's choices, its config as text, the planned rate, the data."""
     if not trainer.is_global_zero:
         return
-    cfg, to = composed.cfg, pictured(trainer)
     for logger in trainer.loggers:
         logger.log_hyperparams(hyperparameters(composed))  # MLflow's params, W&B's config
-        loggers.log_config(logger, OmegaConf.to_yaml(cfg))
-    if not to:
-        return
-    for tag, figure in start_figures(composed, datamodule).items():
+        loggers.log_config(logger, OmegaConf.to_yaml(composed.cfg))
+    to = pictured(trainer)
+    for tag, figure in (start_figures(composed, datamodule) if to else {}).items():
         add_figure(to, tag, figure, 0)
 
 
 def start_figures(composed: SourcedConfig, datamodule: TensorDataModule) -> dict[str, Figure]:
-    """The pictures drawn before training, by tag: the planned learning rate (when the
-    run has a planned end) and the data module's own (`data/<name>`)."""
+    """The planned learning rate (if the run has a planned end) and the data's pictures."""
     optimizer, scheduler, options = optimizer_factories(composed)
     interval = options.get("interval", "epoch")
-    steps_per_epoch = 1 if interval == "epoch" else len(datamodule.train_dataloader())
-    epochs = composed.cfg.trainer.get("max_epochs") or 0  # None or -1: no planned end to draw
+    epochs = composed.cfg.trainer.get("max_epochs") or 0  # None or -1: no planned end
     found = {}
     if epochs > 0:
-        rates = planned_rates(optimizer, scheduler, epochs * steps_per_epoch)
+        steps = epochs * (1 if interval == "epoch" else len(datamodule.train_dataloader()))
+        rates = planned_rates(optimizer, scheduler, steps)
         found["schedule/learning_rate"] = figures.learning_rate(rates, interval)
-    pictures = datamodule.figures() if hasattr(datamodule, "figures") else {}
+    pictures = getattr(datamodule, "figures", dict)()  # a data module's own, if it has them
     return found | {f"data/{name}": figure for name, figure in pictures.items()}
 
 
 def log_hparams(trainer: L.Trainer, composed: SourcedConfig, metrics: dict[str, Any]) -> None:
-    """Once, at the end: the run's choices and the baselines' scores, with the final
-    metrics they are ranked by where the logger takes them (TensorBoard's HPARAMS tab).
-    The baselines are hyperparameters, not scalars: one point each, they would open the
-    SCALARS tab on charts with nothing to see."""
+    """At the end: the choices and baselines (one point each: no scalars) by the test metrics."""
     if not trainer.is_global_zero:
         return
     ranked = {k: v for k, v in metrics.items() if k.startswith("test/") and isinstance(v, float)}
@@ -94,100 +84,77 @@ def log_hparams(trainer: L.Trainer, composed: SourcedConfig, metrics: dict[str, 
         loggers.log_ranked(logger, hyperparameters(composed) | baselines, ranked)
 
 
-def hyperparameters(composed: SourcedConfig) -> dict[str, bool | int | float | str]:
-    """What tells runs apart: the option of each group (`choice/optimizer: momentum`,
-    where optimizer._target_ would only say SGD), the seed, the run's length, and the keys
-    of what is trained (data, model, module, optimizer, scheduler). The machinery
-    (trainer, callbacks, logger, folders) would only add columns that never change."""
-    shown = ("data", "model", "module", "optimizer", "scheduler")
+def hyperparameters(composed: SourcedConfig) -> Params:
+    """What tells runs apart: each group's option (`choice/optimizer: momentum`), the seed,
+    the length, the tags and the keys of what is trained (not trainer, callbacks, logger)."""
     cfg = OmegaConf.to_container(composed.cfg)
-    values = {f"choice/{g}": str(o) for g, o in composed.choices.items() if g not in ("debug",)}
+    values = {f"choice/{g}": str(o) for g, o in composed.choices.items() if g != "debug"}
     values |= {"seed": cfg["seed"], "trainer.max_epochs": str(cfg["trainer"].get("max_epochs"))}
-    values |= {"tags": ",".join(map(str, cfg.get("tags") or []))}
-    trained = {group: cfg[group] for group in shown if isinstance(cfg.get(group), dict)}
-    return values | {k: v for k, v in flatten(trained).items() if not k.endswith("_partial_")}
+    values["tags"] = ",".join(map(str, cfg.get("tags") or []))
+    trained = ("data", "model", "module", "optimizer", "scheduler")
+    trained = flatten({g: cfg[g] for g in trained if isinstance(cfg.get(g), dict)})
+    return values | {k: v for k, v in trained.items() if not k.endswith("_partial_")}
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
+def flatten(tree: dict[str, Any], prefix: str = "") -> Params:
     """Nested config as `a.b` keys with values TensorBoard can show (lists and null as text)."""
-    flat: dict[str, bool | int | float | str] = {}
+    flat: Params = {}
     for key, value in tree.items():
-        name = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat |= flatten(value, f"{name}.")
+            flat |= flatten(value, f"{prefix}{key}.")
         else:
-            flat[name] = value if isinstance(value, bool | int | float | str) else str(value)
+            flat[f"{prefix}{key}"] = (
+                value if isinstance(value, bool | int | float | str) else str(value)
+            )
     return flat
 
 
 class Dashboard(L.Callback):
-    """Pictures of what the network learned, each task's own (the LightningModule's
-    `snapshot` and `final_figures`), and the loss curves; the final ones are also saved
-    in `<run>/plots/`.
+    """Pictures of what the network learned (the module's `final_figures`, and its
+    `snapshot` every `every_n_epochs` epochs for TensorBoard's slider) and the loss curves,
+    all drawn once testing is done: a figure renders as slowly as 100 of the lesson's steps.
 
-    Every `every_n_epochs` epochs the module takes a snapshot (for points, its
-    probabilities over the plane: one forward pass), so the TensorBoard slider shows the
-    boundary forming. A figure takes 50-100 ms to render, as long as 100 steps of the
-    lesson's network, so every picture is drawn once testing is done.
-
-    The loss figure shows every training step (the lesson's 1000-epoch curve), not only
-    the steps Lightning logs: each step's loss stays on the device, detached (no
-    `.item()`, which would wait for the device every step), and is copied once at the end.
-    Under DDP it is rank 0's loss. The curves so far go into every checkpoint, so a
-    resumed run's figure starts at step 1, as the uninterrupted run's does.
+    The loss curve has every step's loss (rank 0's), kept on the device (`.item()` would
+    wait for it) and saved in each checkpoint, so a resumed run's curve starts at step 1.
     """
 
-    CHUNK = 1024  # losses stacked into one tensor every CHUNK steps: few Python objects
+    CHUNK = 1024  # the losses joined into one tensor every CHUNK steps
 
     def __init__(self, every_n_epochs: Positive | None = 100):  # None: no snapshots
         self.every_n_epochs = every_n_epochs
         self.snapshots: list[tuple[int, Snapshot]] = []
-        self.losses: dict[str, list[tuple[int, float]]] = {"val/loss": []}
+        self.val: list[tuple[int, float]] = []  # (step, val/loss)
         self.first_step: int | None = None
-        self.step_losses: list[Tensor] = []  # this chunk's, one 0-d tensor a step
-        self.loss_chunks: list[Tensor] = []
+        self.train: list[Tensor] = []  # each step's loss, or the steps so far joined
 
     @override
-    def on_train_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, module: Any, outputs: Any, *_: Any) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if not isinstance(loss, Tensor):
             return
         if self.first_step is None:
             self.first_step = trainer.global_step  # counted after this step's update
-        self.step_losses.append(loss.detach())
-        if len(self.step_losses) == self.CHUNK:
-            self.loss_chunks.append(torch.stack(self.step_losses))
-            self.step_losses = []
+        self.train.append(loss.detach().reshape(1))
+        if len(self.train) > self.CHUNK:
+            self.train = [self._joined()]
+
+    def _joined(self) -> Tensor:
+        """Every step's loss so far, joined where the last is (a resumed run's are on the CPU)."""
+        device = self.train[-1].device if self.train else "cpu"
+        return torch.cat([torch.empty(0, device=device), *(t.to(device) for t in self.train)])
 
     def training_curve(self) -> list[tuple[int, float]]:
         """(step, loss) of every training step, copied from the device once."""
-        values = self._train_losses().tolist()
-        return list(enumerate(values, start=self.first_step or 1))
-
-    def _train_losses(self) -> Tensor:
-        """Every step's loss so far, on the CPU (a resumed run's first chunk is there)."""
-        chunks = self.loss_chunks + ([torch.stack(self.step_losses)] if self.step_losses else [])
-        return torch.cat([c.float().cpu() for c in chunks]) if chunks else torch.empty(0)
+        return list(enumerate(self._joined().cpu().tolist(), start=self.first_step or 1))
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        """The curves so far, saved in the checkpoint (a copy from the device each time
-        one is written, which waits for the device anyway)."""
-        return {"first_step": self.first_step, "train": self._train_losses(), **self.losses}
+        return {"first_step": self.first_step, "train": self._joined().cpu(), "val/loss": self.val}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        state = dict(state_dict)
-        self.first_step, train = state.pop("first_step"), state.pop("train")
-        self.loss_chunks, self.step_losses = ([train] if len(train) else []), []
-        self.losses = {name: [tuple(point) for point in points] for name, points in state.items()}
+        self.first_step, self.train = state_dict["first_step"], [state_dict["train"]]
+        self.val = [tuple(point) for point in state_dict["val/loss"]]
 
     @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -199,12 +166,9 @@ class Dashboard(L.Callback):
 
     @override
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        for name in self.losses:
-            value = trainer.callback_metrics.get(name)
-            if value is not None:
-                self.losses[name].append((trainer.global_step, value.item()))
+        value = trainer.callback_metrics.get("val/loss")
+        if value is not None and not trainer.sanity_checking:
+            self.val.append((trainer.global_step, value.item()))
 
     @override
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -214,7 +178,7 @@ class Dashboard(L.Callback):
         for step, (name, draw) in self.snapshots:
             add_figure(to, f"pictures/{name}", draw(), step)
         final = pl_module.final_figures(trainer.datamodule)
-        curves = {"train/loss": self.training_curve(), **self.losses}
+        curves = {"train/loss": self.training_curve(), "val/loss": self.val}
         final["loss"] = figures.loss_curves({k: v for k, v in curves.items() if v})
         plots = subfolder(Path(trainer.default_root_dir), "plots")
         for name, figure in final.items():
