@@ -281,14 +281,14 @@ def _start(words: list[str]) -> subprocess.Popen:
 def test_a_killed_search_resumes_to_exactly_its_budget(tmp_path, kill):
     words = [
         "search=circles",
-        "search.n_trials=5",
+        "search.n_trials=3",
         "trainer.max_epochs=400",
         *FAST,
         f"runs_dir={tmp_path}",
     ]
     folder = tmp_path / "searches" / "circles"
     process = _start(words)
-    wait_for(lambda: list(statuses(folder).values()).count("finished") >= 2, "2 finished trials")
+    wait_for(lambda: "finished" in statuses(folder).values(), "a finished trial")
     if kill.startswith("SIGTERM"):
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=TIMEOUT_S) == 143
@@ -297,19 +297,19 @@ def test_a_killed_search_resumes_to_exactly_its_budget(tmp_path, kill):
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=TIMEOUT_S)
     before = statuses(folder)
-    assert len([s for s in before.values() if s == "finished"]) < 5
+    assert len([s for s in before.values() if s == "finished"]) < 3
     _, rows, stopped = search(words)
     assert stopped is None
     study = study_of(folder)
     done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
-    assert len(done) == 5, [(t.number, t.state.name, t.user_attrs) for t in study.trials]
+    assert len(done) == 3, [(t.number, t.state.name, t.user_attrs) for t in study.trials]
     numbers = [t.number for t in study.trials]
     assert len(numbers) == len(set(numbers))
     folders = {int(p.name.removeprefix("trial_")) for p in folder.glob("trial_*")}
     assert folders <= set(numbers)  # every folder is a trial of the study
     found = statuses(folder)
     assert set(found) == folders  # and says how it ended
-    assert sorted(found[t.number] for t in done) == sorted(r["status"] for r in rows[:5])
+    assert sorted(found[t.number] for t in done) == sorted(r["status"] for r in rows[:3])
     for number, status in found.items():
         if status not in ("finished", "pruned"):
             assert status == "interrupted"

@@ -52,7 +52,7 @@ def test_summary_averages_seeds_and_ranks_by_the_monitor():
 def test_a_bad_value_stops_the_sweep_before_any_run(tmp_path):
     with pytest.raises(
         ConfigError,
-        match=r"sweep run .*optimizer.lr=-1: optimizer \(.*torch.optim.Adam\): Invalid learning rate",
+        match=r"sweep run .*optimizer.lr=-1: optimizer \(.*Adam\): Invalid learning rate",
     ):
         sweep([f"runs_dir={tmp_path}", "optimizer.lr=0.1,-1"])
     assert not (tmp_path / "sweeps").exists()
