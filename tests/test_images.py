@@ -53,6 +53,7 @@ def test_a_folder_gives_classes_a_stratified_split_and_skips_what_it_cannot_read
     assert set(skipped) == {"text.png", "truncated.png", "notes.txt"}
     assert skipped["notes.txt"] == "not an image file (.txt ending)"
     assert skipped["text.png"].startswith("cannot be decoded (UnidentifiedImageError")
+    assert "np.str_" not in skipped["text.png"] and "text.png" in skipped["text.png"]
     assert skipped["truncated.png"].startswith("cannot be decoded")
     used = {Path(p).name for s in dm.sets.values() for p in s.paths}
     assert {"rgba.png", "palette.png", "grey.png", "wide.jpg", "small.bmp", "frame.gif"} <= used

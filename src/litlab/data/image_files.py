@@ -40,7 +40,7 @@ def decode(path: str | Path, channels: int, size: int) -> np.ndarray:
 def probe(paths: list[str], channels: int, size: int) -> list[tuple[str, np.ndarray | None]]:
     """Why each image cannot be used (or ''), and its per-channel sums of pixels and squares."""
     out = []
-    for path in paths:
+    for path in map(str, paths):  # a loader hands numpy's str_, which Pillow's errors show
         try:
             flat = decode(path, channels, size).reshape(-1, channels) / 255.0
         # Pillow's plugins raise many kinds (OSError, SyntaxError, EOFError, ...): skipped
