@@ -90,15 +90,15 @@ FULL = Sizes(
     knob_epochs=1000,
     ddp_epochs=1000,
 )
-QUICK = Sizes(
+QUICK = Sizes(  # every section runs; the figures are too short to compare
     repeats=1,
-    lesson_epochs=200,
-    full_batch={5_000: 200, 50_000: 40},
+    lesson_epochs=100,
+    full_batch={5_000: 50, 50_000: 10},
     mini_rows=(500, 5_000),
-    mini_steps=300,
-    memory=(50_000, 3),
-    knob_epochs=100,
-    ddp_epochs=100,
+    mini_steps=100,
+    memory=(20_000, 2),
+    knob_epochs=30,
+    ddp_epochs=30,
 )
 
 

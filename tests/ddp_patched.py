@@ -33,7 +33,7 @@ import torch
 
 import litlab.module
 import litlab.train
-from litlab.cli import main
+from litlab.cli import command
 
 
 def nan_on_rank_1(step: str) -> None:
@@ -151,4 +151,4 @@ PATCHES = {
 if __name__ == "__main__":
     name, _, arg = sys.argv[1].partition(":")
     PATCHES[name](arg)
-    sys.exit(main(["train", *sys.argv[2:]]))
+    command(["train", *sys.argv[2:]])

@@ -232,11 +232,11 @@ def test_a_signal_stops_every_run_and_a_rerun_resumes_them(tmp_path, signum):
     words = [
         f"runs_dir={tmp_path}",
         "seed=1,2",
-        # the first checkpoints come after one epoch of 350 one-row steps, the end after
-        # 20: the signal lands long before the end (600 full-batch epochs took about a
-        # second, and a run could finish between the checkpoint and the signal)
+        # the first checkpoints come after one epoch of 350 one-row steps, the end 2,450
+        # steps later: the signal lands long before it (600 full-batch epochs took about
+        # a second, and a run could finish between the checkpoint and the signal)
         "data.batch_size=1",
-        "trainer.max_epochs=20",
+        "trainer.max_epochs=8",
         "trainer.check_val_every_n_epoch=1",
         "callbacks.dashboard=null",
     ]

@@ -155,7 +155,7 @@ def test_without_a_logger_a_run_writes_no_events(make_config):
 
 
 def test_a_callback_set_to_null_is_not_replaced_by_lightnings_own(make_config, capsys):
-    words = ("callbacks.checkpoint=null", "callbacks.progress_bar=null", "trainer.max_epochs=50")
+    words = ("callbacks.checkpoint=null", "callbacks.progress_bar=null", "trainer.max_epochs=10")
     run_dir, metrics = train(make_config(*words))
     assert metrics["status"] == "finished"
     assert [p.name for p in (run_dir / "checkpoints").iterdir()] == ["last.ckpt"]

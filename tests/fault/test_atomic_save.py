@@ -51,6 +51,8 @@ def test_a_kill_during_a_save_leaves_the_previous_checkpoint_whole(tmp_path):
         checkpoint = torch.load(path, weights_only=True)
         assert checkpoint["i"] in (saved, saved + 1)  # the kill may land after the rename
         assert torch.equal(checkpoint["weights"], torch.full((8_000_000,), float(checkpoint["i"])))
+        if killed_mid_save and attempt >= 2:  # three kills, one of them inside a save
+            break
     assert killed_mid_save > 0  # the kills did land inside saves
 
 

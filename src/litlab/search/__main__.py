@@ -1,5 +1,6 @@
 """A search worker: `python -m litlab.search SLOT WORDS...` trains one trial and exits."""
 
+import gc
 import sys
 
 import optuna
@@ -7,4 +8,6 @@ import optuna
 from litlab.search.worker import work
 
 optuna.logging.set_verbosity(optuna.logging.INFO)
-sys.exit(work(sys.argv[2:], int(sys.argv[1])))
+status = work(sys.argv[2:], int(sys.argv[1]))
+gc.freeze()  # as `litlab` does: exit without collecting torch's and Lightning's objects
+sys.exit(status)
