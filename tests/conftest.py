@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from litlab.config import SourcedConfig
@@ -69,10 +70,16 @@ def no_process_left() -> Iterator[None]:
 
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., SourcedConfig]:
-    """compose(words) with runs under tmp_path: make_config("experiment=seed", "seed=3")."""
+    """compose(words) with runs under tmp_path: make_config("experiment=seed", "seed=3").
+    No boundary snapshots unless a word names the dashboard: drawing ten of them takes a
+    second, most of a short run; the tests of the pictures ask for them."""
 
     def make(*words: str) -> SourcedConfig:
-        return compose([f"runs_dir={tmp_path / 'runs'}", *words])
+        composed = compose([f"runs_dir={tmp_path / 'runs'}", *words])
+        dashboard = OmegaConf.select(composed.cfg, "callbacks.dashboard")
+        if dashboard is not None and not any("dashboard" in word for word in words):
+            dashboard.every_n_epochs = None
+        return composed
 
     return make
 
