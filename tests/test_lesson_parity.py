@@ -41,7 +41,7 @@ def lesson_losses(seed: int, epochs: int = 1000) -> list[float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed, epochs", [(0, 1000), (7, 200)])  # the lesson's run; another seed
+@pytest.mark.parametrize("seed, epochs", [(0, 1000), (7, 200)])  # the lesson; another seed
 def test_seed_experiment_logs_the_lessons_losses(make_config, seed, epochs):
     words = ["experiment=seed", f"seed={seed}", f"trainer.max_epochs={epochs}"]
     run_dir, _ = train(make_config(*words, "trainer.log_every_n_steps=1"))
